@@ -1,0 +1,5 @@
+"""Settings schema and YAML profiles."""
+
+from configs.settings import AppSettings, ConfigError, load_settings
+
+__all__ = ["AppSettings", "ConfigError", "load_settings"]

@@ -1,0 +1,211 @@
+"""The settings schema: one pydantic model per area, loaded once per process.
+
+Precedence, highest first: explicit overrides (CLI flags) > environment (``APP__SECTION__KEY``)
+> the YAML profile (``--config``) > the defaults below. This module imports nothing of the project.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+CONFIG_DIR = Path(__file__).resolve().parent
+PROJECT_ROOT = CONFIG_DIR.parent
+DEFAULT_CACHE_DIR = Path.home() / ".cache" / "aligned-rag"
+
+EMBEDDED_GENERATOR = "embedded:smollm2-135m-instruct"
+EMBEDDED_EMBEDDER = "embedded:all-minilm-l6-v2"
+
+
+class ConfigError(ValueError):
+    """A settings file or value that cannot be used; the message says how to fix it."""
+
+
+class QuantizationSettings(BaseModel):
+    """bitsandbytes 4-bit settings; one place builds BitsAndBytesConfig from them."""
+
+    load_in_4bit: Literal["auto", "always", "never"] = Field(
+        "auto", description="auto: 4-bit NF4 where CUDA is present, full precision on CPU"
+    )
+    quant_type: Literal["nf4", "fp4"] = "nf4"
+    double_quant: bool = True
+    compute_dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+
+
+class LoraSettings(BaseModel):
+    r: int = Field(16, gt=0)
+    alpha: int = Field(32, gt=0)
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+
+
+class ModelSettings(BaseModel):
+    """The generator: a hub id or local path, or the embedded default."""
+
+    name_or_path: str = EMBEDDED_GENERATOR
+    adapter_path: str | None = Field(
+        None, description="LoRA adapter directory produced by `python -m finetune`"
+    )
+    cache_dir: Path = DEFAULT_CACHE_DIR / "models"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    quantization: QuantizationSettings = QuantizationSettings()
+    max_new_tokens: int = Field(256, gt=0)
+    temperature: float = Field(0.0, ge=0.0, description="0 means greedy decoding")
+    top_p: float = Field(0.9, gt=0.0, le=1.0)
+    repetition_penalty: float = Field(1.1, ge=1.0)
+    max_input_tokens: int = Field(1536, gt=0)
+
+
+class EmbeddingSettings(BaseModel):
+    name_or_path: str = EMBEDDED_EMBEDDER
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    batch_size: int = Field(32, gt=0)
+
+
+class VectorStoreSettings(BaseModel):
+    persist_dir: Path = PROJECT_ROOT / "var" / "chroma"
+    collection: str = Field("knowledge_base", min_length=3, max_length=512)
+    server_url: str | None = Field(
+        None, description="http://host:port of a Chroma server; several processes can share it"
+    )
+
+
+class IngestSettings(BaseModel):
+    chunk_size: int = Field(800, gt=50, description="characters per chunk")
+    chunk_overlap: int = Field(120, ge=0)
+    starter_kb_dir: Path = PROJECT_ROOT / "ingest" / "starter_kb"
+    ingest_starter_on_startup: bool = True
+
+
+class RetrievalSettings(BaseModel):
+    top_k: int = Field(4, gt=0, le=50)
+    min_relevance: float = Field(0.25, ge=0.0, le=1.0, description="cosine similarity floor")
+
+
+class SafetySettings(BaseModel):
+    backend: Literal["classifier", "llama_guard", "generator_judge"] = "classifier"
+    classifier_path: Path = PROJECT_ROOT / "agents" / "safety" / "weights"
+    llama_guard_model: str = "meta-llama/Llama-Guard-3-1B"
+    request_threshold: float | None = Field(None, ge=0.0, le=1.0, description="None: the trained one")
+    response_threshold: float | None = Field(None, ge=0.0, le=1.0)
+
+
+class AgentSettings(BaseModel):
+    checkpointer: Literal["sqlite", "postgres", "memory"] = "sqlite"
+    sqlite_path: Path = PROJECT_ROOT / "var" / "checkpoints.sqlite"
+    postgres_url: str | None = None
+    prompts_path: Path = CONFIG_DIR / "prompts.yaml"
+    history_turns: int = Field(6, ge=0, description="earlier messages given to the generator")
+
+
+class ApiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, gt=0, lt=65536)
+    api_keys: list[str] = Field(default_factory=list, description="empty: no auth (development)")
+    max_message_chars: int = Field(4000, gt=0)
+    log_json: bool = True
+
+
+class AppSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="APP__", env_nested_delimiter="__", extra="forbid", nested_model_default_partial_update=True
+    )
+
+    model: ModelSettings = ModelSettings()
+    embedding: EmbeddingSettings = EmbeddingSettings()
+    vector_store: VectorStoreSettings = VectorStoreSettings()
+    ingest: IngestSettings = IngestSettings()
+    retrieval: RetrievalSettings = RetrievalSettings()
+    safety: SafetySettings = SafetySettings()
+    agent: AgentSettings = AgentSettings()
+    api: ApiSettings = ApiSettings()
+
+    @field_validator("api")
+    @classmethod
+    def _no_placeholder_keys(cls, api: ApiSettings) -> ApiSettings:
+        if any(key in {"changeme", "secret", ""} for key in api.api_keys):
+            raise ValueError("api.api_keys holds a placeholder key; set real keys or none")
+        return api
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _YamlSource(settings_cls), file_secret_settings
+
+
+_yaml_data: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("yaml_data", default={})
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """Feeds the YAML profile in below the environment, so env vars still override it."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return _yaml_data.get().get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_yaml_data.get())
+
+
+def read_yaml(path: Path | str) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections, not {type(data).__name__}")
+    return data
+
+
+def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def dotted_to_nested(overrides: dict[str, Any]) -> dict[str, Any]:
+    """{"api.port": 9000} -> {"api": {"port": 9000}}; None values (unset CLI flags) are dropped."""
+    nested: dict[str, Any] = {}
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        *parents, leaf = dotted.split(".")
+        node = nested
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return nested
+
+
+def load_settings(config: Path | str | None = None, overrides: dict[str, Any] | None = None) -> AppSettings:
+    """Build the settings: defaults < YAML profile < environment < overrides (dotted keys)."""
+    from pydantic import ValidationError
+
+    token = _yaml_data.set(read_yaml(config) if config else {})
+    try:
+        return AppSettings(**dotted_to_nested(overrides or {}))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid settings ({config or 'defaults'}): {problems}") from exc
+    finally:
+        _yaml_data.reset(token)

