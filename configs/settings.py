@@ -60,6 +60,9 @@ class ModelSettings(BaseModel):
     top_p: float = Field(0.9, gt=0.0, le=1.0)
     repetition_penalty: float = Field(1.1, ge=1.0)
     max_input_tokens: int = Field(1536, gt=0)
+    cpu_threads: int | None = Field(
+        None, gt=0, description="torch intra-op threads when serving on CPU; None: torch's default"
+    )
 
 
 class EmbeddingSettings(BaseModel):

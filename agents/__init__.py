@@ -1,0 +1,1 @@
+"""The LangGraph agent: safety gates, retrieval, generation, memory."""

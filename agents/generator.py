@@ -1,0 +1,165 @@
+"""The answer generator: the aligned model (base + LoRA adapter) behind a chat-messages interface.
+
+One model instance serves every request, so generation is serialized by a lock: on a small CPU one
+generation already uses every core, and two interleaved ones only slow each other down.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from configs.settings import ModelSettings
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+logger = logging.getLogger(__name__)
+
+ChatMessages = list[dict[str, str]]
+
+# How long the consumer of a stream waits for the next token before giving up on a stalled generation.
+STREAM_TOKEN_TIMEOUT_S = 120.0
+
+
+class GenerationError(RuntimeError):
+    """Generation failed; the message says why."""
+
+
+def configure_cpu_threads(threads: int | None) -> None:
+    """Size torch's intra-op pool for CPU serving (None keeps torch's default of one per core)."""
+    import torch
+
+    if threads is not None and not torch.cuda.is_available():
+        torch.set_num_threads(threads)
+        logger.info("torch CPU threads set to %d", threads)
+
+
+class Generator:
+    """Chat-templated, truncated, greedy-by-default generation, whole or token by token."""
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, settings: ModelSettings):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.settings = settings
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, settings: ModelSettings) -> Generator:
+        from finetune.modeling import load_model
+
+        configure_cpu_threads(settings.cpu_threads)
+        started = time.perf_counter()
+        model, tokenizer = load_model(settings)
+        logger.info(
+            "generator %s loaded in %.1f s (adapter: %s, 4-bit: %s)",
+            settings.name_or_path,
+            time.perf_counter() - started,
+            settings.adapter_path or "none",
+            bool(getattr(model, "is_loaded_in_4bit", False)),
+        )
+        return cls(model, tokenizer, settings)
+
+    def encode(self, messages: ChatMessages) -> torch.Tensor:
+        """Token ids of the chat-templated prompt, at most `max_input_tokens` long.
+
+        The oldest turns after the system prompt go first; if the system prompt and the latest turn
+        alone are still too long, the middle of the token sequence is cut, so the system prompt (the
+        instructions and the retrieved context's head) and the end of the latest turn survive.
+        """
+        budget = self.settings.max_input_tokens
+        system, turns = _split_system(messages)
+        while True:
+            ids = self._template(system + turns)
+            if len(ids) <= budget or len(turns) <= 1:
+                break
+            turns = turns[1:]
+        if len(ids) > budget:
+            head_len = min(len(self._template(system)) if system else 0, budget // 2)
+            tail_len = budget - head_len
+            logger.warning("prompt of %d tokens cut to %d (max_input_tokens)", len(ids), budget)
+            ids = ids[:head_len] + ids[-tail_len:]
+        import torch
+
+        return torch.tensor([ids], device=self.model.device)
+
+    def generate(self, messages: ChatMessages) -> str:
+        return "".join(self.stream(messages))
+
+    def stream(self, messages: ChatMessages, stop: threading.Event | None = None) -> Iterator[str]:
+        """Yield text pieces as they are decoded. Setting `stop` ends generation at the next token."""
+        from transformers import StoppingCriteriaList, TextIteratorStreamer
+
+        input_ids = self.encode(messages)
+        streamer = TextIteratorStreamer(
+            self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=STREAM_TOKEN_TIMEOUT_S
+        )
+        stop = stop or threading.Event()
+        kwargs = self._generation_kwargs() | {
+            "input_ids": input_ids,
+            "attention_mask": input_ids.new_ones(input_ids.shape),
+            "streamer": streamer,
+            "stopping_criteria": StoppingCriteriaList([_EventStop(stop)]),
+        }
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            import torch
+
+            try:
+                with self._lock, torch.inference_mode():
+                    self.model.generate(**kwargs)
+            except BaseException as exc:  # re-raised in the consumer below
+                failure.append(exc)
+                streamer.end()
+
+        worker = threading.Thread(target=run, name="generator", daemon=True)
+        worker.start()
+        try:
+            for piece in streamer:
+                if piece:
+                    yield piece
+        finally:
+            stop.set()  # a consumer that stops early (client gone) frees the model at the next token
+            worker.join()
+        if failure:
+            raise GenerationError(f"generation failed: {failure[0]}") from failure[0]
+
+    def _template(self, messages: ChatMessages) -> list[int]:
+        return self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=True, return_dict=False
+        )
+
+    def _generation_kwargs(self) -> dict[str, Any]:
+        s = self.settings
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": s.max_new_tokens,
+            "repetition_penalty": s.repetition_penalty,
+            "pad_token_id": self.tokenizer.pad_token_id,
+        }
+        if s.temperature > 0:
+            return kwargs | {"do_sample": True, "temperature": s.temperature, "top_p": s.top_p}
+        # Greedy: unset the sampling knobs so transformers doesn't warn they are ignored.
+        return kwargs | {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+
+
+class _EventStop:
+    """A stopping criterion that ends generation once its event is set."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        import torch
+
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
+def _split_system(messages: ChatMessages) -> tuple[ChatMessages, ChatMessages]:
+    if messages and messages[0]["role"] == "system":
+        return messages[:1], messages[1:]
+    return [], list(messages)

@@ -1,0 +1,1 @@
+"""Search over the Chroma knowledge base: embeddings, the store, the retriever."""

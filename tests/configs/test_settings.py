@@ -1,0 +1,63 @@
+"""Settings precedence: defaults < YAML profile < environment < explicit overrides."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from configs.settings import ConfigError, load_settings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_defaults_are_the_embedded_models() -> None:
+    settings = load_settings()
+    assert settings.model.name_or_path == "embedded:smollm2-135m-instruct"
+    assert settings.embedding.name_or_path == "embedded:all-minilm-l6-v2"
+
+
+def test_yaml_env_and_overrides_layer_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    profile = tmp_path / "profile.yaml"
+    profile.write_text(yaml.safe_dump({"api": {"port": 8100, "host": "0.0.0.0"}, "retrieval": {"top_k": 7}}))
+    assert load_settings(profile).api.port == 8100
+
+    monkeypatch.setenv("APP__API__PORT", "8200")
+    settings = load_settings(profile)
+    assert (settings.api.port, settings.api.host, settings.retrieval.top_k) == (8200, "0.0.0.0", 7)
+
+    assert load_settings(profile, {"api.port": 8300, "retrieval.top_k": None}).api.port == 8300
+
+
+def test_production_profile_is_4bit_nf4_llama() -> None:
+    settings = load_settings(REPO_ROOT / "configs" / "llama31-8b.yaml")
+    assert settings.model.name_or_path == "meta-llama/Llama-3.1-8B-Instruct"
+    quant = settings.model.quantization
+    assert (quant.load_in_4bit, quant.quant_type, quant.double_quant, quant.compute_dtype) == (
+        "always", "nf4", True, "bfloat16",
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("api: [1, 2", "not valid YAML"),
+        ("- a\n- b\n", "must hold a mapping"),
+        ("api:\n  port: -1\n", "api.port"),
+        ("nonsense_section: {}\n", "nonsense_section"),
+    ],
+)
+def test_bad_profiles_give_actionable_errors(tmp_path: Path, content: str, message: str) -> None:
+    profile = tmp_path / "bad.yaml"
+    profile.write_text(content)
+    with pytest.raises(ConfigError, match=message):
+        load_settings(profile)
+
+
+def test_missing_profile_is_reported() -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings("does/not/exist.yaml")
+
+
+def test_placeholder_api_key_is_refused() -> None:
+    with pytest.raises(ConfigError, match="placeholder"):
+        load_settings(overrides={"api.api_keys": ["changeme"]})
