@@ -39,8 +39,9 @@ FROM python-base AS runtime
 RUN useradd --create-home --home-dir /home/app app
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build --chown=app /home/app/.cache /home/app/.cache
+# No source tree in /app: the installed packages (with their YAML, prompts, starter KB and safety
+# weights as package data) are the only copy, so PROJECT_ROOT-relative defaults resolve inside them.
 WORKDIR /app
-COPY --chown=app configs configs
 ENV PATH=/opt/venv/bin:$PATH HOME=/home/app \
     HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 ANONYMIZED_TELEMETRY=False \
     APP__API__HOST=0.0.0.0 APP__VECTOR_STORE__PERSIST_DIR=/data/chroma \

@@ -7,6 +7,8 @@ generation already uses every core, and two interleaved ones only slow each othe
 from __future__ import annotations
 
 import logging
+import os
+import queue
 import threading
 import time
 from collections.abc import Iterator
@@ -31,12 +33,18 @@ class GenerationError(RuntimeError):
 
 
 def configure_cpu_threads(threads: int | None) -> None:
-    """Size torch's intra-op pool for CPU serving (None keeps torch's default of one per core)."""
+    """Size torch's intra-op pool for CPU serving; None: half the cores.
+
+    Half, because while an answer streams, the guard embeds it sentence by sentence on another thread:
+    two pools each as wide as the machine oversubscribe the cores and stall each other.
+    """
     import torch
 
-    if threads is not None and not torch.cuda.is_available():
-        torch.set_num_threads(threads)
-        logger.info("torch CPU threads set to %d", threads)
+    if torch.cuda.is_available():
+        return
+    threads = threads or max(1, (os.cpu_count() or 2) // 2)
+    torch.set_num_threads(threads)
+    logger.info("torch CPU threads: %d", threads)
 
 
 class Generator:
@@ -46,7 +54,9 @@ class Generator:
         self.model = model
         self.tokenizer = tokenizer
         self.settings = settings
-        self._lock = threading.Lock()
+        # Reentrant: a guard that judges with this same model (generator_judge) generates from the thread
+        # that is consuming a stream, and must not wait on itself.
+        self._lock = threading.RLock()
 
     @classmethod
     def load(cls, settings: ModelSettings) -> Generator:
@@ -90,15 +100,15 @@ class Generator:
     def generate(self, messages: ChatMessages) -> str:
         return "".join(self.stream(messages))
 
-    def stream(self, messages: ChatMessages, stop: threading.Event | None = None) -> Iterator[str]:
-        """Yield text pieces as they are decoded. Setting `stop` ends generation at the next token."""
+    def stream(self, messages: ChatMessages) -> Iterator[str]:
+        """Yield text pieces as they are decoded. Closing the iterator ends generation at the next token."""
         from transformers import StoppingCriteriaList, TextIteratorStreamer
 
         input_ids = self.encode(messages)
         streamer = TextIteratorStreamer(
             self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=STREAM_TOKEN_TIMEOUT_S
         )
-        stop = stop or threading.Event()
+        stop = threading.Event()
         kwargs = self._generation_kwargs() | {
             "input_ids": input_ids,
             "attention_mask": input_ids.new_ones(input_ids.shape),
@@ -111,21 +121,25 @@ class Generator:
             import torch
 
             try:
-                with self._lock, torch.inference_mode():
+                with torch.inference_mode():
                     self.model.generate(**kwargs)
             except BaseException as exc:  # re-raised in the consumer below
                 failure.append(exc)
                 streamer.end()
 
-        worker = threading.Thread(target=run, name="generator", daemon=True)
-        worker.start()
-        try:
-            for piece in streamer:
-                if piece:
-                    yield piece
-        finally:
-            stop.set()  # a consumer that stops early (client gone) frees the model at the next token
-            worker.join()
+        # Held by the consumer, so a request queued behind another waits here, not on the token timeout.
+        with self._lock:
+            worker = threading.Thread(target=run, name="generator", daemon=True)
+            worker.start()
+            try:
+                for piece in streamer:
+                    if piece:
+                        yield piece
+            except queue.Empty as exc:
+                raise GenerationError(f"no token for {STREAM_TOKEN_TIMEOUT_S:.0f} s; generation stalled") from exc
+            finally:
+                stop.set()  # a consumer that stops early frees the model at the next token
+                worker.join()
         if failure:
             raise GenerationError(f"generation failed: {failure[0]}") from failure[0]
 

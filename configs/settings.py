@@ -61,7 +61,7 @@ class ModelSettings(BaseModel):
     repetition_penalty: float = Field(1.1, ge=1.0)
     max_input_tokens: int = Field(1536, gt=0)
     cpu_threads: int | None = Field(
-        None, gt=0, description="torch intra-op threads when serving on CPU; None: torch's default"
+        None, gt=0, description="torch intra-op threads when serving on CPU; None: half the cores"
     )
 
 
@@ -97,6 +97,16 @@ class SafetySettings(BaseModel):
     llama_guard_model: str = "meta-llama/Llama-Guard-3-1B"
     request_threshold: float | None = Field(None, ge=0.0, le=1.0, description="None: the trained one")
     response_threshold: float | None = Field(None, ge=0.0, le=1.0)
+    category_min_probability: float = Field(
+        0.35, ge=0.0, le=1.0, description="besides the most likely hazard, list others at least this probable"
+    )
+    llama_guard_categories: list[str] = Field(
+        default_factory=lambda: [f"S{i}" for i in range(1, 15)],
+        description="hazard codes put in the Llama Guard prompt (Llama-Guard-3-1B's card lists S1..S13)",
+    )
+    fail_closed: bool = Field(True, description="an unreadable judge/Llama Guard answer counts as unsafe")
+    data_dir: Path = Field(PROJECT_ROOT.parent / "shared" / "data", description="training/evaluation data sets")
+    seed: int = Field(0, description="fixes samples, splits and training of the embedded classifier")
 
 
 class AgentSettings(BaseModel):
@@ -105,6 +115,11 @@ class AgentSettings(BaseModel):
     postgres_url: str | None = None
     prompts_path: Path = CONFIG_DIR / "prompts.yaml"
     history_turns: int = Field(6, ge=0, description="earlier messages given to the generator")
+    check_stream_sentences: bool = Field(
+        True,
+        description="release streamed answer text only after the output guard passed each sentence; "
+        "false streams raw tokens and retracts the answer if the final check fails",
+    )
 
 
 class ApiSettings(BaseModel):

@@ -142,17 +142,21 @@ def load_tokenizer(settings: ModelSettings) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def load_base_model(settings: ModelSettings, *, for_training: bool = False) -> PreTrainedModel:
+def load_base_model(
+    settings: ModelSettings, *, for_training: bool = False, attn_implementation: str = "sdpa"
+) -> PreTrainedModel:
     """The base model, 4-bit NF4 where the settings and hardware say so, else in full precision."""
+    import torch
     from transformers import AutoModelForCausalLM
 
     device = resolve_device(settings)
     dtype = resolve_dtype(settings, device)
     path = resolve_model_path(settings.name_or_path, settings.cache_dir)
-    kwargs: dict = {"dtype": dtype, "attn_implementation": "sdpa"}
+    kwargs: dict = {"dtype": dtype, "attn_implementation": attn_implementation}
     if use_4bit(settings.quantization, device):
         kwargs["quantization_config"] = build_bnb_config(settings.quantization)
-        kwargs["device_map"] = {"": 0} if device == "cuda" else {"": "cpu"}
+        # The current device, not GPU 0: under `accelerate launch` each process has set its own.
+        kwargs["device_map"] = {"": torch.cuda.current_device()} if device == "cuda" else {"": "cpu"}
     try:
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except OSError as exc:
@@ -171,10 +175,11 @@ def load_model(
     *,
     lora: LoraSettings | None = None,
     for_training: bool = False,
+    attn_implementation: str = "sdpa",
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Base + adapter. Training: a fresh trainable LoRA (from `lora`). Serving: `settings.adapter_path`."""
     tokenizer = load_tokenizer(settings)
-    model = load_base_model(settings, for_training=for_training)
+    model = load_base_model(settings, for_training=for_training, attn_implementation=attn_implementation)
     if for_training:
         from peft import get_peft_model
 

@@ -1,0 +1,162 @@
+"""The graph's nodes. Each reads the state and returns a partial update; the graph wires them in graph.py.
+
+Custom stream events (LangGraph `stream_mode="custom"`), for callers that stream:
+- `{"type": "token", "text": ...}`: answer text that may be shown now;
+- `{"type": "retract", "replacement": ...}`: the text shown so far is withdrawn; show the replacement.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal, Protocol
+
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
+from langgraph.config import get_stream_writer
+
+from agents.prompts import PromptTemplates, build_system_prompt
+from agents.safety import refusal_message
+from agents.safety.verdict import SafetyGuard, Verdict
+from agents.state import AgentState, ContextDocument
+from agents.stream_gate import SentenceGate
+from configs.settings import AgentSettings
+from retrieval.retriever import RetrievedChunk
+
+logger = logging.getLogger(__name__)
+
+ChatMessages = list[dict[str, str]]
+
+
+class SearchesKnowledge(Protocol):
+    def search(self, query: str, k: int | None = None) -> list[RetrievedChunk]: ...
+
+
+class StreamsAnswers(Protocol):
+    def stream(self, messages: ChatMessages) -> Iterator[str]: ...
+
+
+def to_chat_messages(messages: Sequence[AnyMessage]) -> ChatMessages:
+    roles = {"human": "user", "ai": "assistant"}
+    return [{"role": roles[m.type], "content": m.text} for m in messages if m.type in roles]
+
+
+def user_texts(messages: Sequence[AnyMessage]) -> list[str]:
+    return [message.text for message in messages if isinstance(message, HumanMessage)]
+
+
+def to_context_documents(chunks: Sequence[RetrievedChunk]) -> list[ContextDocument]:
+    return [
+        ContextDocument(
+            index=number,
+            id=chunk.id,
+            source=chunk.source,
+            title=str(chunk.metadata.get("title") or chunk.source),
+            score=chunk.score,
+            text=chunk.text,
+        )
+        for number, chunk in enumerate(chunks, start=1)
+    ]
+
+
+class AgentNodes:
+    """The nodes, bound to the parts they use (guard, retriever, generator, prompts)."""
+
+    def __init__(
+        self,
+        *,
+        guard: SafetyGuard,
+        retriever: SearchesKnowledge,
+        generator: StreamsAnswers,
+        prompts: PromptTemplates,
+        settings: AgentSettings,
+        top_k: int,
+    ) -> None:
+        self.guard = guard
+        self.retriever = retriever
+        self.generator = generator
+        self.prompts = prompts
+        self.settings = settings
+        self.top_k = top_k
+
+    def _window(self, messages: Sequence[AnyMessage]) -> ChatMessages:
+        """The latest user turn and up to `history_turns` messages before it."""
+        return to_chat_messages(messages)[-(self.settings.history_turns + 1) :]
+
+    def safety_in(self, state: AgentState) -> dict[str, Any]:
+        verdict = self.guard.check_request(self._window(state.messages))
+        if not verdict.safe:
+            logger.info("request refused: categories=%s score=%.2f", verdict.categories, verdict.score)
+        return {"request_verdict": verdict, "route": [*state.route, "safety_in"]}
+
+    @staticmethod
+    def route_request(state: AgentState) -> Literal["retrieve", "refuse"]:
+        return "retrieve" if _request_verdict(state).safe else "refuse"
+
+    def retrieve(self, state: AgentState) -> dict[str, Any]:
+        *earlier, question = user_texts(state.messages)
+        chunks = self.retriever.search(question, k=self.top_k)
+        if not chunks and earlier:
+            # A follow-up ("and how do I change it?") often names its topic only in the turn before.
+            chunks = self.retriever.search(f"{earlier[-1]}\n{question}", k=self.top_k)
+        return {"documents": to_context_documents(chunks), "route": [*state.route, "retrieve"]}
+
+    def generate(self, state: AgentState) -> dict[str, Any]:
+        write = get_stream_writer()
+        conversation = self._window(state.messages)
+        prompt = [{"role": "system", "content": build_system_prompt(self.prompts, state.documents)}]
+        gate = (
+            SentenceGate(lambda text: self.guard.check_response(conversation, text))
+            if self.settings.check_stream_sentences
+            else None
+        )
+        pieces: list[str] = []
+        with contextlib.closing(iter(self.generator.stream(prompt + conversation))) as tokens:
+            for piece in tokens:
+                pieces.append(piece)
+                shown = gate.feed(piece) if gate else piece
+                if shown:
+                    write({"type": "token", "text": shown})
+                if gate and gate.flagged:
+                    logger.info("answer flagged mid-stream; generation stopped")
+                    break  # closing the stream stops the model at its next token
+        if gate and (tail := gate.flush()):
+            write({"type": "token", "text": tail})
+        answer = "".join(pieces).strip()
+        if not answer:
+            answer = self.prompts.empty_answer
+            write({"type": "token", "text": answer})
+        update: dict[str, Any] = {
+            "messages": [AIMessage(content=answer, id=str(uuid.uuid4()))],
+            "route": [*state.route, "generate"],
+        }
+        # Hand the gate's verdict to safety_out only when it judged exactly this answer.
+        if gate and gate.verdict is not None and gate.checked_text.strip() == answer:
+            update["response_verdict"] = gate.verdict
+        return update
+
+    def safety_out(self, state: AgentState) -> dict[str, Any]:
+        answer = state.messages[-1]
+        verdict = state.response_verdict or self.guard.check_response(
+            self._window(state.messages[:-1]), answer.text
+        )
+        update: dict[str, Any] = {"response_verdict": verdict, "route": [*state.route, "safety_out"]}
+        if not verdict.safe:
+            refusal = refusal_message(verdict)
+            logger.info("answer withheld: categories=%s score=%.2f", verdict.categories, verdict.score)
+            get_stream_writer()({"type": "retract", "replacement": refusal})
+            # Same id: add_messages replaces the unsafe answer, so it never enters the conversation memory.
+            update["messages"] = [AIMessage(content=refusal, id=answer.id)]
+        return update
+
+    def refuse(self, state: AgentState) -> dict[str, Any]:
+        refusal = refusal_message(_request_verdict(state))
+        get_stream_writer()({"type": "token", "text": refusal})
+        return {"messages": [AIMessage(content=refusal, id=str(uuid.uuid4()))], "route": [*state.route, "refuse"]}
+
+
+def _request_verdict(state: AgentState) -> Verdict:
+    if state.request_verdict is None:
+        raise RuntimeError("the request has not been checked; the graph must run safety_in first")
+    return state.request_verdict

@@ -1,0 +1,128 @@
+"""The embedded default backend: MiniLM sentence embeddings + small linear heads trained in this repo.
+
+Request stage: the latest user turn (and, in a multi-turn chat, that turn joined to the one before; the
+higher score wins). Response stage: the answer judged with the request in view: the features are the
+request embedding, the answer embedding and their element-wise product, so "Sure, step 1..." after a
+harmful request scores differently from the same words after a harmless one. Long answers are judged
+window by window; the worst window decides.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from agents.safety.conversation import ChatMessages, answer_windows, last_user_turn, request_views
+from agents.safety.heads import GuardHeads, StageHeads, load_heads
+from agents.safety.verdict import Verdict
+
+logger = logging.getLogger(__name__)
+
+Encoder = Callable[[list[str]], np.ndarray]
+
+
+def request_features(request_embeddings: np.ndarray) -> np.ndarray:
+    return request_embeddings
+
+
+def response_features(request_embeddings: np.ndarray, answer_embeddings: np.ndarray) -> np.ndarray:
+    return np.concatenate(
+        [request_embeddings, answer_embeddings, request_embeddings * answer_embeddings], axis=1
+    )
+
+
+def sentence_encoder(embedder: str, device: str = "cpu") -> Encoder:
+    """Normalized float32 embeddings from the shared (cached) sentence-transformers model."""
+    from retrieval.embeddings import load_sentence_model
+
+    model = load_sentence_model(embedder, device)
+
+    def encode(texts: list[str]) -> np.ndarray:
+        return model.encode(
+            texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        ).astype(np.float32)
+
+    return encode
+
+
+class EmbeddingClassifierGuard:
+    """`SafetyGuard` over the trained heads; thresholds come from training unless the settings override them."""
+
+    name = "classifier"
+
+    def __init__(
+        self,
+        heads: GuardHeads,
+        encode: Encoder,
+        *,
+        request_threshold: float | None = None,
+        response_threshold: float | None = None,
+        category_min_probability: float = 0.35,
+    ) -> None:
+        self.heads = heads
+        self.encode = encode
+        self.request_threshold = heads.request.threshold if request_threshold is None else request_threshold
+        self.response_threshold = heads.response.threshold if response_threshold is None else response_threshold
+        self.category_min_probability = category_min_probability
+
+    @classmethod
+    def load(
+        cls,
+        classifier_path: Path,
+        *,
+        device: str = "cpu",
+        request_threshold: float | None = None,
+        response_threshold: float | None = None,
+        category_min_probability: float = 0.35,
+    ) -> EmbeddingClassifierGuard:
+        heads = load_heads(classifier_path)
+        return cls(
+            heads,
+            sentence_encoder(heads.embedder, device),
+            request_threshold=request_threshold,
+            response_threshold=response_threshold,
+            category_min_probability=category_min_probability,
+        )
+
+    def check_request(self, messages: ChatMessages) -> Verdict:
+        started = time.perf_counter()
+        features = request_features(self.encode(request_views(messages)))
+        return self._verdict("request", self.heads.request, self.request_threshold, features, started)
+
+    def check_response(self, messages: ChatMessages, answer: str) -> Verdict:
+        started = time.perf_counter()
+        windows = answer_windows(answer)
+        embeddings = self.encode([last_user_turn(messages), *windows])
+        request = np.repeat(embeddings[:1], len(windows), axis=0)
+        features = response_features(request, embeddings[1:])
+        return self._verdict("response", self.heads.response, self.response_threshold, features, started)
+
+    def _verdict(
+        self, stage: str, heads: StageHeads, threshold: float, features: np.ndarray, started: float
+    ) -> Verdict:
+        scores = heads.unsafe.unsafe_probability(features)
+        worst = int(np.argmax(scores))
+        score = float(scores[worst])
+        unsafe = score >= threshold
+        categories = self._categories(heads, features[worst : worst + 1]) if unsafe else []
+        return Verdict(
+            safe=not unsafe,
+            categories=categories,
+            score=min(max(score, 0.0), 1.0),
+            backend=self.name,
+            stage=stage,
+            latency_ms=(time.perf_counter() - started) * 1000.0,
+        )
+
+    def _categories(self, heads: StageHeads, features: np.ndarray) -> list[str]:
+        probabilities = heads.category.class_probabilities(features)[0]
+        ranked = np.argsort(-probabilities)
+        chosen = [self.heads.categories[ranked[0]]]
+        chosen += [
+            self.heads.categories[i] for i in ranked[1:] if probabilities[i] >= self.category_min_probability
+        ]
+        return chosen

@@ -1,0 +1,39 @@
+"""Binary detection metrics and the threshold rule, shared by training and evaluation."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def binary_metrics(truth: np.ndarray, flagged: np.ndarray) -> dict[str, float | int]:
+    """Precision, recall, F1 and false-positive rate of `flagged` (unsafe is the positive class)."""
+    truth, flagged = np.asarray(truth, dtype=bool), np.asarray(flagged, dtype=bool)
+    tp = int(np.sum(truth & flagged))
+    fp = int(np.sum(~truth & flagged))
+    fn = int(np.sum(truth & ~flagged))
+    tn = int(np.sum(~truth & ~flagged))
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    fpr = fp / (fp + tn) if fp + tn else 0.0
+    return {
+        "precision": round(precision, 4),
+        "recall": round(recall, 4),
+        "f1": round(f1, 4),
+        "fpr": round(fpr, 4),
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "tn": tn,
+    }
+
+
+def choose_threshold(truth: np.ndarray, scores: np.ndarray, max_fpr: float) -> float:
+    """The score cut with the best F1 among those whose false-positive rate is at most `max_fpr`."""
+    truth = np.asarray(truth, dtype=bool)
+    best_threshold, best_f1 = 1.0, -1.0
+    for threshold in np.unique(np.round(scores, 4)):
+        result = binary_metrics(truth, scores >= threshold)
+        if result["fpr"] <= max_fpr and result["f1"] > best_f1:
+            best_threshold, best_f1 = float(threshold), float(result["f1"])
+    return round(best_threshold, 4)

@@ -1,0 +1,48 @@
+"""The graph's state: the conversation (kept across turns by the checkpointer) and this turn's work."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, TypedDict
+
+from langchain_core.messages import AnyMessage, HumanMessage
+from langgraph.graph.message import add_messages
+
+from agents.safety.verdict import Verdict
+
+
+class ContextDocument(TypedDict):
+    """A retrieved chunk as the prompt numbers it and the API cites it."""
+
+    index: int  # 1-based, the number the answer cites as [index]
+    id: str
+    source: str
+    title: str
+    score: float
+    text: str
+
+
+@dataclass(kw_only=True)
+class AgentState:
+    """Only `messages` accumulates across turns (add_messages: append, or replace by message id).
+
+    The per-turn fields are reset by the input of every turn (`turn_input`), since the checkpointer
+    would otherwise carry the previous turn's documents, verdicts and route into this one.
+    """
+
+    messages: Annotated[list[AnyMessage], add_messages] = field(default_factory=list)
+    documents: list[ContextDocument] = field(default_factory=list)
+    request_verdict: Verdict | None = None
+    response_verdict: Verdict | None = None
+    route: list[str] = field(default_factory=list)  # the nodes this turn visited, in order
+
+
+def turn_input(message: str) -> dict:
+    """The graph input for one user turn."""
+    return {
+        "messages": [HumanMessage(content=message)],
+        "documents": [],
+        "request_verdict": None,
+        "response_verdict": None,
+        "route": [],
+    }

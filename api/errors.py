@@ -1,0 +1,102 @@
+"""Every error the service returns, mapped to a JSON response in one place.
+
+Body: `{"detail": "<what went wrong and what to do>", "code": "<machine-readable>"}` (+ `errors` for
+validation). The client never sees a stack trace; unexpected errors are logged with theirs.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from agents.generator import GenerationError
+from retrieval.store import VectorStoreError
+
+logger = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An error with its HTTP status and a message the client can act on."""
+
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class InvalidRequest(ApiError):
+    status_code = 422
+    code = "invalid_request"
+
+
+class Unauthorized(ApiError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class NotReady(ApiError):
+    status_code = 503
+    code = "not_ready"
+
+
+# Errors from the layers below, with what the client is told.
+_PROJECT_ERRORS: dict[type[Exception], tuple[int, str, str]] = {
+    GenerationError: (500, "generation_failed", "the model failed to generate an answer; try again"),
+    VectorStoreError: (503, "knowledge_base_unavailable", "the knowledge base is unavailable; try again later"),
+}
+_UNEXPECTED = (500, "internal_error", "internal error; the server log has the details")
+
+
+def client_error(exc: Exception) -> tuple[int, str, str]:
+    """(status, code, detail) the client is told about `exc`; also used once a stream has started."""
+    if isinstance(exc, ApiError):
+        return exc.status_code, exc.code, exc.detail
+    for error_type, answer in _PROJECT_ERRORS.items():
+        if isinstance(exc, error_type):
+            return answer
+    return _UNEXPECTED
+
+
+def error_body(status_code: int, code: str, detail: str, **extra: object) -> JSONResponse:
+    return JSONResponse(status_code=status_code, content={"detail": detail, "code": code, **extra})
+
+
+def describe_validation_errors(exc: RequestValidationError) -> tuple[str, list[dict[str, str]]]:
+    errors = [
+        {"field": ".".join(str(part) for part in err["loc"] if part != "body") or "body", "reason": err["msg"]}
+        for err in exc.errors()
+    ]
+    return "; ".join(f"{e['field']}: {e['reason']}" for e in errors), errors
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        response = error_body(*client_error(exc))
+        if isinstance(exc, Unauthorized):
+            response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail, errors = describe_validation_errors(exc)
+        if any(err["type"] == "json_invalid" for err in exc.errors()):
+            return error_body(400, "malformed_json", f"the request body is not valid JSON ({detail})")
+        return error_body(422, "invalid_request", detail, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_body(exc.status_code, f"http_{exc.status_code}", str(exc.detail))
+
+    async def _server_error(request: Request, exc: Exception) -> JSONResponse:
+        logger.error("%s on %s %s", type(exc).__name__, request.method, request.url.path, exc_info=exc)
+        return error_body(*client_error(exc))
+
+    for error_type in (*_PROJECT_ERRORS, Exception):
+        app.add_exception_handler(error_type, _server_error)

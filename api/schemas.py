@@ -1,0 +1,87 @@
+"""Request and response bodies of the chat endpoints."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, Field, StringConstraints, field_validator
+
+from agents.chat import TurnResult
+from agents.safety.verdict import Verdict
+from agents.state import ContextDocument
+
+SNIPPET_CHARS = 240
+ThreadId = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,128}$"),
+    Field(description="1-128 letters, digits or . _ : -; send it again to continue the conversation"),
+]
+
+
+class ChatRequest(BaseModel):
+    message: str = Field(min_length=1, description="the user's message (at most api.max_message_chars)")
+    thread_id: ThreadId | None = Field(None, description="omit to start a new conversation")
+
+    @field_validator("message")
+    @classmethod
+    def _not_blank(cls, message: str) -> str:
+        if not message.strip():
+            raise ValueError("the message is blank; send some text")
+        return message
+
+
+class Source(BaseModel):
+    index: int = Field(description="the number the answer cites, as [index]")
+    source: str
+    title: str
+    score: float = Field(description="cosine similarity to the question")
+    snippet: str
+
+    @classmethod
+    def from_document(cls, document: ContextDocument) -> Source:
+        text = " ".join(document["text"].split())
+        snippet = text if len(text) <= SNIPPET_CHARS else text[: SNIPPET_CHARS - 1].rstrip() + "…"
+        return cls(index=document["index"], source=document["source"], title=document["title"],
+                   score=round(document["score"], 4), snippet=snippet)
+
+
+class Safety(BaseModel):
+    request: Verdict
+    response: Verdict | None = Field(description="null when the request was refused before generation")
+    refused: bool
+
+
+class ChatResponse(BaseModel):
+    answer: str
+    thread_id: str
+    sources: list[Source]
+    safety: Safety
+    route: list[str] = Field(description="the graph nodes this turn visited, in order")
+
+    @classmethod
+    def from_turn(cls, turn: TurnResult) -> ChatResponse:
+        return cls(
+            answer=turn.answer,
+            thread_id=turn.thread_id,
+            sources=[Source.from_document(document) for document in turn.documents],
+            safety=Safety(request=turn.request_verdict, response=turn.response_verdict, refused=turn.refused),
+            route=turn.route,
+        )
+
+
+class TokenData(BaseModel):
+    text: str
+
+
+class RetractData(BaseModel):
+    replacement: str = Field(description="show this instead of the text streamed so far")
+
+
+class StreamError(BaseModel):
+    detail: str
+    code: str
+
+
+class Health(BaseModel):
+    status: str
+    detail: str | None = None

@@ -1,0 +1,70 @@
+"""A Llama-3.1-8B-shaped model with random weights, saved once and loaded in 4-bit like a user's model.
+
+Speed does not depend on the weights' values, so the benchmark needs no hub access. `tiny` is the same
+architecture at toy size, for the CPU smoke test.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+logger = logging.getLogger(__name__)
+
+SHAPES: dict[str, dict] = {
+    # meta-llama/Llama-3.1-8B-Instruct config.json
+    "llama31-8b": dict(
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        vocab_size=128256,
+        max_position_embeddings=131072,
+        rope_theta=500000.0,
+        rope_scaling={
+            "rope_type": "llama3",
+            "factor": 8.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192,
+        },
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=False,
+        bos_token_id=128000,
+        eos_token_id=128009,
+    ),
+    "tiny": dict(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=49152,
+        max_position_embeddings=2048,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=False,
+    ),
+}
+
+
+def save_random_model(shape: str, directory: Path, device: str, tokenizer: Any) -> Path:
+    """Write a bf16 checkpoint of random weights and `tokenizer` (skipped when it is already there)."""
+    if (directory / "config.json").is_file():
+        return directory
+    config = LlamaConfig(**SHAPES[shape])
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = LlamaForCausalLM._from_config(config, dtype=torch.bfloat16)
+    partial = directory.with_name(directory.name + ".partial")
+    model.save_pretrained(partial, max_shard_size="5GB")
+    tokenizer.save_pretrained(partial)
+    partial.rename(directory)
+    del model
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    return directory

@@ -1,0 +1,184 @@
+"""`python -m finetune`: ULMA alignment of the generator with QLoRA. Parse, build, train, save.
+
+    python -m finetune --config configs/finetune/ulma-embedded.yaml            # minutes on CPU
+    python -m finetune --config configs/finetune/ulma-llama31-8b.yaml          # the production recipe
+    python -m finetune --config ... --resume                                   # continue after a crash or kill
+    accelerate launch -m finetune --config ...                                 # several GPUs (DDP)
+
+Every `UlmaConfig` field is a flag (`--beta 0.2`, `--max-steps 50`, `--output-dir out/x`); flags override the
+YAML profile. The output directory ends up holding the LoRA adapter, the tokenizer, README.md (model card),
+ulma_config.yaml, data.json, metrics.jsonl, training_curves.png and the checkpoints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from configs.settings import ConfigError, read_yaml
+
+logger = logging.getLogger("finetune")
+
+CONFIG_FILE = "ulma_config.yaml"
+DATA_FILE = "data.json"
+
+
+class ResumeError(RuntimeError):
+    """The output directory and --resume disagree; the message says which to change."""
+
+
+def _parser():
+    from transformers import HfArgumentParser
+
+    from finetune.ulma_config import UlmaConfig
+
+    parser = HfArgumentParser(
+        UlmaConfig,
+        prog="python -m finetune",
+        description="ULMA alignment with QLoRA. Flags override the --config YAML profile. "
+        "A bare --debug shows tracebacks and debug logs.",
+    )
+    parser.add_argument("--config", type=Path, help="YAML profile of UlmaConfig fields (configs/finetune/*.yaml)")
+    parser.add_argument("--resume", action="store_true", help="Continue from the last checkpoint in --output-dir")
+    return parser
+
+
+def split_debug_flag(argv: list[str]) -> tuple[list[str], bool]:
+    """A bare `--debug` is this CLI's traceback switch (TrainingArguments' own `debug` stays a YAML key)."""
+    return [arg for arg in argv if arg != "--debug"], "--debug" in argv
+
+
+def parse_args(argv: list[str]) -> tuple[Any, argparse.Namespace]:
+    """(UlmaConfig, namespace with config and resume): defaults < YAML profile < flags."""
+    parser = _parser()
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", type=Path)
+    known, _ = pre.parse_known_args(argv)
+    if known.config:
+        profile = read_yaml(known.config)
+        fields = {field.name for field in dataclasses.fields(parser.dataclass_types[0])}
+        unknown = sorted(set(profile) - fields)
+        if unknown:
+            raise ConfigError(f"{known.config}: unknown option(s) {', '.join(unknown)}; see python -m finetune --help")
+        parser.set_defaults(**profile)
+    config, cli = parser.parse_args_into_dataclasses(args=argv)
+    return config, cli
+
+
+def last_checkpoint(output_dir: Path, resume: bool) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    checkpoint = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+    if resume and checkpoint is None:
+        raise ResumeError(f"--resume: no checkpoint-* folder in {output_dir} to resume from")
+    if not resume and checkpoint is not None:
+        raise ResumeError(
+            f"{output_dir} already holds {Path(checkpoint).name}; pass --resume to continue it, "
+            "or choose another --output-dir"
+        )
+    return checkpoint
+
+
+def save_config(config: Any, path: Path) -> None:
+    import yaml
+
+    values = json.loads(config.to_json_string())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(values, sort_keys=True), encoding="utf-8")
+
+
+def final_evaluation(trainer: Any) -> dict[str, float]:
+    """The held-out metrics at the last step: logged already when an evaluation fell on it, else run now."""
+    step = trainer.state.global_step
+    for entry in reversed(trainer.state.log_history):
+        if entry.get("step") == step and "eval_loss" in entry:
+            return {key: value for key, value in entry.items() if key.startswith("eval_")}
+    return trainer.evaluate()
+
+
+def train(config: Any, *, resume: bool = False) -> Path:
+    """Train and save; returns the output directory (the adapter folder)."""
+    from transformers import TrainerCallback
+
+    from finetune.metrics_log import METRICS_FILE, JsonlMetricsCallback, read_metrics
+    from finetune.model_card import write_model_card
+    from finetune.modeling import load_model, load_tokenizer
+    from finetune.plots import CURVES_FILE, plot_training_curves
+    from finetune.prepare import prepare_data
+    from finetune.ulma_trainer import UlmaTrainer
+
+    output_dir = Path(config.output_dir)
+    checkpoint = config.resume_from_checkpoint or last_checkpoint(output_dir, resume)
+    _ = config.device  # sets up the process group and this process's GPU before 4-bit weights are placed
+
+    data = prepare_data(config, load_tokenizer(config.model_settings()))
+    model, tokenizer = load_model(
+        config.model_settings(),
+        lora=config.lora_settings(),
+        for_training=True,
+        attn_implementation=config.attn_implementation,
+    )
+
+    class SaveConfigWithCheckpoint(TrainerCallback):
+        def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if state.is_world_process_zero:
+                save_config(config, output_dir / f"checkpoint-{state.global_step}" / CONFIG_FILE)
+
+    trainer = UlmaTrainer(
+        model,
+        config,
+        data.train,
+        data.eval,
+        processing_class=tokenizer,
+        callbacks=[JsonlMetricsCallback(output_dir), SaveConfigWithCheckpoint()],
+    )
+    if trainer.is_world_process_zero():
+        save_config(config, output_dir / CONFIG_FILE)
+        (output_dir / DATA_FILE).write_text(json.dumps(data.summary(), indent=2), encoding="utf-8")
+    trainer.train(resume_from_checkpoint=checkpoint)
+    final_metrics = final_evaluation(trainer) if data.eval is not None else {}
+    trainer.save_model(str(output_dir))
+    if trainer.is_world_process_zero():
+        plot_training_curves(read_metrics(output_dir / METRICS_FILE), output_dir / CURVES_FILE)
+        write_model_card(output_dir, config, data.summary(), final_metrics, trainer.state.global_step)
+    return output_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv, debug = split_debug_flag(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if debug:
+        logging.getLogger("finetune").setLevel(logging.DEBUG)
+    # bitsandbytes announces at import that an optional hub-downloaded CPU kernel is absent; it is not needed.
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    from finetune.data import DataError
+    from finetune.modeling import ModelLoadError
+    from finetune.ulma_config import UlmaConfigError
+
+    try:
+        config, cli = parse_args(argv)
+        output_dir = train(config, resume=cli.resume)
+    except KeyboardInterrupt:
+        print("interrupted; continue with --resume", file=sys.stderr)
+        return 130
+    except (ConfigError, UlmaConfigError, DataError, ModelLoadError, ResumeError) as exc:
+        if debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # the CLI's promise: one line, not a traceback, unless --debug
+        if debug:
+            raise
+        print(f"error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
+    print(f"adapter, model card and metrics in {output_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,352 @@
+"""`python -m finetune.alignment_data`: build the point-wise ULMA training file from training splits only.
+
+Three sources, written into one JSONL file that `finetune.data.pointwise_rows` reads:
+
+(a) HH harmless pairs minus a seeded held-out split (`finetune.data.split_holdout`): the pairs as they are
+    (chosen -> score 1, rejected -> score 0). The held-out pairs go to their own file for the evaluator.
+(b) harmful training prompts: a written refusal (configs/finetune/refusal_templates.yaml) with score 1, and
+    the base model's own answer with score 0, unless the refusal judge says the base already refused.
+(c) a seeded sample of harmless training prompts with the base model's own answers as positives (score 1),
+    minus those the judge calls refusals, so training to refuse does not teach refusing everything. Answers
+    cut off by max_new_tokens are trimmed to their last full sentence (a positive teaches where to stop).
+
+Prompts that occur in the evaluation sets (`--exclude`) are never used. Next to `train.jsonl` and
+`heldout_pairs.jsonl` the builder writes `manifest.json`: the inputs' sha256, seed, split sizes, counts of
+every kept and dropped row, the generation settings and fingerprints of both outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import random
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from configs.settings import CONFIG_DIR, PROJECT_ROOT, ConfigError, load_settings
+from finetune.data import DataError, load_pairs, records_fingerprint, split_holdout
+from finetune.evaluation.prompts import last_user_text, load_prompt_set, normalise_prompt, parse_spec
+from finetune.judge import RefusalJudge
+from finetune.modeling import ModelLoadError
+
+if TYPE_CHECKING:
+    from configs.settings import ModelSettings
+    from finetune.evaluation.generation import Answer, GenerationSettings
+
+logger = logging.getLogger(__name__)
+
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+DEFAULT_TEMPLATES = CONFIG_DIR / "finetune" / "refusal_templates.yaml"
+DEFAULT_OUT = PROJECT_ROOT / "var" / "alignment"
+# The last sentence end: punctuation after a word (not a list number such as "3.") before a space or the end.
+_LAST_SENTENCE_END = re.compile(r"(?s)^(.*[^\d\s][.!?)\]\"'])(?=\s|$)")
+
+Message = dict[str, str]
+
+
+# ---------------------------------------------------------------- written refusals
+
+
+@dataclass(frozen=True)
+class RefusalTemplates:
+    """Refusal texts per category, chosen by keywords in the prompt; `general` catches the rest."""
+
+    categories: dict[str, dict[str, list[str]]]
+
+    @classmethod
+    def load(cls, path: Path = DEFAULT_TEMPLATES) -> RefusalTemplates:
+        if not path.is_file():
+            raise ConfigError(f"refusal templates not found: {path}")
+        categories = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("categories") or {}
+        if "general" not in categories or any(not c.get("refusals") for c in categories.values()):
+            raise ConfigError(f"{path}: every category needs `refusals`, and a `general` category must exist")
+        return cls(categories)
+
+    def category(self, prompt: str) -> str:
+        """The first category with a keyword at the start of a word of the prompt ("hack" finds "hacking")."""
+        return next(
+            (
+                name
+                for name, c in self.categories.items()
+                if any(
+                    re.search(rf"\b{re.escape(k)}", prompt, re.IGNORECASE) for k in c.get("keywords") or []
+                )
+            ),
+            "general",
+        )
+
+    def refusal(self, prompt: str, seed: int) -> str:
+        """The same prompt and seed always give the same text."""
+        return random.Random(f"{seed}:{prompt}").choice(self.categories[self.category(prompt)]["refusals"])
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def trim_to_sentence(text: str) -> str | None:
+    """An answer cut off mid-sentence, up to its last complete sentence; None when there is none."""
+    match = _LAST_SENTENCE_END.match(text.strip())
+    return match.group(1).strip() if match else None
+
+
+def pointwise_record(prompt: str, response: str, score: float, source: str) -> dict[str, Any]:
+    messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
+    return {"messages": messages, "score": score, "source": source}
+
+
+@dataclass
+class BuildOptions:
+    hh: Path
+    harmful_train: str
+    harmless_train: Path
+    out_dir: Path
+    harmless_n: int = 1500
+    holdout_fraction: float = 0.1
+    seed: int = 0
+    exclude: list[str] = field(default_factory=list)
+    hh_limit: int | None = None
+    templates: Path = DEFAULT_TEMPLATES
+    show_progress: bool = False
+
+    def input_files(self) -> list[Path]:
+        return [self.hh, Path(parse_spec(self.harmful_train)[0]), self.harmless_train, self.templates]
+
+    def check(self) -> None:
+        if not 0.0 < self.holdout_fraction < 1.0:
+            raise ConfigError("--holdout-fraction must be between 0 and 1 (exclusive)")
+        if self.harmless_n < 0:
+            raise ConfigError("--harmless-n must be 0 or more")
+        for path in self.input_files():
+            if not path.is_file():
+                raise DataError(f"input not found: {path}")
+
+
+@dataclass
+class BuildResult:
+    train: list[dict[str, Any]]
+    heldout: list[dict[str, Any]]
+    manifest: dict[str, Any]
+
+
+# ---------------------------------------------------------------- the build
+
+
+def build_alignment_data(
+    model_settings: ModelSettings, generation: GenerationSettings, options: BuildOptions
+) -> BuildResult:
+    options.check()
+    started = time.perf_counter()
+    templates = RefusalTemplates.load(options.templates)
+    judge = RefusalJudge()
+    excluded = {
+        normalise_prompt(last_user_text(c))
+        for spec in options.exclude
+        for c in load_prompt_set(spec).conversations
+    }
+    counts: dict[str, Any] = {}
+
+    # (a) HH pairs: the held-out split is taken first, over all records, so it never depends on --hh-limit.
+    hh_records = load_pairs(str(options.hh))
+    hh_train, heldout = split_holdout(hh_records, options.holdout_fraction, options.seed)
+    hh_train = hh_train[: options.hh_limit] if options.hh_limit else hh_train
+    train: list[dict[str, Any]] = [{**record, "source": "hh-rlhf"} for record in hh_train]
+    counts["hh"] = {"records": len(hh_records), "train_pairs": len(hh_train), "heldout_pairs": len(heldout)}
+
+    # (b), (c): prompts, then the base model's answers to all of them in one batched pass.
+    harmful_set = load_prompt_set(options.harmful_train, excluded)
+    harmless_set = load_prompt_set(str(options.harmless_train), excluded)
+    harmful = [last_user_text(c) for c in harmful_set.conversations]
+    harmless_pool = [last_user_text(c) for c in harmless_set.conversations]
+    harmless = random.Random(options.seed).sample(harmless_pool, min(options.harmless_n, len(harmless_pool)))
+    answers = _base_answers(model_settings, generation, harmful + harmless, options.show_progress)
+
+    harmful_counts = {
+        "prompts": len(harmful),
+        "dropped_eval_overlap": harmful_set.dropped_training_overlap,
+        "refusals_written": 0,
+        "base_answers_kept": 0,
+        "base_already_refused": 0,
+    }
+    for prompt, answer in zip(harmful, answers[: len(harmful)], strict=True):
+        train.append(
+            pointwise_record(prompt, templates.refusal(prompt, options.seed), 1.0, "harmful:refusal")
+        )
+        harmful_counts["refusals_written"] += 1
+        if judge.is_refusal(answer.text, prompt):
+            harmful_counts["base_already_refused"] += 1
+            continue
+        train.append(pointwise_record(prompt, answer.text, 0.0, "harmful:base_answer"))
+        harmful_counts["base_answers_kept"] += 1
+    counts["harmful"] = harmful_counts
+
+    harmless_counts = {
+        "pool": len(harmless_pool),
+        "dropped_eval_overlap": harmless_set.dropped_training_overlap,
+        "sampled": len(harmless),
+        "kept": 0,
+        "trimmed": 0,
+        "dropped_refusal": 0,
+        "dropped_no_full_sentence": 0,
+    }
+    for prompt, answer in zip(harmless, answers[len(harmful) :], strict=True):
+        if judge.is_refusal(answer.text, prompt):
+            harmless_counts["dropped_refusal"] += 1
+            continue
+        text = answer.text if answer.finished else trim_to_sentence(answer.text)
+        if not text:
+            harmless_counts["dropped_no_full_sentence"] += 1
+            continue
+        harmless_counts["trimmed"] += not answer.finished
+        harmless_counts["kept"] += 1
+        train.append(pointwise_record(prompt, text, 1.0, "harmless:base_answer"))
+    counts["harmless"] = harmless_counts
+    counts["excluded_eval_prompts"] = len(excluded)
+
+    manifest = {
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "inputs": {str(path.resolve()): file_sha256(path) for path in options.input_files()},
+        "exclude": options.exclude,
+        "seed": options.seed,
+        "holdout_fraction": options.holdout_fraction,
+        "harmless_n": options.harmless_n,
+        "hh_limit": options.hh_limit,
+        "base_model": model_settings.name_or_path,
+        "generation": generation.to_dict(),
+        "judge": judge.name,
+        "counts": counts,
+        "train_records": len(train),
+        "train_fingerprint": records_fingerprint(train),
+        "heldout_fingerprint": records_fingerprint(heldout),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    return BuildResult(train, heldout, manifest)
+
+
+def _base_answers(
+    model_settings: ModelSettings, generation: GenerationSettings, prompts: list[str], progress: bool
+) -> list[Answer]:
+    from finetune.evaluation.generation import generate_answers
+    from finetune.modeling import load_model
+
+    if not prompts:
+        return []
+    model, tokenizer = load_model(model_settings.model_copy(update={"adapter_path": None}))
+    conversations = [[{"role": "user", "content": prompt}] for prompt in prompts]
+    return generate_answers(
+        model, tokenizer, conversations, generation, desc="base answers", show_progress=progress
+    )
+
+
+def write_build(result: BuildResult, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, records in (("train.jsonl", result.train), ("heldout_pairs.jsonl", result.heldout)):
+        with (out_dir / name).open("w", encoding="utf-8") as handle:
+            for record in records:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    (out_dir / "manifest.json").write_text(json.dumps(result.manifest, indent=2) + "\n", encoding="utf-8")
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def build_parser() -> argparse.ArgumentParser:
+    safety_prompts = SHARED_DATA / "safety-prompts"
+    parser = argparse.ArgumentParser(
+        prog="python -m finetune.alignment_data",
+        description="Build the point-wise alignment training file (HH pairs + written refusals + the base "
+        "model's own answers) from training splits only, and the held-out HH pairs for evaluation.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--config", type=Path, help="YAML settings profile (model section)")
+    parser.add_argument("--base", help="base model that answers the prompts (model.name_or_path)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="model.device")
+    parser.add_argument("--hh", type=Path, default=SHARED_DATA / "hh-rlhf" / "harmless-base-test.jsonl.gz")
+    parser.add_argument(
+        "--harmful-train", default=str(safety_prompts / "harmful_train.json"), metavar="FILE[:N]"
+    )
+    parser.add_argument("--harmless-train", type=Path, default=safety_prompts / "harmless_train.json")
+    parser.add_argument("--harmless-n", type=int, default=1500, help="harmless prompts sampled (seeded)")
+    parser.add_argument("--holdout-fraction", type=float, default=0.1, help="share of HH pairs held out")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--exclude",
+        action="append",
+        metavar="FILE",
+        help="evaluation prompt sets never to train on "
+        "(repeatable; default: harmful_val.json and harmless_val.json)",
+    )
+    parser.add_argument("--hh-limit", type=int, help="at most N HH training pairs (quick runs)")
+    parser.add_argument("--templates", type=Path, default=DEFAULT_TEMPLATES, help="written refusals")
+    parser.add_argument("--max-new-tokens", type=int, default=192)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--debug", action="store_true", help="debug logging and full tracebacks")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    from finetune.evaluation.generation import (
+        GenerationSettings,
+    )  # torch loads only now: --help stays instant
+
+    safety_prompts = SHARED_DATA / "safety-prompts"
+    try:
+        settings = load_settings(args.config, {"model.name_or_path": args.base, "model.device": args.device})
+        generation = GenerationSettings(
+            max_new_tokens=args.max_new_tokens,
+            batch_size=args.batch_size,
+            repetition_penalty=settings.model.repetition_penalty,
+            max_input_tokens=settings.model.max_input_tokens,
+        )
+        options = BuildOptions(
+            hh=args.hh,
+            harmful_train=args.harmful_train,
+            harmless_train=args.harmless_train,
+            out_dir=args.out,
+            harmless_n=args.harmless_n,
+            holdout_fraction=args.holdout_fraction,
+            seed=args.seed,
+            exclude=args.exclude
+            or [str(safety_prompts / "harmful_val.json"), str(safety_prompts / "harmless_val.json")],
+            hh_limit=args.hh_limit,
+            templates=args.templates,
+            show_progress=not args.no_progress,
+        )
+        result = build_alignment_data(settings.model, generation, options)
+        write_build(result, args.out)
+    except (ConfigError, DataError, ModelLoadError, OSError) as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result.manifest["counts"], indent=2))
+    print(
+        f"wrote {len(result.train)} training records and {len(result.heldout)} held-out pairs to {args.out}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

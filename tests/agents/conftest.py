@@ -1,0 +1,108 @@
+"""Deterministic doubles for the graph's collaborators (unit tests only) and the real-stack fixtures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agents.graph import build_graph
+from agents.nodes import AgentNodes
+from agents.prompts import load_prompts
+from agents.safety.verdict import Verdict
+from configs.settings import AgentSettings, load_settings
+from retrieval.retriever import RetrievedChunk
+
+UNSAFE_REQUEST_WORD = "bomb"
+UNSAFE_ANSWER_WORD = "FORBIDDEN"
+
+
+class KeywordGuard:
+    """Flags a request containing UNSAFE_REQUEST_WORD and an answer containing UNSAFE_ANSWER_WORD."""
+
+    name = "keyword"
+
+    def __init__(self) -> None:
+        self.requests: list[list[dict[str, str]]] = []
+        self.responses: list[str] = []
+
+    def check_request(self, messages: list[dict[str, str]]) -> Verdict:
+        self.requests.append(messages)
+        unsafe = UNSAFE_REQUEST_WORD in messages[-1]["content"].lower()
+        return Verdict(safe=not unsafe, categories=["S9"] if unsafe else [], score=float(unsafe),
+                       backend=self.name, stage="request")
+
+    def check_response(self, messages: list[dict[str, str]], answer: str) -> Verdict:
+        self.responses.append(answer)
+        unsafe = UNSAFE_ANSWER_WORD in answer
+        return Verdict(safe=not unsafe, categories=["S1"] if unsafe else [], score=float(unsafe),
+                       backend=self.name, stage="response")
+
+
+class ListRetriever:
+    """Returns its chunks for queries that mention `topic` (any query when topic is None)."""
+
+    def __init__(self, chunks: list[RetrievedChunk], topic: str | None = None) -> None:
+        self.chunks = chunks
+        self.topic = topic
+        self.queries: list[str] = []
+
+    def search(self, query: str, k: int | None = None) -> list[RetrievedChunk]:
+        self.queries.append(query)
+        return self.chunks[:k] if self.topic is None or self.topic in query else []
+
+
+class ScriptedGenerator:
+    """Streams a fixed answer word by word and records the prompts it was given."""
+
+    def __init__(self, answer: str) -> None:
+        self.answer = answer
+        self.prompts: list[list[dict[str, str]]] = []
+        self.pieces_sent = 0
+
+    def stream(self, messages: list[dict[str, str]]) -> Iterator[str]:
+        self.prompts.append(messages)
+        for index, word in enumerate(self.answer.split(" ")):
+            self.pieces_sent += 1
+            yield word if index == 0 else " " + word
+
+
+GUIDE_CHUNKS = [
+    RetrievedChunk(id="c1", text="The service listens on port 8000 by default.", source="chat-api.md",
+                   score=0.71, metadata={"title": "The chat API"}),
+    RetrievedChunk(id="c2", text="Set api.port to change it.", source="configuration.md",
+                   score=0.52, metadata={"title": "Configuration"}),
+]
+
+
+@pytest.fixture
+def agent_settings() -> AgentSettings:
+    return AgentSettings(checkpointer="memory", history_turns=4)
+
+
+@pytest.fixture
+def prompts():
+    return load_prompts(load_settings().agent.prompts_path)
+
+
+@pytest.fixture
+def make_graph(agent_settings, prompts):
+    """Build a graph over doubles: make_graph(answer=..., checkpointer=...) -> (graph, guard, retriever, gen)."""
+
+    def make(answer: str = "Port 8000 [1]. Change it with api.port [2].", checkpointer=None,
+             settings: AgentSettings | None = None, chunks: list[RetrievedChunk] | None = None,
+             topic: str | None = None):
+        guard = KeywordGuard()
+        retriever = ListRetriever(GUIDE_CHUNKS if chunks is None else chunks, topic)
+        generator = ScriptedGenerator(answer)
+        nodes = AgentNodes(guard=guard, retriever=retriever, generator=generator, prompts=prompts,
+                           settings=settings or agent_settings, top_k=4)
+        return build_graph(nodes, checkpointer), guard, retriever, generator
+
+    return make
+
+
+@pytest.fixture
+def sqlite_settings(tmp_path: Path) -> AgentSettings:
+    return AgentSettings(checkpointer="sqlite", sqlite_path=tmp_path / "memory" / "checkpoints.sqlite")

@@ -1,0 +1,84 @@
+"""One real `python -m api` server (uvicorn, embedded models, temp Chroma + SQLite) for the whole session."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+API_KEY = "test-key-3f9a1c"
+MAX_MESSAGE_CHARS = 500
+READY_TIMEOUT_S = 240
+
+
+@dataclass(frozen=True)
+class Server:
+    base_url: str
+    log_path: Path
+    api_key: str = API_KEY
+    max_message_chars: int = MAX_MESSAGE_CHARS
+
+    def client(self, **kwargs) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {API_KEY}"} | kwargs.pop("headers", {})
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=120, **kwargs)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_ready(process: subprocess.Popen, base_url: str, log_path: Path) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < READY_TIMEOUT_S:
+        if process.poll() is not None:
+            pytest.fail(f"the server exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
+                return time.monotonic() - started
+        except httpx.TransportError:
+            pass
+        time.sleep(0.25)
+    pytest.fail(f"/readyz not 200 after {READY_TIMEOUT_S} s:\n{log_path.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("api-server")
+    config = root / "service.yaml"
+    config.write_text(yaml.safe_dump({
+        "vector_store": {"persist_dir": str(root / "chroma")},
+        "agent": {"sqlite_path": str(root / "checkpoints.sqlite")},
+        "model": {"max_new_tokens": 48},
+        "api": {"api_keys": [API_KEY], "max_message_chars": MAX_MESSAGE_CHARS},
+    }))
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    log_path = root / "server.log"
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False"}
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "api", "--port", str(port), "--config", str(config)],
+            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until_ready(process, base_url, log_path)
+        yield Server(base_url, log_path)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -1,0 +1,67 @@
+"""Retriever.search on real MiniLM embeddings and a real Chroma collection."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from configs.settings import AppSettings, RetrievalSettings
+from retrieval.retriever import RetrievedChunk, Retriever, build_retriever
+
+pytestmark = pytest.mark.slow
+
+FACTS = {
+    "volcano": "Mount Kerrick erupted in 1883 and its ash cloud circled the globe twice.",
+    "bakery": "The bakery on Elm Street sells sourdough loaves every morning at seven.",
+    "chess": "Castling moves the king two squares towards a rook, which jumps over it.",
+    "violin": "A violin has four strings tuned in perfect fifths: G, D, A and E.",
+}
+
+
+@pytest.fixture
+def retriever(store_settings: AppSettings) -> Retriever:
+    retriever = build_retriever(store_settings)
+    retriever.store.add_texts(
+        list(FACTS.values()), metadatas=[{"source": f"{name}.txt"} for name in FACTS], ids=list(FACTS)
+    )
+    return retriever
+
+
+def test_finds_the_relevant_chunk_first(retriever: Retriever) -> None:
+    best = retriever.search("When did the volcano erupt?")[0]
+    assert isinstance(best, RetrievedChunk)
+    assert (best.id, best.source, best.text) == ("volcano", "volcano.txt", FACTS["volcano"])
+    assert best.metadata == {"source": "volcano.txt"}
+
+
+def test_scores_are_cosine_similarities_sorted_high_to_low(retriever: Retriever) -> None:
+    query = "How many strings does a violin have?"
+    hits = retriever.search(query, k=4)
+    embeddings = retriever.store.embeddings
+    query_vector = np.array(embeddings.embed_query(query))
+    for hit in hits:
+        expected = float(query_vector @ np.array(embeddings.embed_documents([hit.text])[0]))
+        assert hit.score == pytest.approx(expected, abs=1e-4)
+    assert [hit.score for hit in hits] == sorted((hit.score for hit in hits), reverse=True)
+    assert hits[0].id == "violin"
+
+
+def test_k_defaults_to_top_k_and_min_relevance_drops_weak_chunks(retriever: Retriever) -> None:
+    permissive = Retriever(retriever.store, RetrievalSettings(top_k=2, min_relevance=0.0))
+    hits = permissive.search("sourdough bread in the morning")
+    assert len(hits) == 2 and hits[0].id == "bakery"
+    assert len(permissive.search("sourdough bread in the morning", k=1)) == 1
+
+    floor = (hits[0].score + hits[1].score) / 2
+    strict = Retriever(retriever.store, RetrievalSettings(top_k=2, min_relevance=floor))
+    assert [hit.id for hit in strict.search("sourdough bread in the morning")] == ["bakery"]
+
+
+@pytest.mark.parametrize("query", ["", "   \n\t"])
+def test_empty_query_is_rejected(retriever: Retriever, query: str) -> None:
+    with pytest.raises(ValueError, match="query is empty"):
+        retriever.search(query)
+
+
+def test_search_on_an_empty_store_returns_nothing(store_settings: AppSettings) -> None:
+    assert build_retriever(store_settings).search("anything at all") == []
