@@ -136,7 +136,8 @@ class Generator:
                     if piece:
                         yield piece
             except queue.Empty as exc:
-                raise GenerationError(f"no token for {STREAM_TOKEN_TIMEOUT_S:.0f} s; generation stalled") from exc
+                stalled = f"no token for {STREAM_TOKEN_TIMEOUT_S:.0f} s; generation stalled"
+                raise GenerationError(stalled) from exc
             finally:
                 stop.set()  # a consumer that stops early frees the model at the next token
                 worker.join()
@@ -170,7 +171,8 @@ class _EventStop:
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         import torch
 
-        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+        batch = input_ids.shape[0]
+        return torch.full((batch,), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
 def _split_system(messages: ChatMessages) -> tuple[ChatMessages, ChatMessages]:

@@ -153,7 +153,10 @@ class AgentNodes:
     def refuse(self, state: AgentState) -> dict[str, Any]:
         refusal = refusal_message(_request_verdict(state))
         get_stream_writer()({"type": "token", "text": refusal})
-        return {"messages": [AIMessage(content=refusal, id=str(uuid.uuid4()))], "route": [*state.route, "refuse"]}
+        return {
+            "messages": [AIMessage(content=refusal, id=str(uuid.uuid4()))],
+            "route": [*state.route, "refuse"],
+        }
 
 
 def _request_verdict(state: AgentState) -> Verdict:

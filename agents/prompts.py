@@ -46,7 +46,8 @@ class PromptTemplates(BaseModel):
             except ValueError as exc:
                 raise ValueError(f"template {name!r} is malformed ({exc}); double literal braces: {{{{ }}}}")
             if missing := required - found:
-                raise ValueError(f"template {name!r} must contain {', '.join(f'{{{m}}}' for m in sorted(missing))}")
+                wanted = ", ".join(f"{{{field}}}" for field in sorted(missing))
+                raise ValueError(f"template {name!r} must contain {wanted}")
             if unknown := found - required:
                 raise ValueError(f"template {name!r} uses unknown placeholders {sorted(unknown)}")
         return self

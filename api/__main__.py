@@ -1,4 +1,7 @@
-"""`python -m api`: serve the chat API with uvicorn (one worker: the embedded Chroma store is single-process)."""
+"""`python -m api`: serve the chat API with uvicorn.
+
+One worker process: the embedded Chroma store allows one process per directory (a Chroma server scales out).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--config", help="YAML settings profile (see configs/)")
     parser.add_argument("--host", help="bind address (api.host; default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (api.port; default 8000)")
-    parser.add_argument("--debug", action="store_true", help="debug logging and full tracebacks on the console")
+    parser.add_argument("--debug", action="store_true", help="debug logging; tracebacks on the console")
     return parser.parse_args(argv)
 
 

@@ -33,7 +33,7 @@ SettingsDep = Annotated[AppSettings, Depends(get_settings)]
 
 def get_agent(service: ServiceDep) -> ChatAgent:
     if service.agent is None:
-        reason = f"the agent failed to load ({service.failure})" if service.failure else "the models are loading"
+        reason = f"the agent failed to load ({service.failure})" if service.failure else "models are loading"
         raise NotReady(f"{reason}; retry when GET /readyz answers 200")
     return service.agent
 

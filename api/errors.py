@@ -48,7 +48,7 @@ class NotReady(ApiError):
 # Errors from the layers below, with what the client is told.
 _PROJECT_ERRORS: dict[type[Exception], tuple[int, str, str]] = {
     GenerationError: (500, "generation_failed", "the model failed to generate an answer; try again"),
-    VectorStoreError: (503, "knowledge_base_unavailable", "the knowledge base is unavailable; try again later"),
+    VectorStoreError: (503, "knowledge_base_unavailable", "the knowledge base is unavailable; retry later"),
 }
 _UNEXPECTED = (500, "internal_error", "internal error; the server log has the details")
 
@@ -69,7 +69,7 @@ def error_body(status_code: int, code: str, detail: str, **extra: object) -> JSO
 
 def describe_validation_errors(exc: RequestValidationError) -> tuple[str, list[dict[str, str]]]:
     errors = [
-        {"field": ".".join(str(part) for part in err["loc"] if part != "body") or "body", "reason": err["msg"]}
+        {"field": ".".join(str(p) for p in err["loc"] if p != "body") or "body", "reason": err["msg"]}
         for err in exc.errors()
     ]
     return "; ".join(f"{e['field']}: {e['reason']}" for e in errors), errors

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 CONFIG_DIR = Path(__file__).resolve().parent
@@ -20,6 +20,8 @@ DEFAULT_CACHE_DIR = Path.home() / ".cache" / "aligned-rag"
 
 EMBEDDED_GENERATOR = "embedded:smollm2-135m-instruct"
 EMBEDDED_EMBEDDER = "embedded:all-minilm-l6-v2"
+# The ULMA adapter shipped for the embedded generator (see its README.md): the Quickstart serves it.
+EMBEDDED_ADAPTER = PROJECT_ROOT / "finetune" / "adapters" / "smollm2-ulma"
 
 
 class ConfigError(ValueError):
@@ -49,7 +51,9 @@ class ModelSettings(BaseModel):
 
     name_or_path: str = EMBEDDED_GENERATOR
     adapter_path: str | None = Field(
-        None, description="LoRA adapter directory produced by `python -m finetune`"
+        "auto",
+        description="LoRA adapter directory from `python -m finetune`; 'auto': the shipped ULMA adapter when the "
+        "base is the embedded model, none otherwise; 'none': the bare base",
     )
     cache_dir: Path = DEFAULT_CACHE_DIR / "models"
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -60,6 +64,14 @@ class ModelSettings(BaseModel):
     top_p: float = Field(0.9, gt=0.0, le=1.0)
     repetition_penalty: float = Field(1.1, ge=1.0)
     max_input_tokens: int = Field(1536, gt=0)
+
+    @model_validator(mode="after")
+    def _resolve_adapter(self) -> ModelSettings:
+        if self.adapter_path == "auto":
+            self.adapter_path = str(EMBEDDED_ADAPTER) if self.name_or_path == EMBEDDED_GENERATOR else None
+        elif self.adapter_path in ("none", ""):
+            self.adapter_path = None
+        return self
     cpu_threads: int | None = Field(
         None, gt=0, description="torch intra-op threads when serving on CPU; None: half the cores"
     )
@@ -132,7 +144,7 @@ class ApiSettings(BaseModel):
 
 class AppSettings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="APP__", env_nested_delimiter="__", extra="forbid", nested_model_default_partial_update=True
+        env_prefix="APP__", env_nested_delimiter="__", extra="forbid"
     )
 
     model: ModelSettings = ModelSettings()

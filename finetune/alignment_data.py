@@ -122,6 +122,9 @@ class BuildOptions:
     seed: int = 0
     exclude: list[str] = field(default_factory=list)
     hh_limit: int | None = None
+    # The 260 harmful prompts are few beside thousands of HH and benign rows; repeating their rows is what
+    # moved the shipped adapter from refusing 46% to 96% of held-out harmful prompts.
+    harmful_repeat: int = 1
     templates: Path = DEFAULT_TEMPLATES
     show_progress: bool = False
 
@@ -133,6 +136,8 @@ class BuildOptions:
             raise ConfigError("--holdout-fraction must be between 0 and 1 (exclusive)")
         if self.harmless_n < 0:
             raise ConfigError("--harmless-n must be 0 or more")
+        if self.harmful_repeat < 1:
+            raise ConfigError("--harmful-repeat must be 1 or more")
         for path in self.input_files():
             if not path.is_file():
                 raise DataError(f"input not found: {path}")
@@ -185,14 +190,13 @@ def build_alignment_data(
         "base_already_refused": 0,
     }
     for prompt, answer in zip(harmful, answers[: len(harmful)], strict=True):
-        train.append(
-            pointwise_record(prompt, templates.refusal(prompt, options.seed), 1.0, "harmful:refusal")
-        )
+        refusal = pointwise_record(prompt, templates.refusal(prompt, options.seed), 1.0, "harmful:refusal")
+        train.extend([refusal] * options.harmful_repeat)
         harmful_counts["refusals_written"] += 1
         if judge.is_refusal(answer.text, prompt):
             harmful_counts["base_already_refused"] += 1
             continue
-        train.append(pointwise_record(prompt, answer.text, 0.0, "harmful:base_answer"))
+        train.extend([pointwise_record(prompt, answer.text, 0.0, "harmful:base_answer")] * options.harmful_repeat)
         harmful_counts["base_answers_kept"] += 1
     counts["harmful"] = harmful_counts
 
@@ -227,6 +231,7 @@ def build_alignment_data(
         "holdout_fraction": options.holdout_fraction,
         "harmless_n": options.harmless_n,
         "hh_limit": options.hh_limit,
+        "harmful_repeat": options.harmful_repeat,
         "base_model": model_settings.name_or_path,
         "generation": generation.to_dict(),
         "judge": judge.name,
@@ -293,6 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(repeatable; default: harmful_val.json and harmless_val.json)",
     )
     parser.add_argument("--hh-limit", type=int, help="at most N HH training pairs (quick runs)")
+    parser.add_argument(
+        "--harmful-repeat", type=int, default=1, help="write each harmful prompt's rows N times (oversampling)"
+    )
     parser.add_argument("--templates", type=Path, default=DEFAULT_TEMPLATES, help="written refusals")
     parser.add_argument("--max-new-tokens", type=int, default=192)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -331,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
             exclude=args.exclude
             or [str(safety_prompts / "harmful_val.json"), str(safety_prompts / "harmless_val.json")],
             hh_limit=args.hh_limit,
+            harmful_repeat=args.harmful_repeat,
             templates=args.templates,
             show_progress=not args.no_progress,
         )

@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             args.config,
             {
                 "model.name_or_path": args.base,
-                "model.adapter_path": args.adapter,
+                "model.adapter_path": args.adapter or "none",
                 "model.device": args.device,
             },
         )

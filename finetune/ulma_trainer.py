@@ -41,7 +41,7 @@ class UlmaTrainer(Trainer):
         processing_class: Any | None = None,
         callbacks: list | None = None,
     ) -> None:
-        check_data(args, train_dataset)
+        check_data(args, train_dataset, eval_dataset)
         check_model(args, model)
         collator = FlatteningCollator() if args.padding_free else PaddedCollator(processing_class.pad_token_id)
         super().__init__(
@@ -276,7 +276,12 @@ def held_out_metrics(
     return metrics
 
 
-def check_data(args: UlmaConfig, train_dataset: Any) -> None:
+def check_data(args: UlmaConfig, train_dataset: Any, eval_dataset: Any | None) -> None:
+    if eval_dataset is None and args.eval_strategy != "no":
+        raise UlmaConfigError(
+            "there are no held-out rows to evaluate on: set --val_fraction > 0 (local files) or --eval_split "
+            "(hub datasets), or pass --eval_strategy no"
+        )
     scores = np.asarray(train_dataset["score"])
     if args.loss_type != "sft" and not (scores < 1.0).any():
         raise UlmaConfigError(

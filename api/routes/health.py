@@ -22,6 +22,5 @@ async def readyz(service: ServiceDep) -> JSONResponse | Health:
     """200 once the models are loaded and the graph is built; 503 before, or if loading failed."""
     if service.agent is not None:
         return Health(status="ready")
-    if service.failure is not None:
-        return JSONResponse(status_code=503, content=Health(status="failed", detail=service.failure).model_dump())
-    return JSONResponse(status_code=503, content=Health(status="loading").model_dump())
+    status = Health(status="failed", detail=service.failure) if service.failure else Health(status="loading")
+    return JSONResponse(status_code=503, content=status.model_dump())

@@ -88,7 +88,7 @@ def prompts():
 
 @pytest.fixture
 def make_graph(agent_settings, prompts):
-    """Build a graph over doubles: make_graph(answer=..., checkpointer=...) -> (graph, guard, retriever, gen)."""
+    """make_graph(answer=..., checkpointer=...) -> (graph, guard, retriever, generator), over doubles."""
 
     def make(answer: str = "Port 8000 [1]. Change it with api.port [2].", checkpointer=None,
              settings: AgentSettings | None = None, chunks: list[RetrievedChunk] | None = None,

@@ -62,7 +62,8 @@ async def test_a_follow_up_without_its_topic_is_searched_with_the_turn_before(ma
 
 
 async def test_unsafe_answer_is_replaced_and_never_streamed_or_remembered(make_graph):
-    graph, guard, _, generator = make_graph(answer=UNSAFE_ANSWER, checkpointer=InMemorySaver(serde=checkpoint_serde()))
+    saver = InMemorySaver(serde=checkpoint_serde())
+    graph, guard, _, generator = make_graph(answer=UNSAFE_ANSWER, checkpointer=saver)
     agent = ChatAgent(graph, "test")
     events = [event async for event in agent.stream(BENIGN, "t1")]
 

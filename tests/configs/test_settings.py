@@ -61,3 +61,12 @@ def test_missing_profile_is_reported() -> None:
 def test_placeholder_api_key_is_refused() -> None:
     with pytest.raises(ConfigError, match="placeholder"):
         load_settings(overrides={"api.api_keys": ["changeme"]})
+
+
+def test_embedded_base_gets_the_shipped_adapter_and_other_bases_none() -> None:
+    from configs.settings import EMBEDDED_ADAPTER
+
+    assert load_settings().model.adapter_path == str(EMBEDDED_ADAPTER)
+    assert (EMBEDDED_ADAPTER / "adapter_config.json").is_file()
+    assert load_settings(overrides={"model.name_or_path": "org/other-model"}).model.adapter_path is None
+    assert load_settings(overrides={"model.adapter_path": "none"}).model.adapter_path is None
