@@ -126,10 +126,12 @@ def run_baseline(
 
     def step(batch: dict[str, torch.Tensor]) -> float:
         batch = {k: v.to(device) for k, v in batch.items()}
-        sums, counts = full_logits_logps(model, batch)
-        with torch.no_grad(), model.disable_adapter():
-            ref_sums, _ = full_logits_logps(model, batch)
-        out = pointwise_loss(sums / counts, ref_sums / counts, batch["score"], loss_type="ulma", beta=beta)
+        # bf16 autocast, as transformers' Trainer runs with bf16=True: the fair standard setting.
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
+            sums, counts = full_logits_logps(model, batch)
+            with torch.no_grad(), model.disable_adapter():
+                ref_sums, _ = full_logits_logps(model, batch)
+            out = pointwise_loss(sums / counts, ref_sums / counts, batch["score"], loss_type="ulma", beta=beta)
         out.loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -165,7 +167,7 @@ class _TokenCounter:
 
 def run_project(
     model: torch.nn.Module, tokenizer: Any, rows: list[dict], *, max_tokens: int, gradient_checkpointing: bool,
-    warmup: int, steps: int, beta: float, device: str, output_dir: Path,
+    padding_free: bool, warmup: int, steps: int, beta: float, device: str, output_dir: Path,
 ) -> Measurement:
     """(b): the real UlmaTrainer with its speed flags, timed between the end of warm-up and the last step."""
     import datasets
@@ -185,6 +187,7 @@ def run_project(
         learning_rate=1e-5,
         warmup_steps=0,
         gradient_checkpointing=gradient_checkpointing,
+        padding_free=padding_free,
         eval_strategy="no",
         save_strategy="no",
         logging_steps=10_000,
@@ -220,6 +223,7 @@ def run_project(
     detail = {
         "max_tokens_per_batch": max_tokens,
         "gradient_checkpointing": gradient_checkpointing,
+        "layout": "packed" if padding_free else "length-grouped padded",
         "steps": steps,
         "step_seconds": round(t1 - t0, 3),
         "reference_pass_seconds_charged": round(reference_share, 3),
@@ -230,7 +234,8 @@ def run_project(
         },
     }
     return Measurement(
-        f"project ({max_tokens} tok/batch, ckpt {'on' if gradient_checkpointing else 'off'})",
+        f"project ({max_tokens} tok/batch, {'packed' if padding_free else 'grouped'}, "
+        f"ckpt {'on' if gradient_checkpointing else 'off'})",
         tokens, (t1 - t0) + reference_share, _peak_gb(device), losses, detail,
     )
 
@@ -257,7 +262,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--baseline-batch", type=int, default=8, help="rows per padded baseline batch")
     parser.add_argument(
         "--variants", nargs="+", default=["8192:on", "16384:on"],
-        help="project runs as TOKENS_PER_MICRO_BATCH:on|off (gradient checkpointing)",
+        help="project runs as TOKENS_PER_MICRO_BATCH:on|off[:packed|grouped] (gradient checkpointing, layout)",
     )
     parser.add_argument("--tokenizer", default=EMBEDDED_GENERATOR, help="tokenizer that turns HH text into rows")
     parser.add_argument("--warmup", type=int, default=2)
@@ -282,16 +287,18 @@ def main(argv: list[str] | None = None) -> None:
     )
     projects = []
     for variant in args.variants:
-        budget, checkpointing = variant.split(":")
+        budget, checkpointing, layout = (variant.split(":") + ["packed"])[:3]
         _restore(model, initial)
         model.gradient_checkpointing_disable()
         projects.append(
             run_project(
                 model, tokenizer, rows, max_tokens=int(budget), gradient_checkpointing=checkpointing == "on",
-                warmup=args.warmup, steps=args.steps, beta=args.beta, device=args.device,
-                output_dir=args.model_dir.parent / f"bench-run-{budget}-{checkpointing}",
+                padding_free=layout == "packed", warmup=args.warmup, steps=args.steps, beta=args.beta, device=args.device,
+                output_dir=args.model_dir.parent / f"bench-run-{budget}-{checkpointing}-{layout}",
             )
         )
+        logger.info("%s: %.0f effective tokens/s (baseline %.0f)", projects[-1].name, projects[-1].tokens_per_s,
+                    baseline.tokens_per_s)
     print_table(baseline, projects)
     fitting = [p for p in projects if p.peak_gb is None or p.peak_gb <= args.max_peak_gb] or projects
     best = max(fitting, key=lambda m: m.tokens_per_s)
