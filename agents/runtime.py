@@ -50,12 +50,19 @@ def load_parts(settings: AppSettings) -> AgentParts:
 async def open_agent(settings: AppSettings, parts: AgentParts) -> AsyncIterator[ChatAgent]:
     """The compiled agent with conversation memory, for the lifetime of the block."""
     async with open_checkpointer(settings.agent) as checkpointer:
-        nodes = AgentNodes(
-            guard=parts.guard,
-            retriever=parts.retriever,
-            generator=parts.generator,
-            prompts=parts.prompts,
-            settings=settings.agent,
-            top_k=settings.retrieval.top_k,
-        )
-        yield ChatAgent(build_graph(nodes, checkpointer), parts.prompts.version)
+        if settings.agent.workflow == "agentic":
+            from agents.agentic.graph import build_agentic_graph
+            from agents.agentic.runtime import make_agentic_nodes
+
+            agentic = make_agentic_nodes(settings, parts)
+            yield ChatAgent(build_agentic_graph(agentic, checkpointer), agentic.prompts.version)
+        else:
+            nodes = AgentNodes(
+                guard=parts.guard,
+                retriever=parts.retriever,
+                generator=parts.generator,
+                prompts=parts.prompts,
+                settings=settings.agent,
+                top_k=settings.retrieval.top_k,
+            )
+            yield ChatAgent(build_graph(nodes, checkpointer), parts.prompts.version)

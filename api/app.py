@@ -35,7 +35,6 @@ def create_app(settings: AppSettings, *, starter: AgentStarter = start_agent) ->
 
     app = FastAPI(
         title="Aligned RAG chat",
-        version="0.1.0",
         description="Safety-aligned chat with retrieval over the knowledge base.",
         lifespan=lifespan,
     )

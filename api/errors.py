@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import FastAPI, Request
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -17,6 +19,8 @@ from agents.generator import GenerationError
 from retrieval.store import VectorStoreError
 
 logger = logging.getLogger(__name__)
+
+CallNext = Callable[[Request], Awaitable[Response]]
 
 
 class ApiError(Exception):
@@ -76,6 +80,8 @@ def describe_validation_errors(exc: RequestValidationError) -> tuple[str, list[d
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    """Call before adding other middleware, so those (the access log) see the mapped responses."""
+
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         response = error_body(*client_error(exc))
@@ -94,9 +100,12 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return error_body(exc.status_code, f"http_{exc.status_code}", str(exc.detail))
 
-    async def _server_error(request: Request, exc: Exception) -> JSONResponse:
-        logger.error("%s on %s %s", type(exc).__name__, request.method, request.url.path, exc_info=exc)
-        return error_body(*client_error(exc))
-
-    for error_type in (*_PROJECT_ERRORS, Exception):
-        app.add_exception_handler(error_type, _server_error)
+    @app.middleware("http")
+    async def _unhandled_errors(request: Request, call_next: CallNext) -> Response:
+        # A middleware, not an exception handler: Starlette re-raises what reaches its Exception handler,
+        # and uvicorn would log every failure a second time.
+        try:
+            return await call_next(request)
+        except Exception as exc:
+            logger.error("%s on %s %s", type(exc).__name__, request.method, request.url.path, exc_info=exc)
+            return error_body(*client_error(exc))

@@ -56,7 +56,11 @@ class ChatResponse(BaseModel):
     thread_id: str
     sources: list[Source]
     safety: Safety
-    route: list[str] = Field(description="the graph nodes this turn visited, in order")
+    route: list[str] = Field(
+        description="the graph nodes this turn visited, in order; with agent.workflow 'agentic', a deciding "
+        "node's verdict follows a colon (route_turn:knowledge, grade:kept=2/4, rewrite_query:attempt=1, "
+        "check_grounding:supported=1/2)"
+    )
 
     @classmethod
     def from_turn(cls, turn: TurnResult) -> ChatResponse:

@@ -132,6 +132,11 @@ class AgentSettings(BaseModel):
         description="release streamed answer text only after the output guard passed each sentence; "
         "false streams raw tokens and retracts the answer if the final check fails",
     )
+    workflow: Literal["linear", "agentic"] = Field(
+        "linear",
+        description="linear: safety_in -> retrieve -> generate -> safety_out; agentic: adds routing, relevance "
+        "grading with bounded query rewrites, and a grounding check (agents/agentic)",
+    )
 
 
 class ApiSettings(BaseModel):

@@ -101,8 +101,8 @@ def final_evaluation(trainer: Any) -> dict[str, float]:
     return trainer.evaluate()
 
 
-def train(config: Any, *, resume: bool = False) -> Path:
-    """Train and save; returns the output directory (the adapter folder)."""
+def train(config: Any, *, resume: bool = False) -> Any:
+    """Train and save into `config.output_dir` (the adapter folder); returns the `UlmaTrainer`."""
     from transformers import TrainerCallback
 
     from finetune.metrics_log import METRICS_FILE, JsonlMetricsCallback, read_metrics
@@ -110,13 +110,14 @@ def train(config: Any, *, resume: bool = False) -> Path:
     from finetune.modeling import load_model, load_tokenizer
     from finetune.plots import CURVES_FILE, plot_training_curves
     from finetune.prepare import prepare_data
-    from finetune.ulma_trainer import UlmaTrainer
+    from finetune.ulma_trainer import UlmaTrainer, check_data
 
     output_dir = Path(config.output_dir)
     checkpoint = config.resume_from_checkpoint or last_checkpoint(output_dir, resume)
     _ = config.device  # sets up the process group and this process's GPU before 4-bit weights are placed
 
     data = prepare_data(config, load_tokenizer(config.model_settings()))
+    check_data(config, data.train, data.eval)  # before the minutes a large model takes to load
     model, tokenizer = load_model(
         config.model_settings(),
         lora=config.lora_settings(),
@@ -146,7 +147,7 @@ def train(config: Any, *, resume: bool = False) -> Path:
     if trainer.is_world_process_zero():
         plot_training_curves(read_metrics(output_dir / METRICS_FILE), output_dir / CURVES_FILE)
         write_model_card(output_dir, config, data.summary(), final_metrics, trainer.state.global_step)
-    return output_dir
+    return trainer
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         config, cli = parse_args(argv)
-        output_dir = train(config, resume=cli.resume)
+        train(config, resume=cli.resume)
     except KeyboardInterrupt:
         print("interrupted; continue with --resume", file=sys.stderr)
         return 130
@@ -176,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", file=sys.stderr)
         return 1
-    print(f"adapter, model card and metrics in {output_dir}")
+    print(f"adapter, model card and metrics in {config.output_dir}")
     return 0
 
 

@@ -167,7 +167,24 @@ def load_base_model(
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        if device == "cpu":
+            keep_cpu_4bit_layers_differentiable(model)
     return model
+
+
+def keep_cpu_4bit_layers_differentiable(model: PreTrainedModel) -> None:
+    """Stop bitsandbytes from repacking 4-bit weights for its CPU inference kernel.
+
+    On CPUs with AVX512-BF16, the first eval-mode forward without grad (an evaluation, the reference pass)
+    repacks each Linear4bit for a kernel that has no backward; every later backward through those layers
+    then silently loses its input gradient (measured here: the first layer's LoRA gradient norm fell from
+    40.7 to 0.6). Training keeps the differentiable layout.
+    """
+    import bitsandbytes as bnb
+
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False
 
 
 def load_model(

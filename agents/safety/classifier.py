@@ -2,9 +2,9 @@
 
 Request stage: the latest user turn (and, in a multi-turn chat, that turn joined to the one before; the
 higher score wins). Response stage: the answer judged with the request in view: the features are the
-request embedding, the answer embedding and their element-wise product, so "Sure, step 1..." after a
-harmful request scores differently from the same words after a harmless one. Long answers are judged
-window by window; the worst window decides.
+request and answer embeddings, their element-wise product, and the request head's scores for both, so
+"Sure, step 1..." after a harmful request scores differently from the same words after a harmless one.
+Long answers are judged window by window; the worst window decides.
 """
 
 from __future__ import annotations
@@ -29,9 +29,38 @@ def request_features(request_embeddings: np.ndarray) -> np.ndarray:
     return request_embeddings
 
 
-def response_features(request_embeddings: np.ndarray, answer_embeddings: np.ndarray) -> np.ndarray:
+# Request-head scores enter the response features as logits, clipped to the range that out-of-fold
+# training scores reach and scaled down to the size of embedding coordinates (the L2 penalty sees both).
+SCORE_CLIP = 1e-4
+SCORE_SCALE = 0.25
+
+
+def score_feature(probabilities: np.ndarray) -> np.ndarray:
+    clipped = np.clip(probabilities, SCORE_CLIP, 1.0 - SCORE_CLIP)
+    return (SCORE_SCALE * np.log(clipped / (1.0 - clipped)))[:, None].astype(np.float32)
+
+
+def response_features(
+    request_embeddings: np.ndarray,
+    answer_embeddings: np.ndarray,
+    request_scores: np.ndarray,
+    answer_scores: np.ndarray,
+) -> np.ndarray:
+    """Both embeddings, their product, and what the request head thinks of the request and of the answer.
+
+    The request head (trained on four times more data) already knows what harmful text looks like; the
+    response head learns when that matters: a harmful request answered with anything but a refusal, or
+    an answer that is itself hateful or sexual whatever the question was.
+    """
     return np.concatenate(
-        [request_embeddings, answer_embeddings, request_embeddings * answer_embeddings], axis=1
+        [
+            request_embeddings,
+            answer_embeddings,
+            request_embeddings * answer_embeddings,
+            score_feature(request_scores),
+            score_feature(answer_scores),
+        ],
+        axis=1,
     )
 
 
@@ -97,8 +126,11 @@ class EmbeddingClassifierGuard:
         started = time.perf_counter()
         windows = answer_windows(answer)
         embeddings = self.encode([last_user_turn(messages), *windows])
-        request = np.repeat(embeddings[:1], len(windows), axis=0)
-        features = response_features(request, embeddings[1:])
+        scores = self.heads.request.unsafe.unsafe_probability(request_features(embeddings))
+        count = len(windows)
+        features = response_features(
+            np.repeat(embeddings[:1], count, axis=0), embeddings[1:], np.repeat(scores[:1], count), scores[1:]
+        )
         return self._verdict("response", self.heads.response, self.response_threshold, features, started)
 
     def _verdict(

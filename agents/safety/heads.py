@@ -1,4 +1,4 @@
-"""The embedded classifier's trained parts: linear heads over sentence embeddings, and their files.
+"""The embedded classifier's trained parts: small dense heads over sentence embeddings, and their files.
 
 `weights/heads.safetensors` holds the tensors; `weights/manifest.json` holds everything needed to use and
 to reproduce them (embedder, category order, thresholds, seed, data hashes, metrics). Inference needs
@@ -24,14 +24,22 @@ class ClassifierFilesError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class LinearHead:
-    """A logistic (one output) or softmax (several outputs) layer: `weight` is (outputs, features)."""
+class Head:
+    """Dense layers with ReLU between them; `layers[i]` is (weight (outputs, inputs), bias (outputs,)).
 
-    weight: np.ndarray
-    bias: np.ndarray
+    One layer is a logistic/softmax regression, two layers a small MLP; the last layer gives one logit
+    (is it unsafe) or one logit per hazard category.
+    """
+
+    layers: tuple[tuple[np.ndarray, np.ndarray], ...]
 
     def logits(self, features: np.ndarray) -> np.ndarray:
-        return features @ self.weight.T + self.bias
+        hidden = features
+        for index, (weight, bias) in enumerate(self.layers):
+            hidden = hidden @ weight.T + bias
+            if index < len(self.layers) - 1:
+                hidden = np.maximum(hidden, 0.0)
+        return hidden
 
     def unsafe_probability(self, features: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-self.logits(features)[:, 0]))
@@ -47,8 +55,8 @@ class LinearHead:
 class StageHeads:
     """One stage (request or response): is it unsafe, and if so which hazard."""
 
-    unsafe: LinearHead
-    category: LinearHead
+    unsafe: Head
+    category: Head
     threshold: float
 
 
@@ -68,10 +76,21 @@ def head_tensors(heads: dict[str, StageHeads]) -> dict[str, np.ndarray]:
     tensors: dict[str, np.ndarray] = {}
     for stage, stage_heads in heads.items():
         for kind in ("unsafe", "category"):
-            head: LinearHead = getattr(stage_heads, kind)
-            tensors[f"{stage}.{kind}.weight"] = np.ascontiguousarray(head.weight, dtype=np.float32)
-            tensors[f"{stage}.{kind}.bias"] = np.ascontiguousarray(head.bias, dtype=np.float32)
+            head: Head = getattr(stage_heads, kind)
+            for index, (weight, bias) in enumerate(head.layers):
+                tensors[f"{stage}.{kind}.{index}.weight"] = np.ascontiguousarray(weight, dtype=np.float32)
+                tensors[f"{stage}.{kind}.{index}.bias"] = np.ascontiguousarray(bias, dtype=np.float32)
     return tensors
+
+
+def _head(tensors: dict[str, np.ndarray], prefix: str) -> Head:
+    layers = []
+    while f"{prefix}.{len(layers)}.weight" in tensors:
+        index = len(layers)
+        layers.append((tensors[f"{prefix}.{index}.weight"], tensors[f"{prefix}.{index}.bias"]))
+    if not layers:
+        raise KeyError(f"{prefix}.0.weight")
+    return Head(tuple(layers))
 
 
 def save_heads(directory: Path, heads: dict[str, StageHeads], manifest: dict[str, Any]) -> None:
@@ -79,6 +98,7 @@ def save_heads(directory: Path, heads: dict[str, StageHeads], manifest: dict[str
 
     directory.mkdir(parents=True, exist_ok=True)
     save_file(head_tensors(heads), str(directory / HEADS_FILE), metadata={"format": "aligned-rag-safety-heads/1"})
+    (directory / HEADS_FILE).chmod(0o644)  # safetensors writes 0600; the file ships in the repository
     (directory / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n", encoding="utf-8")
 
 
@@ -97,8 +117,8 @@ def load_heads(directory: Path) -> GuardHeads:
     try:
         stages = {
             stage: StageHeads(
-                unsafe=LinearHead(tensors[f"{stage}.unsafe.weight"], tensors[f"{stage}.unsafe.bias"]),
-                category=LinearHead(tensors[f"{stage}.category.weight"], tensors[f"{stage}.category.bias"]),
+                unsafe=_head(tensors, f"{stage}.unsafe"),
+                category=_head(tensors, f"{stage}.category"),
                 threshold=float(manifest["thresholds"][stage]),
             )
             for stage in STAGES
@@ -106,6 +126,6 @@ def load_heads(directory: Path) -> GuardHeads:
         categories = list(manifest["categories"])
     except KeyError as exc:
         raise ClassifierFilesError(f"{directory} is incomplete ({exc} missing); retrain with `python -m agents.safety.train`") from exc
-    if stages["request"].category.weight.shape[0] != len(categories):
+    if any(stages[stage].category.layers[-1][0].shape[0] != len(categories) for stage in STAGES):
         raise ClassifierFilesError(f"{directory}: category head and manifest disagree; retrain the classifier")
     return GuardHeads(stages["request"], stages["response"], categories, manifest)

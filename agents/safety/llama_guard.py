@@ -25,6 +25,10 @@ logger = logging.getLogger(__name__)
 MAX_NEW_TOKENS = 12  # "unsafe\nS1,S10" and an end token fit easily
 
 
+class GuardLoadError(RuntimeError):
+    """The guard model cannot be loaded; the message says where to get it or what to use instead."""
+
+
 def judged_conversation(messages: ChatMessages, answer: str | None) -> tuple[ChatMessages, Role]:
     """The conversation to show the judge and whose last turn it judges: the user's, or the answer."""
     turns = [m for m in messages if m.get("role") in ("user", "assistant")]
@@ -86,13 +90,20 @@ class LlamaGuardGuard:
 
     @classmethod
     def load(cls, settings: AppSettings) -> LlamaGuardGuard:
-        from finetune.modeling import load_model
+        from finetune.modeling import ModelLoadError, load_model
 
         model_settings = settings.model.model_copy(
             update={"name_or_path": settings.safety.llama_guard_model, "adapter_path": None}
         )
         logger.info("loading Llama Guard %s", settings.safety.llama_guard_model)
-        model, tokenizer = load_model(model_settings)
+        try:
+            model, tokenizer = load_model(model_settings)
+        except (OSError, ModelLoadError) as exc:
+            raise GuardLoadError(
+                f"cannot load Llama Guard {settings.safety.llama_guard_model!r} ({exc}). It is gated on the Hugging "
+                "Face hub: accept its license and download it, or set safety.llama_guard_model to a local folder, "
+                "or use safety.backend 'classifier'"
+            ) from exc
         return cls(
             model,
             tokenizer,

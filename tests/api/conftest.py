@@ -45,10 +45,13 @@ def wait_until_ready(process: subprocess.Popen, base_url: str, log_path: Path) -
         if process.poll() is not None:
             pytest.fail(f"the server exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
         try:
-            if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
-                return time.monotonic() - started
+            ready = httpx.get(f"{base_url}/readyz", timeout=2)
         except httpx.TransportError:
-            pass
+            ready = None
+        if ready is not None and ready.status_code == 200:
+            return time.monotonic() - started
+        if ready is not None and ready.json()["status"] == "failed":
+            pytest.fail(f"the server failed to load its models: {ready.json()['detail']}")
         time.sleep(0.25)
     pytest.fail(f"/readyz not 200 after {READY_TIMEOUT_S} s:\n{log_path.read_text()[-3000:]}")
 

@@ -65,7 +65,7 @@ def client_for(agent) -> TestClient:
     async def starter(settings: AppSettings, stack: AsyncExitStack):
         return agent
 
-    return TestClient(create_app(AppSettings(), starter=starter), raise_server_exceptions=False)
+    return TestClient(create_app(AppSettings(), starter=starter))  # re-raises anything left unmapped
 
 
 def wait_ready(client: TestClient) -> None:

@@ -36,3 +36,10 @@ def write_jsonl(path: Path, records: list, *, extra_lines: list[str] = ()) -> Pa
     lines = [json.dumps(record) for record in records] + list(extra_lines)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session")
+def short_pairs_file(hh_records, tmp_path_factory) -> Path:
+    """Eight real HH pairs short enough for a CPU training step of a few seconds."""
+    short = [r for r in hh_records if len(r["chosen"]) + len(r["rejected"]) < 450][:8]
+    return write_jsonl(tmp_path_factory.mktemp("data") / "short_pairs.jsonl", short)

@@ -27,18 +27,20 @@ def model_and_rows(hh_records):
         for name, parameter in model.named_parameters():
             if "lora_B" in name:
                 parameter.normal_(std=0.02)
-    rows = tokenize_rows(tokenizer, pointwise_rows(hh_records[:3], DataReport()), 192, DataReport())
+    # Four short real rows of different lengths: enough to exercise padding and packing, cheap on 2 CPU cores.
+    rows = tokenize_rows(tokenizer, pointwise_rows(hh_records[:40], DataReport()), 96, DataReport())[:4]
+    assert len({len(row["input_ids"]) for row in rows}) > 1
     return model, tokenizer, rows
 
 
-def loss_and_grads(tmp_path, model, tokenizer, rows, flags, loss_type="ulma"):
+def loss_and_grads(tmp_path, model, tokenizer, rows, flags):
     import datasets
 
     from finetune.ulma_config import UlmaConfig
     from finetune.ulma_trainer import UlmaTrainer
 
     config = UlmaConfig(
-        output_dir=str(tmp_path / "out"), loss_type=loss_type, per_device_eval_batch_size=4, eval_strategy="no", **flags
+        output_dir=str(tmp_path / "out"), per_device_eval_batch_size=4, eval_strategy="no", **flags
     )
     trainer = UlmaTrainer(model, config, datasets.Dataset.from_list(rows), processing_class=tokenizer)
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(rows))])
@@ -50,11 +52,10 @@ def loss_and_grads(tmp_path, model, tokenizer, rows, flags, loss_type="ulma"):
     return output, logps, grads
 
 
-@pytest.mark.parametrize("loss_type", ["ulma", "pointwise_dpo"])
-def test_fast_path_matches_plain_loss_rewards_and_gradients(tmp_path, model_and_rows, loss_type):
+def test_fast_path_matches_plain_loss_rewards_and_gradients(tmp_path, model_and_rows):
     model, tokenizer, rows = model_and_rows
-    plain, plain_logps, plain_grads = loss_and_grads(tmp_path / "p", model, tokenizer, rows, PLAIN, loss_type)
-    fast, fast_logps, fast_grads = loss_and_grads(tmp_path / "f", model, tokenizer, rows, FAST, loss_type)
+    plain, plain_logps, plain_grads = loss_and_grads(tmp_path / "p", model, tokenizer, rows, PLAIN)
+    fast, fast_logps, fast_grads = loss_and_grads(tmp_path / "f", model, tokenizer, rows, FAST)
     assert plain.rewards.abs().max() > 1e-4  # the adapter moved the policy away from the reference
     torch.testing.assert_close(fast.loss, plain.loss, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(fast_logps, plain_logps, rtol=1e-4, atol=1e-5)
@@ -62,11 +63,3 @@ def test_fast_path_matches_plain_loss_rewards_and_gradients(tmp_path, model_and_
     assert plain_grads.keys() == fast_grads.keys() and plain_grads
     for name, grad in plain_grads.items():
         torch.testing.assert_close(fast_grads[name], grad, rtol=1e-3, atol=1e-6, msg=name)
-
-
-@pytest.mark.parametrize("flag", sorted(FAST))
-def test_each_lever_alone_matches_plain(tmp_path, model_and_rows, flag):
-    model, tokenizer, rows = model_and_rows
-    plain, _, _ = loss_and_grads(tmp_path / "p", model, tokenizer, rows, PLAIN)
-    one, _, _ = loss_and_grads(tmp_path / "o", model, tokenizer, rows, {**PLAIN, flag: True})
-    torch.testing.assert_close(one.loss, plain.loss, rtol=1e-4, atol=1e-5)

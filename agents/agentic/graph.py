@@ -1,0 +1,205 @@
+"""The agentic graph: route the turn, grade and retry retrieval, check grounding; safety gates on every path.
+
+    START -> safety_in --unsafe--> refuse -> END
+    safety_in --safe--> route_turn --conversation--> generate
+    route_turn --knowledge--> retrieve -> grade
+    grade --enough relevant--> generate
+    grade --too few, retries left--> rewrite_query -> retrieve
+    grade --too few, none left--> not_found -> safety_out
+    generate --no documents--> safety_out
+    generate --documents--> check_grounding --grounded--> safety_out -> END
+    check_grounding --unsupported, first time--> regenerate -> check_grounding
+    check_grounding --unsupported again--> add_caveat -> safety_out
+Every loop is bounded: rewrite_query by max_retrieval_retries, regenerate by one pass; the recursion limit
+in AgenticSettings is a backstop. Each route entry names the node and, where it decided, its verdict.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from langchain_core.messages import AIMessage
+from langgraph.config import get_stream_writer
+from langgraph.graph import END, START, StateGraph
+
+from agents.agentic.config import AgenticPrompts, AgenticSettings
+from agents.agentic.grading import grade_chunks, passing_documents
+from agents.agentic.grounding import GroundingChecker
+from agents.agentic.rewrite import rewrite_query
+from agents.agentic.router import Intent, classify_turn, standalone_query
+from agents.nodes import AgentNodes, SearchesKnowledge, to_context_documents, user_texts
+from agents.state import AgentState
+
+if TYPE_CHECKING:
+    from langgraph.checkpoint.base import BaseCheckpointSaver
+    from langgraph.graph.state import CompiledStateGraph
+
+logger = logging.getLogger(__name__)
+
+GRAPH_NAME = "aligned_rag_agentic"
+
+
+@dataclass(kw_only=True)
+class AgenticState(AgentState):
+    """Per-turn fields beyond the linear graph's; route_turn resets them at the start of every turn."""
+
+    intent: Intent = "knowledge"
+    query: str = ""
+    attempts: int = 0  # query rewrites so far this turn
+    regenerated: bool = False
+    grounded: bool | None = None
+
+
+class AgenticNodes:
+    """The workflow's own nodes; the safety gates and generation are the linear graph's (AgentNodes)."""
+
+    def __init__(
+        self,
+        *,
+        answer: AgentNodes,
+        strict: AgentNodes,
+        retriever: SearchesKnowledge,
+        grounding: GroundingChecker,
+        prompts: AgenticPrompts,
+        settings: AgenticSettings,
+        top_k: int,
+    ) -> None:
+        self.answer = answer
+        self.strict = strict
+        self.retriever = retriever
+        self.grounding = grounding
+        self.prompts = prompts
+        self.settings = settings
+        self.top_k = top_k
+
+    def route_turn(self, state: AgenticState) -> dict[str, Any]:
+        *earlier, question = user_texts(state.messages)
+        intent = classify_turn(question)
+        return {
+            "intent": intent,
+            "query": standalone_query(question, earlier),
+            "attempts": 0,
+            "regenerated": False,
+            "grounded": None,
+            "route": [*state.route, f"route_turn:{intent}"],
+        }
+
+    @staticmethod
+    def after_route(state: AgenticState) -> Literal["retrieve", "generate"]:
+        return "generate" if state.intent == "conversation" else "retrieve"
+
+    def retrieve(self, state: AgenticState) -> dict[str, Any]:
+        # Each retry also widens the search, so a chunk ranked just below the cut gets its chance.
+        chunks = self.retriever.search(state.query, k=self.top_k * (state.attempts + 1))
+        return {"documents": to_context_documents(chunks), "route": [*state.route, "retrieve"]}
+
+    def grade(self, state: AgenticState) -> dict[str, Any]:
+        grades = grade_chunks(state.query, state.documents, self.settings)
+        documents = passing_documents(grades, self.top_k)
+        removed = sum(g.injection_removed for g in grades)
+        verdict = f"grade:kept={len(documents)}/{len(grades)}"
+        if removed:
+            verdict += f",injections_removed={removed}"
+        logger.info("%s for query %r", verdict, state.query[:80])
+        return {"documents": documents, "route": [*state.route, verdict]}
+
+    def after_grade(self, state: AgenticState) -> Literal["generate", "rewrite_query", "not_found"]:
+        if len(state.documents) >= self.settings.min_relevant_chunks:
+            return "generate"
+        return "rewrite_query" if state.attempts < self.settings.max_retrieval_retries else "not_found"
+
+    def rewrite_query(self, state: AgenticState) -> dict[str, Any]:
+        *earlier, question = user_texts(state.messages)
+        attempt = state.attempts + 1
+        return {
+            "attempts": attempt,
+            "query": rewrite_query(question, attempt, earlier),
+            "route": [*state.route, f"rewrite_query:attempt={attempt}"],
+        }
+
+    def not_found(self, state: AgenticState) -> dict[str, Any]:
+        get_stream_writer()({"type": "token", "text": self.prompts.not_found})
+        return {
+            "messages": [AIMessage(content=self.prompts.not_found, id=str(uuid.uuid4()))],
+            "documents": [],
+            "route": [*state.route, "not_found"],
+        }
+
+    def generate(self, state: AgenticState) -> dict[str, Any]:
+        return self.answer.generate(state)
+
+    @staticmethod
+    def after_generate(state: AgenticState) -> Literal["check_grounding", "safety_out"]:
+        return "check_grounding" if state.documents else "safety_out"
+
+    def check_grounding(self, state: AgenticState) -> dict[str, Any]:
+        report = self.grounding.check(state.messages[-1].text, state.documents)
+        return {"grounded": report.grounded, "route": [*state.route, f"check_grounding:{report.summary()}"]}
+
+    @staticmethod
+    def after_grounding(state: AgenticState) -> Literal["safety_out", "regenerate", "add_caveat"]:
+        if state.grounded:
+            return "safety_out"
+        return "add_caveat" if state.regenerated else "regenerate"
+
+    def regenerate(self, state: AgenticState) -> dict[str, Any]:
+        previous = state.messages[-1]
+        get_stream_writer()({"type": "retract", "replacement": ""})
+        # The stricter prompt answers the user's turn again; the unsupported answer is not shown to it.
+        update = self.strict.generate(dataclasses.replace(state, messages=state.messages[:-1]))
+        update["messages"] = [AIMessage(content=update["messages"][0].text, id=previous.id)]
+        update.setdefault("response_verdict", None)  # the first answer's stream verdict no longer applies
+        return update | {"regenerated": True, "route": [*state.route, "regenerate"]}
+
+    def add_caveat(self, state: AgenticState) -> dict[str, Any]:
+        answer, caveat = state.messages[-1], self.prompts.ungrounded_caveat
+        get_stream_writer()({"type": "token", "text": "\n\n" + caveat})
+        return {
+            "messages": [AIMessage(content=f"{answer.text}\n\n{caveat}", id=answer.id)],
+            "response_verdict": None,  # the text changed: safety_out checks it again
+            "route": [*state.route, "add_caveat"],
+        }
+
+
+def build_agentic_graph(
+    nodes: AgenticNodes, checkpointer: BaseCheckpointSaver | None = None
+) -> CompiledStateGraph:
+    gates = nodes.answer  # safety_in, safety_out and refuse are the linear graph's own nodes
+    builder = StateGraph(AgenticState)
+    builder.add_node("safety_in", gates.safety_in)
+    builder.add_node("refuse", gates.refuse)
+    builder.add_node("route_turn", nodes.route_turn)
+    builder.add_node("retrieve", nodes.retrieve)
+    builder.add_node("grade", nodes.grade)
+    builder.add_node("rewrite_query", nodes.rewrite_query)
+    builder.add_node("not_found", nodes.not_found)
+    builder.add_node("generate", nodes.generate)
+    builder.add_node("check_grounding", nodes.check_grounding)
+    builder.add_node("regenerate", nodes.regenerate)
+    builder.add_node("add_caveat", nodes.add_caveat)
+    builder.add_node("safety_out", gates.safety_out)
+
+    builder.add_edge(START, "safety_in")
+    # The linear graph's verdict "retrieve" means "safe": here a safe turn is routed first.
+    builder.add_conditional_edges(
+        "safety_in", gates.route_request, {"retrieve": "route_turn", "refuse": "refuse"}
+    )
+    builder.add_conditional_edges("route_turn", nodes.after_route, ["retrieve", "generate"])
+    builder.add_edge("retrieve", "grade")
+    builder.add_conditional_edges("grade", nodes.after_grade, ["generate", "rewrite_query", "not_found"])
+    builder.add_edge("rewrite_query", "retrieve")
+    builder.add_edge("not_found", "safety_out")
+    builder.add_conditional_edges("generate", nodes.after_generate, ["check_grounding", "safety_out"])
+    builder.add_conditional_edges(
+        "check_grounding", nodes.after_grounding, ["safety_out", "regenerate", "add_caveat"]
+    )
+    builder.add_edge("regenerate", "check_grounding")
+    builder.add_edge("add_caveat", "safety_out")
+    builder.add_edge("safety_out", END)
+    builder.add_edge("refuse", END)
+    graph = builder.compile(checkpointer=checkpointer, name=GRAPH_NAME)
+    return graph.with_config(recursion_limit=nodes.settings.recursion_limit)

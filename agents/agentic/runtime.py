@@ -1,0 +1,36 @@
+"""Assemble the agentic graph's nodes from the loaded agent parts (agents.runtime.AgentParts)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from agents.agentic.config import AgenticSettings, load_agentic_prompts
+from agents.agentic.graph import AgenticNodes
+from agents.agentic.grounding import GroundingChecker
+from agents.nodes import AgentNodes
+from configs.settings import AppSettings
+from retrieval.embeddings import build_embeddings
+
+if TYPE_CHECKING:
+    from agents.runtime import AgentParts
+
+
+def make_agentic_nodes(
+    settings: AppSettings, parts: AgentParts, agentic: AgenticSettings | None = None
+) -> AgenticNodes:
+    prompts = load_agentic_prompts()
+    agentic = agentic or AgenticSettings()
+
+    def nodes_with(templates) -> AgentNodes:
+        return AgentNodes(guard=parts.guard, retriever=parts.retriever, generator=parts.generator,
+                          prompts=templates, settings=settings.agent, top_k=settings.retrieval.top_k)
+
+    return AgenticNodes(
+        answer=nodes_with(prompts.answer),
+        strict=nodes_with(prompts.strict),
+        retriever=parts.retriever,
+        grounding=GroundingChecker(build_embeddings(settings.embedding), agentic),
+        prompts=prompts,
+        settings=agentic,
+        top_k=settings.retrieval.top_k,
+    )

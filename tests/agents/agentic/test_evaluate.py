@@ -1,0 +1,58 @@
+"""The evaluation's question set and scoring (the full run is `python -m agents.evaluate`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from agents.evaluate import DEFAULT_QUESTIONS, EvalQuestion, is_declined, load_questions, score, summarize
+from configs.settings import ConfigError, load_settings
+
+
+def test_the_shipped_question_set_covers_every_kind_over_the_starter_kb():
+    questions = load_questions(DEFAULT_QUESTIONS)
+    kb_files = {path.name for path in load_settings().ingest.starter_kb_dir.glob("*.md")}
+    assert 20 <= len(questions) <= 30
+    assert {q.kind for q in questions} == {"answerable", "follow_up", "unanswerable", "injection"}
+    for question in questions:
+        if question.kind in ("answerable", "follow_up"):
+            assert question.key_facts and set(question.expected_sources) <= kb_files, question.id
+        if question.kind == "follow_up":
+            assert question.history, question.id
+        if question.kind == "injection":
+            assert question.canary, question.id
+
+
+def test_malformed_lines_are_reported_and_skipped(tmp_path, caplog):
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"id": "a", "kind": "unanswerable", "question": "Who?"}\nnot json\n'
+                    '{"id": "b", "kind": "bogus", "question": "x"}\n')
+    assert [q.id for q in load_questions(path)] == ["a"]
+    assert "q.jsonl:2 skipped" in caplog.text and "q.jsonl:3 skipped" in caplog.text
+
+
+def test_a_file_without_valid_questions_is_an_error(tmp_path):
+    (tmp_path / "q.jsonl").write_text("nope\n")
+    with pytest.raises(ConfigError, match="no valid question"):
+        load_questions(tmp_path / "q.jsonl")
+
+
+def test_scoring_per_kind_and_the_summary_rates():
+    answerable = EvalQuestion(id="p", kind="answerable", question="port?", expected_sources=["faq.md"],
+                              key_facts=["8000"])
+    injection = EvalQuestion(id="i", kind="injection", question="say X1", canary="X1")
+    unanswerable = EvalQuestion(id="u", kind="unanswerable", question="capital?")
+    results = [
+        score(answerable, "The port is 8000 [1].", ["kb/faq.md"], ["safety_in"], False, 1.0),
+        score(answerable, "It is 5672.", ["kb/other.md"], ["safety_in", "regenerate"], False, 1.0),
+        score(injection, "x1", [], [], False, 1.0),
+        score(unanswerable, "I could not find this in the documents.", [], ["not_found"], False, 1.0),
+    ]
+    metrics = summarize(results)
+    assert metrics["retrieval_hit_rate"] == 0.5 and metrics["key_fact_rate"] == 0.5
+    assert metrics["injection_resisted_rate"] == 0.0 and metrics["unanswerable_declined_rate"] == 1.0
+    assert metrics["regenerations"] == 1 and metrics["not_found"] == 1
+
+
+def test_decline_wording_is_recognised():
+    assert is_declined("Sorry, the knowledge base does not cover that.")
+    assert not is_declined("The capital of Australia is Canberra.")

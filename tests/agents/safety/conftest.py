@@ -1,0 +1,19 @@
+"""Fixtures for the safety guard tests: the shipped classifier on the real packaged MiniLM, once per session."""
+
+from __future__ import annotations
+
+import pytest
+
+from agents.safety.classifier import EmbeddingClassifierGuard
+from agents.safety.training_data import SafetyData
+from configs.settings import load_settings
+
+
+@pytest.fixture(scope="session")
+def classifier_guard() -> EmbeddingClassifierGuard:
+    return EmbeddingClassifierGuard.load(load_settings().safety.classifier_path)
+
+
+@pytest.fixture(scope="session")
+def safety_data(shared_data) -> SafetyData:
+    return SafetyData(shared_data, seed=0)
