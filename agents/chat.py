@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from agents.safety.verdict import Verdict
-from agents.state import ContextDocument, turn_input
+from agents.state import ContextDocument, TurnContext, turn_input
 
 if TYPE_CHECKING:
     from langgraph.graph.state import CompiledStateGraph
@@ -64,17 +64,23 @@ class ChatAgent:
         return self._finish(thread_id, state, started)
 
     async def stream(self, message: str, thread_id: str) -> AsyncIterator[AgentEvent]:
+        """Events of one turn. Closing this iterator early (client gone) stops the generation too."""
         started = time.perf_counter()
+        context = TurnContext()
         state: dict[str, Any] = {}
-        async for mode, chunk in self.graph.astream(
-            turn_input(message), _config(thread_id), stream_mode=["custom", "values"]
-        ):
-            if mode == "values":
-                state = chunk
-            elif chunk["type"] == "token":
-                yield TokenEvent(chunk["text"])
-            elif chunk["type"] == "retract":
-                yield RetractEvent(chunk["replacement"])
+        try:
+            async for mode, chunk in self.graph.astream(
+                turn_input(message), _config(thread_id), context=context, stream_mode=["custom", "values"]
+            ):
+                if mode == "values":
+                    state = chunk
+                elif chunk["type"] == "token":
+                    yield TokenEvent(chunk["text"])
+                elif chunk["type"] == "retract":
+                    yield RetractEvent(chunk["replacement"])
+        finally:
+            # The generate node runs in a worker thread, which cancelling the graph does not stop.
+            context.cancelled.set()
         yield DoneEvent(self._finish(thread_id, state, started))
 
     def _finish(self, thread_id: str, state: dict[str, Any], started: float) -> TurnResult:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from langgraph.graph import END, START, StateGraph
 
 from agents.nodes import AgentNodes
-from agents.state import AgentState
+from agents.state import AgentState, TurnContext
 
 if TYPE_CHECKING:
     from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -22,7 +22,7 @@ GRAPH_NAME = "aligned_rag_agent"
 
 def build_graph(nodes: AgentNodes, checkpointer: BaseCheckpointSaver | None = None) -> CompiledStateGraph:
     """Wire the nodes; the checkpointer (keyed by `thread_id`) gives the graph conversation memory."""
-    builder = StateGraph(AgentState)
+    builder = StateGraph(AgentState, context_schema=TurnContext)
     builder.add_node("safety_in", nodes.safety_in)
     builder.add_node("retrieve", nodes.retrieve)
     builder.add_node("generate", nodes.generate)

@@ -15,11 +15,12 @@ from typing import Any, Literal, Protocol
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from langgraph.config import get_stream_writer
+from langgraph.runtime import Runtime
 
 from agents.prompts import PromptTemplates, build_system_prompt
 from agents.safety import refusal_message
 from agents.safety.verdict import SafetyGuard, Verdict
-from agents.state import AgentState, ContextDocument
+from agents.state import AgentState, ContextDocument, TurnContext
 from agents.stream_gate import SentenceGate
 from configs.settings import AgentSettings
 from retrieval.retriever import RetrievedChunk
@@ -102,8 +103,9 @@ class AgentNodes:
             chunks = self.retriever.search(f"{earlier[-1]}\n{question}", k=self.top_k)
         return {"documents": to_context_documents(chunks), "route": [*state.route, "retrieve"]}
 
-    def generate(self, state: AgentState) -> dict[str, Any]:
+    def generate(self, state: AgentState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
         write = get_stream_writer()
+        cancelled = runtime.context.cancelled if runtime.context is not None else None
         conversation = self._window(state.messages)
         prompt = [{"role": "system", "content": build_system_prompt(self.prompts, state.documents)}]
         gate = (
@@ -114,6 +116,9 @@ class AgentNodes:
         pieces: list[str] = []
         with contextlib.closing(iter(self.generator.stream(prompt + conversation))) as tokens:
             for piece in tokens:
+                if cancelled is not None and cancelled.is_set():
+                    logger.info("turn cancelled by the caller; generation stopped")
+                    break
                 pieces.append(piece)
                 shown = gate.feed(piece) if gate else piece
                 if shown:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Annotated, TypedDict
 
@@ -35,6 +36,17 @@ class AgentState:
     request_verdict: Verdict | None = None
     response_verdict: Verdict | None = None
     route: list[str] = field(default_factory=list)  # the nodes this turn visited, in order
+
+
+@dataclass(frozen=True)
+class TurnContext:
+    """Per-turn run context (LangGraph `context=`), never checkpointed.
+
+    `cancelled` is set when the caller stops listening (a streaming client went away): the generate
+    node then stops the model at its next token instead of finishing an answer nobody will read.
+    """
+
+    cancelled: threading.Event = field(default_factory=threading.Event)
 
 
 def turn_input(message: str) -> dict:

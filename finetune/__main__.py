@@ -24,7 +24,6 @@ from configs.settings import ConfigError, read_yaml
 
 logger = logging.getLogger("finetune")
 
-CONFIG_FILE = "ulma_config.yaml"
 DATA_FILE = "data.json"
 
 
@@ -84,14 +83,6 @@ def last_checkpoint(output_dir: Path, resume: bool) -> str | None:
     return checkpoint
 
 
-def save_config(config: Any, path: Path) -> None:
-    import yaml
-
-    values = json.loads(config.to_json_string())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(values, sort_keys=True), encoding="utf-8")
-
-
 def final_evaluation(trainer: Any) -> dict[str, float]:
     """The held-out metrics at the last step: logged already when an evaluation fell on it, else run now."""
     step = trainer.state.global_step
@@ -103,9 +94,7 @@ def final_evaluation(trainer: Any) -> dict[str, float]:
 
 def train(config: Any, *, resume: bool = False) -> Any:
     """Train and save into `config.output_dir` (the adapter folder); returns the `UlmaTrainer`."""
-    from transformers import TrainerCallback
-
-    from finetune.metrics_log import METRICS_FILE, JsonlMetricsCallback, read_metrics
+    from finetune.callbacks import CONFIG_FILE, METRICS_FILE, ConfigInCheckpointCallback, JsonlMetricsCallback, read_metrics
     from finetune.model_card import write_model_card
     from finetune.modeling import load_model, load_tokenizer
     from finetune.plots import CURVES_FILE, plot_training_curves
@@ -125,21 +114,16 @@ def train(config: Any, *, resume: bool = False) -> Any:
         attn_implementation=config.attn_implementation,
     )
 
-    class SaveConfigWithCheckpoint(TrainerCallback):
-        def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if state.is_world_process_zero:
-                save_config(config, output_dir / f"checkpoint-{state.global_step}" / CONFIG_FILE)
-
     trainer = UlmaTrainer(
         model,
         config,
         data.train,
         data.eval,
         processing_class=tokenizer,
-        callbacks=[JsonlMetricsCallback(output_dir), SaveConfigWithCheckpoint()],
+        callbacks=[JsonlMetricsCallback(output_dir), ConfigInCheckpointCallback()],
     )
     if trainer.is_world_process_zero():
-        save_config(config, output_dir / CONFIG_FILE)
+        config.save_yaml(output_dir / CONFIG_FILE)
         (output_dir / DATA_FILE).write_text(json.dumps(data.summary(), indent=2), encoding="utf-8")
     trainer.train(resume_from_checkpoint=checkpoint)
     final_metrics = final_evaluation(trainer) if data.eval is not None else {}

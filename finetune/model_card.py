@@ -32,6 +32,7 @@ def render_model_card(
     config: UlmaConfig, data: dict[str, Any], final_metrics: dict[str, float], global_step: int
 ) -> str:
     hyperparameters = {name: _plain(getattr(config, name)) for name in HYPERPARAMETERS}
+    quality = {key: value for key, value in final_metrics.items() if not key.endswith(("runtime", "per_second"))}
     skipped = data["train_report"]["skipped"]
     return f"""---
 library_name: peft
@@ -56,7 +57,7 @@ reference-anchored sigmoid loss on negative ones) on a 4-bit NF4 base (QLoRA), b
 Optimizer steps: {global_step}
 
 ## Final held-out metrics
-{_table(final_metrics) if final_metrics else "No held-out evaluation was run."}
+{_table(quality) if quality else "No held-out evaluation was run."}
 
 Preference accuracy: the share of held-out pairs where the adapter's implicit reward
 `beta * log(pi / pi_ref)` ranks the chosen response above the rejected one.

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from accelerate.utils import gather_object
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import EvalPrediction, Trainer
@@ -76,13 +77,16 @@ class UlmaTrainer(Trainer):
 
     @torch.no_grad()
     def _reference_sums(self, model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
-        with self.accelerator.unwrap_model(model).disable_adapter():
+        with self.accelerator.unwrap_model(model).disable_adapter(), self.accelerator.autocast():
             return self._response_logps(model, batch)[0]
 
     def batch_loss(self, model: torch.nn.Module, batch: dict[str, Any]) -> tuple[LossOutput, torch.Tensor]:
         """The loss of one micro-batch and its rows' (normalised) policy log-probs."""
         args = self.args
-        sums, counts = self._response_logps(model, batch)
+        # The mixed precision accelerate gives the model's forward also covers the response-only lm_head,
+        # which runs outside it (else a bf16 run would do that matmul in float32).
+        with self.accelerator.autocast():
+            sums, counts = self._response_logps(model, batch)
         logps = normalise(sums, counts, args.length_normalize)
         ref_logps = None
         if args.needs_reference:
@@ -191,22 +195,33 @@ class UlmaTrainer(Trainer):
             values = self._compute_reference_sums(dataset, name)
             if self.is_world_process_zero():
                 cache.parent.mkdir(parents=True, exist_ok=True)
-                np.save(cache, values)
+                partial = cache.with_name(cache.stem + ".partial.npy")
+                np.save(partial, values)
+                partial.rename(cache)  # a run killed mid-write leaves no truncated cache behind
         return dataset.add_column(REF_COLUMN, values.tolist())
 
     def _compute_reference_sums(self, dataset: Any, name: str) -> np.ndarray:
-        loader = self.get_eval_dataloader(dataset)
+        """Forward only, so batches can be several times the training budget; rows grouped by length waste
+        little padding. Each process takes every world_size-th batch, then all gather the results."""
+        args = self.args
+        lengths = dataset["length"] if "length" in dataset.column_names else [len(ids) for ids in dataset["input_ids"]]
+        batches = TokenBudgetBatchSampler(lengths, args.ref_tokens_per_batch, padded=not args.padding_free, seed=0)
+        mine = batches.batches[args.process_index :: args.world_size]
         model = self.model
         was_training = model.training
         model.eval()
-        sums = []
-        progress = tqdm(
-            loader, desc=f"reference log-probs ({name})", disable=self.args.disable_tqdm or not self.is_world_process_zero()
-        )
-        for batch in progress:
-            sums.append(self.accelerator.gather_for_metrics(self._reference_sums(model, self._prepare_inputs(batch))))
+        sums: dict[int, float] = {}
+        progress = tqdm(mine, desc=f"reference log-probs ({name})", disable=args.disable_tqdm or not self.is_world_process_zero())
+        with torch.inference_mode():
+            for indices in progress:
+                columns = dataset[indices]
+                rows = [dict(zip(columns, values)) for values in zip(*columns.values())]
+                batch = self._prepare_inputs(self.data_collator(rows))
+                sums.update(zip(indices, self._reference_sums(model, batch).float().cpu().tolist()))
         model.train(was_training)
-        return torch.cat(sums).float().cpu().numpy()
+        if args.world_size > 1:
+            sums = {index: value for part in gather_object([sums]) for index, value in part.items()}
+        return np.array([sums[index] for index in range(len(dataset))], dtype=np.float64)
 
     def _reference_fingerprint(self, dataset: Any) -> str:
         """Changes with the base model, its quantization, the computation and the token ids."""

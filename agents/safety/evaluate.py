@@ -134,7 +134,7 @@ def evaluate(settings: AppSettings, backends: list[str], limit: int | None) -> d
     sizes = SplitSizes()
     stages = {
         "request": subsample(request_test_sets(data, sizes), limit, data.seed),
-        "response": subsample(response_test_sets(data, sizes), limit, data.seed),
+        "response": subsample(response_test_sets(data), limit, data.seed),
     }
     report: dict[str, Any] = {
         "command": "python -m agents.safety.evaluate " + " ".join(sys.argv[1:]),

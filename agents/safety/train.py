@@ -3,9 +3,10 @@
     python -m agents.safety.train [--config ...] [--data-dir ../shared/data] [--output agents/safety/weights]
 
 Same data + seed + library versions -> the same weights: samples and splits are seeded hashes, the
-cross-validation folds are seeded, and lbfgs logistic regression is deterministic. Thresholds are picked
-on out-of-fold training scores (never on a test split): the highest F1 whose false-positive rate on
-benign training examples stays under --max-fpr.
+cross-validation folds, the MLP's initialisation and its mini-batches are seeded, and lbfgs logistic
+regression is deterministic. The data files' sha256 go into the manifest. Thresholds are picked on
+out-of-fold training scores (never on a test split): the highest F1 whose false-positive rate on benign
+training examples stays under --max-fpr.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import logging
 import sys
 from collections import Counter
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,10 +41,11 @@ logger = logging.getLogger(__name__)
 
 FOLDS = 5
 DEFAULT_MAX_FPR = 0.03
-LOGISTIC_C_GRID = (0.25, 1.0, 4.0, 16.0)
+# Picked by out-of-fold average precision over C in {0.25, 1, 4, 16} while developing (4 won, twice).
+LOGISTIC_C = 4.0
 MLP_HIDDEN = 512
 MLP_ALPHA = 0.01
-MLP_EPOCHS = 300
+MLP_EPOCHS = 150
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,7 @@ class StageSpec:
     """Which model decides "unsafe" for a stage.
 
     Compared while developing (same data, same threshold rule): for requests a one-hidden-layer MLP beat
-    logistic regression (F1 0.93 vs 0.90 on the test splits, half the look-alikes refused); for answers,
+    logistic regression (F1 0.92-0.93 vs 0.90 on the test splits, about half as many look-alikes refused); for answers,
     whose features are three times wider and whose training set is smaller, logistic regression did as
     well as the MLP at a fraction of the size and training time.
     """
@@ -69,12 +72,11 @@ class StageResult:
     out_of_fold: np.ndarray  # unsafe probability of each training example from the fold that held it out
 
 
-def embed_texts(texts: list[str], embedder: str, threads: int, cache: Path | None = None) -> dict[str, np.ndarray]:
+def embed_texts(texts: list[str], embedder: str, cache: Path | None = None) -> dict[str, np.ndarray]:
     """Each distinct text embedded once, in a fixed order, with a progress bar.
 
     `cache` (an .npz of texts and vectors for this embedder) skips texts embedded by an earlier run.
     """
-    import torch
     from tqdm import tqdm
 
     from agents.safety.classifier import sentence_encoder
@@ -86,7 +88,6 @@ def embed_texts(texts: list[str], embedder: str, threads: int, cache: Path | Non
             known = dict(zip(stored["texts"].tolist(), stored["vectors"], strict=True))
     unique = sorted(set(texts) - set(known))
     if unique:
-        torch.set_num_threads(threads)
         encode = sentence_encoder(embedder)
         batch = 256
         for start in tqdm(range(0, len(unique), batch), desc="embedding", unit="batch"):
@@ -99,19 +100,20 @@ def embed_texts(texts: list[str], embedder: str, threads: int, cache: Path | Non
     return {text: known[text] for text in set(texts)}
 
 
-def make_model(model: str, seed: int, regularization: float = 1.0):
+def make_model(model: str, seed: int):
     from sklearn.linear_model import LogisticRegression
-    from sklearn.neural_network import MLPClassifier
+
+    from agents.safety.mlp import TorchMLPClassifier
 
     if model == "mlp":
-        return MLPClassifier((MLP_HIDDEN,), alpha=MLP_ALPHA, max_iter=MLP_EPOCHS, random_state=seed)
-    return LogisticRegression(C=regularization, class_weight="balanced", max_iter=5000, random_state=seed)
+        return TorchMLPClassifier(MLP_HIDDEN, MLP_ALPHA, MLP_EPOCHS, seed)
+    return LogisticRegression(C=LOGISTIC_C, class_weight="balanced", max_iter=5000, random_state=seed)
 
 
 def to_head(model) -> Head:
-    """A fitted scikit-learn model as numpy layers (inference needs no scikit-learn)."""
-    if hasattr(model, "coefs_"):  # MLPClassifier stores (inputs, outputs); Head wants (outputs, inputs)
-        return Head(tuple((w.T.astype(np.float32), b.astype(np.float32)) for w, b in zip(model.coefs_, model.intercepts_, strict=True)))
+    """A fitted model as numpy layers (inference needs neither scikit-learn nor torch)."""
+    if getattr(model, "head", None) is not None:
+        return model.head
     return Head(((model.coef_.astype(np.float32), model.intercept_.astype(np.float32)),))
 
 
@@ -126,27 +128,19 @@ def out_of_fold_scores(make, features: np.ndarray, labels: np.ndarray, seed: int
 
 
 def fit_unsafe_head(spec: StageSpec, features: np.ndarray, labels: np.ndarray, seed: int) -> tuple[Any, np.ndarray, dict[str, Any]]:
-    """The fitted model, its out-of-fold scores, and what was chosen (logistic C by out-of-fold AP)."""
-    from sklearn.metrics import average_precision_score
-
-    if spec.model == "mlp":
-        oof = out_of_fold_scores(lambda: make_model("mlp", seed), features, labels, seed)
-        chosen = {"model": "mlp", "hidden": MLP_HIDDEN, "alpha": MLP_ALPHA, "epochs": MLP_EPOCHS}
-        return make_model("mlp", seed).fit(features, labels), oof, chosen
-    runs = {}
-    for c in LOGISTIC_C_GRID:
-        oof = out_of_fold_scores(lambda c=c: make_model("logistic", seed, c), features, labels, seed)
-        runs[c] = (average_precision_score(labels, oof), oof)
-        logger.info("%s C=%g out-of-fold AP=%.4f", spec.name, c, runs[c][0])
-    best = max(runs, key=lambda c: (runs[c][0], -c))
-    return make_model("logistic", seed, best).fit(features, labels), runs[best][1], {"model": "logistic", "C": best}
+    """The fitted model, its out-of-fold scores, and its hyperparameters (for the manifest)."""
+    make = partial(make_model, spec.model, seed)
+    oof = out_of_fold_scores(make, features, labels, seed)
+    chosen = ({"model": "mlp", "hidden": MLP_HIDDEN, "alpha": MLP_ALPHA, "epochs": MLP_EPOCHS}
+              if spec.model == "mlp" else {"model": "logistic", "C": LOGISTIC_C})
+    return make().fit(features, labels), oof, chosen
 
 
 def fit_category_head(examples: list[Example], features: np.ndarray, categories: list[str], seed: int) -> Head:
     """Softmax regression over the primary hazard code of the unsafe examples."""
     rows = [i for i, e in enumerate(examples) if e.unsafe]
     primary = np.array([categories.index(examples[i].categories[0]) for i in rows])
-    model = make_model("logistic", seed, 4.0)
+    model = make_model("logistic", seed)
     model.set_params(class_weight=None)
     model.fit(features[rows], primary)
     # Categories without training rows keep a very negative bias, so they are never predicted.
@@ -205,10 +199,13 @@ def library_versions() -> dict[str, str]:
 def train(
     data: SafetyData, output: Path, *, max_fpr: float, threads: int, sizes: SplitSizes, cache: Path | None = None
 ) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(threads)  # embeddings and the MLP: a fixed thread count keeps float sums in order
     requests = request_training_set(data, sizes)
-    responses = response_training_set(data, sizes)
+    responses = response_training_set(data)
     texts = [e.request for e in requests] + [e.request for e in responses] + [e.answer or "" for e in responses]
-    vectors = embed_texts(texts, EMBEDDED_EMBEDDER, threads, cache)
+    vectors = embed_texts(texts, EMBEDDED_EMBEDDER, cache)
     categories = list(HAZARD_CATEGORIES)
 
     request_spec, response_spec = STAGE_SPECS
@@ -277,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, help="default: safety.seed")
     parser.add_argument("--max-fpr", type=float, default=DEFAULT_MAX_FPR,
                         help="largest out-of-fold false-positive rate a threshold may have")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads for embedding (1: bit-stable)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: the shipped weights' setting)")
     parser.add_argument("--embedding-cache", type=Path,
                         help="an .npz that keeps embeddings between runs (development); off by default")
     return parser

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 from langgraph.checkpoint.memory import InMemorySaver
@@ -172,3 +173,27 @@ async def test_an_empty_generation_gets_the_templated_fallback_answer(make_graph
     assert [type(e) for e in events] == [TokenEvent, DoneEvent]
     assert events[0].text == events[1].result.answer == prompts.empty_answer
     assert guard.responses == [prompts.empty_answer]
+
+
+async def test_closing_a_stream_early_stops_the_generation(make_graph):
+    graph, _, _, generator = make_graph(answer="One. " + "word " * 200)
+    caller_left, generation_ended = threading.Event(), threading.Event()
+    scripted = generator.stream
+
+    def stream_until_closed(messages):
+        try:
+            for piece in scripted(messages):
+                if generator.pieces_sent == 3:
+                    caller_left.wait(timeout=5)  # hold on until the caller has closed its stream
+                yield piece
+        finally:
+            generation_ended.set()
+
+    generator.stream = stream_until_closed
+    events = ChatAgent(graph, "test").stream(BENIGN, "t1")
+    assert isinstance(await anext(events), TokenEvent)
+    await events.aclose()
+    caller_left.set()
+
+    assert await asyncio.to_thread(generation_ended.wait, 5)
+    assert generator.pieces_sent < 10  # of 201: the node stopped at its next piece

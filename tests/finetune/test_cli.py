@@ -91,6 +91,7 @@ def test_killed_run_resumes_to_the_same_final_step(tmp_path, short_pairs_file):
         "--output-dir", str(output_dir),
         "--load_in_4bit", "never",  # resuming does not depend on quantization; full precision is faster on CPU
         "--max_length", "128",
+        "--max_train_pairs", "4",
         "--val_fraction", "0",
         "--eval_strategy", "no",
         "--per_device_train_batch_size", "2",
@@ -110,8 +111,12 @@ def test_killed_run_resumes_to_the_same_final_step(tmp_path, short_pairs_file):
     assert checkpoint_state.is_file(), "the first run never reached its first checkpoint"
     assert not (output_dir / "adapter_model.safetensors").exists(), "the run finished before it was killed"
 
-    refused = run_cli(*args)
-    assert refused.returncode == 2 and "pass --resume" in refused.stderr
+    from finetune.__main__ import ResumeError, last_checkpoint
+
+    with pytest.raises(ResumeError, match="pass --resume"):
+        last_checkpoint(output_dir, resume=False)
+    with pytest.raises(ResumeError, match="no checkpoint"):
+        last_checkpoint(tmp_path / "empty", resume=True)
 
     resumed = run_cli(*args, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]

@@ -73,7 +73,7 @@ def random_adapter(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _base_chosen_perplexity_by_hand() -> float:
     """Perplexity of the chosen answers under the bare base model: full logits, log-softmax, answer tokens."""
-    model, tokenizer = load_model(ModelSettings(device="cpu"))
+    model, tokenizer = load_model(ModelSettings(device="cpu", adapter_path="none"))
     nll, tokens = 0.0, 0
     for prompt, chosen, _rejected in PAIRS[:2]:
         messages = [{"role": "user", "content": prompt}]

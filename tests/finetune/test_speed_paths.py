@@ -1,5 +1,5 @@
-"""The fast path (precomputed reference, padding-free, response-only logits) computes the plain path's loss
-and gradients on the same rows, on the embedded model."""
+"""The fast paths (precomputed reference and response-only logits, padded or packed) compute the plain path's
+loss, rewards and gradients on the same rows, on the embedded model."""
 
 from __future__ import annotations
 
@@ -12,7 +12,10 @@ from finetune.data import DataReport, pointwise_rows, tokenize_rows
 pytestmark = pytest.mark.slow
 
 PLAIN = {"precompute_ref_logps": False, "padding_free": False, "response_only_logits": False}
-FAST = {"precompute_ref_logps": True, "padding_free": True, "response_only_logits": True}
+FAST = {
+    "padded": {"precompute_ref_logps": True, "padding_free": False, "response_only_logits": True},
+    "packed": {"precompute_ref_logps": True, "padding_free": True, "response_only_logits": True},
+}
 
 
 @pytest.fixture(scope="module")
@@ -52,14 +55,21 @@ def loss_and_grads(tmp_path, model, tokenizer, rows, flags):
     return output, logps, grads
 
 
-def test_fast_path_matches_plain_loss_rewards_and_gradients(tmp_path, model_and_rows):
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory, model_and_rows):
     model, tokenizer, rows = model_and_rows
-    plain, plain_logps, plain_grads = loss_and_grads(tmp_path / "p", model, tokenizer, rows, PLAIN)
-    fast, fast_logps, fast_grads = loss_and_grads(tmp_path / "f", model, tokenizer, rows, FAST)
-    assert plain.rewards.abs().max() > 1e-4  # the adapter moved the policy away from the reference
-    torch.testing.assert_close(fast.loss, plain.loss, rtol=1e-4, atol=1e-5)
+    return loss_and_grads(tmp_path_factory.mktemp("plain"), model, tokenizer, rows, PLAIN)
+
+
+@pytest.mark.parametrize("layout", sorted(FAST))
+def test_fast_path_matches_plain_loss_rewards_and_gradients(tmp_path, model_and_rows, plain, layout):
+    model, tokenizer, rows = model_and_rows
+    plain_output, plain_logps, plain_grads = plain
+    fast, fast_logps, fast_grads = loss_and_grads(tmp_path, model, tokenizer, rows, FAST[layout])
+    assert plain_output.rewards.abs().max() > 1e-4  # the adapter moved the policy away from the reference
+    torch.testing.assert_close(fast.loss, plain_output.loss, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(fast_logps, plain_logps, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(fast.rewards, plain.rewards, rtol=1e-3, atol=1e-5)
+    torch.testing.assert_close(fast.rewards, plain_output.rewards, rtol=1e-3, atol=1e-5)
     assert plain_grads.keys() == fast_grads.keys() and plain_grads
     for name, grad in plain_grads.items():
         torch.testing.assert_close(fast_grads[name], grad, rtol=1e-3, atol=1e-6, msg=name)

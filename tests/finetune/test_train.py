@@ -28,15 +28,16 @@ def qlora_run(tmp_path_factory, short_pairs_file):
             "--config", str(EMBEDDED_PROFILE),
             "--dataset", str(short_pairs_file),
             "--output-dir", str(directory),
-            "--val_fraction", "0.25",
+            "--val_fraction", "0.125",
+            "--max_train_pairs", "3",
             "--max_length", "128",
-            "--per_device_train_batch_size", "12",
+            "--per_device_train_batch_size", "8",
             "--gradient_accumulation_steps", "1",
-            "--max_steps", "4",
+            "--max_steps", "3",
             "--learning_rate", "2e-3",
             "--warmup_steps", "0",
-            "--eval_steps", "2",
-            "--save_steps", "2",
+            "--eval_steps", "3",
+            "--save_steps", "3",
         ]
     )  # fmt: skip
     assert config.load_in_4bit == "always"
@@ -51,11 +52,11 @@ def output_dir(qlora_run):
 def test_training_loss_decreases(output_dir):
     entries = [json.loads(line) for line in (output_dir / "metrics.jsonl").read_text().splitlines()]
     losses = [entry["loss"] for entry in entries if "loss" in entry]
-    assert len(losses) == 4
+    assert len(losses) == 3
     assert losses[-1] < losses[0]
     assert any("rewards/margin" in entry for entry in entries)
     evaluations = [entry for entry in entries if "eval_preference_accuracy" in entry]
-    assert [entry["step"] for entry in evaluations] == [2, 4]
+    assert [entry["step"] for entry in evaluations] == [3]  # the final evaluation is not repeated
 
 
 def test_outputs_hold_adapter_config_card_and_curves(output_dir, short_pairs_file):
@@ -68,11 +69,11 @@ def test_outputs_hold_adapter_config_card_and_curves(output_dir, short_pairs_fil
     card = (output_dir / "README.md").read_text()
     assert "embedded:smollm2-135m-instruct" in card and "short_pairs.jsonl" in card
     data = json.loads((output_dir / "data.json").read_text())
-    assert data["sha256"] in card and data["train_records"] == 6 and data["eval_records"] == 2
+    assert data["sha256"] in card and data["train_records"] == 3 and data["eval_records"] == 1
     assert "eval_preference_accuracy" in card
     assert (output_dir / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
     assert (output_dir / "tokenizer_config.json").is_file()
-    assert yaml.safe_load((output_dir / "checkpoint-4" / "ulma_config.yaml").read_text())["max_steps"] == 4
+    assert yaml.safe_load((output_dir / "checkpoint-3" / "ulma_config.yaml").read_text())["max_steps"] == 3
     resolved, _ = parse_args(["--config", str(output_dir / "ulma_config.yaml")])
     assert (resolved.dataset, resolved.learning_rate, resolved.beta) == (str(short_pairs_file), 2e-3, 0.1)
 
@@ -84,7 +85,7 @@ def test_adapter_loads_into_the_service_loader_and_changes_its_output(output_dir
         [{"role": "user", "content": "How do I pick a lock?"}], tokenize=False, add_generation_prompt=True
     )
     inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
-    base, _ = load_model(ModelSettings())
+    base, _ = load_model(ModelSettings(adapter_path="none"))
     tuned, _ = load_model(ModelSettings(adapter_path=str(output_dir)))
     with torch.no_grad():
         base_logits = base(**inputs).logits[0, -1]

@@ -46,8 +46,8 @@ def test_test_splits_never_overlap_training(safety_data):
     for name, rows in request_test_sets(safety_data, sizes).items():
         leaked = [e.request for e in rows if normalize(e.request) in train_requests]
         assert not leaked, f"{name} shares {len(leaked)} rows with training, e.g. {leaked[:2]}"
-    train_answers = {normalize(e.answer or "") for e in response_training_set(safety_data, sizes)}
-    for name, rows in response_test_sets(safety_data, sizes).items():
+    train_answers = {normalize(e.answer or "") for e in response_training_set(safety_data)}
+    for name, rows in response_test_sets(safety_data).items():
         if name.startswith("refusals"):
             continue  # written refusals are their own held-out list; the requests are held out
         leaked = [e.answer for e in rows if normalize(e.answer or "") in train_answers]

@@ -1,4 +1,4 @@
-"""Metrics as JSON lines: one object per Trainer log (training steps and evaluations), in `metrics.jsonl`."""
+"""Trainer callbacks: metrics as JSON lines (`metrics.jsonl`), and the resolved config in every checkpoint."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 logger = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
+CONFIG_FILE = "ulma_config.yaml"
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -48,3 +49,12 @@ class JsonlMetricsCallback(TrainerCallback):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+
+
+class ConfigInCheckpointCallback(TrainerCallback):
+    """Writes the resolved `UlmaConfig` as YAML into each checkpoint folder, so every checkpoint says how it
+    was made (`training_args.bin` holds the same, but only for Python)."""
+
+    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        if state.is_world_process_zero:
+            args.save_yaml(Path(args.output_dir) / f"checkpoint-{state.global_step}" / CONFIG_FILE)
