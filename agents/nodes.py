@@ -103,9 +103,9 @@ class AgentNodes:
             chunks = self.retriever.search(f"{earlier[-1]}\n{question}", k=self.top_k)
         return {"documents": to_context_documents(chunks), "route": [*state.route, "retrieve"]}
 
-    def generate(self, state: AgentState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
+    def generate(self, state: AgentState, runtime: Runtime[TurnContext] | None = None) -> dict[str, Any]:
         write = get_stream_writer()
-        cancelled = runtime.context.cancelled if runtime.context is not None else None
+        cancelled = runtime.context.cancelled if runtime is not None and runtime.context is not None else None
         conversation = self._window(state.messages)
         prompt = [{"role": "system", "content": build_system_prompt(self.prompts, state.documents)}]
         gate = (

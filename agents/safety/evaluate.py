@@ -4,7 +4,7 @@
                                      [--max-per-split N] [--output benchmarks/results/safety_eval.json]
 
 Every verdict goes through the backend's public API one at a time (batch 1, torch on one CPU thread),
-so the latency is what a request pays. The splits are the test parts of agents.safety.training_data:
+so the latency is what a request pays; the thread's CPU time per verdict is recorded beside it. The splits are the test parts of agents.safety.training_data:
 none of their rows is used for training or for choosing a threshold.
 """
 
@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import random
 import statistics
 import sys
+import time
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -56,21 +58,31 @@ def subsample(sets: dict[str, list[Example]], limit: int | None, seed: int) -> d
     return {name: random.Random(f"{seed}:{name}").sample(rows, min(limit, len(rows))) for name, rows in sets.items()}
 
 
-def judge_all(guard: SafetyGuard, stage: str, sets: dict[str, list[Example]]) -> dict[str, list[Verdict]]:
+def judge_all(
+    guard: SafetyGuard, stage: str, sets: dict[str, list[Example]]
+) -> tuple[dict[str, list[Verdict]], list[float]]:
+    """Every verdict, one call at a time, and the CPU time each took on the calling thread (ms).
+
+    Wall-clock latency (in the verdict) includes waiting for a core on a busy machine; thread CPU time
+    is what one verdict costs one core, whatever else runs beside it.
+    """
     from tqdm import tqdm
 
     verdicts: dict[str, list[Verdict]] = {}
+    cpu_ms: list[float] = []
     total = sum(len(rows) for rows in sets.values())
     with tqdm(total=total, desc=f"{guard.name} {stage}", unit="verdict") as bar:
         for name, rows in sets.items():
             verdicts[name] = []
             for example in rows:
                 messages = [{"role": "user", "content": example.request}]
+                started = time.thread_time()
                 verdict = (guard.check_request(messages) if stage == "request"
                            else guard.check_response(messages, example.answer or ""))
+                cpu_ms.append((time.thread_time() - started) * 1000.0)
                 verdicts[name].append(verdict)
                 bar.update()
-    return verdicts
+    return verdicts, cpu_ms
 
 
 def category_confusion(sets: dict[str, list[Example]], verdicts: dict[str, list[Verdict]]) -> dict[str, dict[str, int]]:
@@ -87,7 +99,7 @@ def category_confusion(sets: dict[str, list[Example]], verdicts: dict[str, list[
     return {row: dict(sorted(table[row].items())) for row in order if row in table}
 
 
-def stage_report(sets: dict[str, list[Example]], verdicts: dict[str, list[Verdict]]) -> dict[str, Any]:
+def stage_report(sets: dict[str, list[Example]], verdicts: dict[str, list[Verdict]], cpu_ms: list[float]) -> dict[str, Any]:
     truth = np.array([e.unsafe for rows in sets.values() for e in rows])
     flagged = np.array([not v.safe for name in sets for v in verdicts[name]])
     latencies = [v.latency_ms for name in sets for v in verdicts[name]]
@@ -110,7 +122,25 @@ def stage_report(sets: dict[str, list[Example]], verdicts: dict[str, list[Verdic
             "median": round(statistics.median(latencies), 2),
             "p95": round(float(np.percentile(latencies, 95)), 2),
             "mean": round(statistics.fmean(latencies), 2),
+            "median_thread_cpu": round(statistics.median(cpu_ms), 2),
         },
+    }
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    cpuinfo = Path("/proc/cpuinfo")
+    models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+              if line.startswith("model name")] if cpuinfo.is_file() else []
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    return {
+        "cpu": models[0] if models else platform.machine(),
+        "cpu_cores": os.cpu_count(),
+        "load_average_1min_at_start": None if load is None else round(load, 2),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
     }
 
 
@@ -138,8 +168,7 @@ def evaluate(settings: AppSettings, backends: list[str], limit: int | None) -> d
     }
     report: dict[str, Any] = {
         "command": "python -m agents.safety.evaluate " + " ".join(sys.argv[1:]),
-        "machine": {"processor": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(),
-                    "python": platform.python_version()},
+        "machine": machine(),
         "splits": {
             stage: {name: {"size": len(rows), "unsafe": sum(e.unsafe for e in rows), "what": SPLIT_NOTES[name]}
                     for name, rows in sets.items()}
@@ -154,13 +183,14 @@ def evaluate(settings: AppSettings, backends: list[str], limit: int | None) -> d
     }
     for name in backends:
         guard = build_backend(name, settings)
-        results = {stage: stage_report(sets, judge_all(guard, stage, sets)) for stage, sets in stages.items()}
+        results = {stage: stage_report(sets, *judge_all(guard, stage, sets)) for stage, sets in stages.items()}
         request = results["request"]
         report["backends"][name] = {
             # The headline: harmful vs. benign requests, all request test splits pooled.
             "f1": request["overall"]["f1"],
             "fpr": request["overall"]["fpr"],
             "median_latency_ms": request["latency_ms"]["median"],
+            "median_thread_cpu_ms": request["latency_ms"]["median_thread_cpu"],
             "lookalike_fpr": request["per_split"]["written_test_lookalikes"]["fpr"],
             **results,
         }
@@ -172,7 +202,8 @@ def print_summary(report: dict[str, Any]) -> None:
     from rich.table import Table
 
     table = Table(title="safety guard, held-out splits")
-    for column in ("backend", "stage", "F1", "precision", "recall", "FPR", "look-alike FPR", "median ms", "p95 ms"):
+    for column in ("backend", "stage", "F1", "precision", "recall", "FPR", "look-alike FPR", "median ms", "p95 ms",
+                   "CPU ms"):
         table.add_column(column, justify="right" if column not in ("backend", "stage") else "left")
     for name, result in report["backends"].items():
         for stage in ("request", "response"):
@@ -180,7 +211,7 @@ def print_summary(report: dict[str, Any]) -> None:
             lookalike = result[stage]["per_split"].get("written_test_lookalikes", {}).get("fpr")
             table.add_row(name, stage, f"{overall['f1']:.3f}", f"{overall['precision']:.3f}", f"{overall['recall']:.3f}",
                           f"{overall['fpr']:.3f}", "-" if lookalike is None else f"{lookalike:.3f}",
-                          f"{latency['median']:.1f}", f"{latency['p95']:.1f}")
+                          f"{latency['median']:.1f}", f"{latency['p95']:.1f}", f"{latency['median_thread_cpu']:.1f}")
     console = Console(width=120)
     console.print(table)
     anchor = report["anchor"]
