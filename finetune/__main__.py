@@ -2,7 +2,7 @@
 
     python -m finetune --config configs/finetune/ulma-embedded.yaml            # minutes on CPU
     python -m finetune --config configs/finetune/ulma-llama31-8b.yaml          # the production recipe
-    python -m finetune --config ... --resume                                   # continue after a crash or kill
+    python -m finetune --config ... --resume                                   # after a crash or kill
     accelerate launch -m finetune --config ...                                 # several GPUs (DDP)
 
 Every `UlmaConfig` field is a flag (`--beta 0.2`, `--max-steps 50`, `--output-dir out/x`); flags override the
@@ -42,8 +42,12 @@ def _parser():
         description="ULMA alignment with QLoRA. Flags override the --config YAML profile. "
         "A bare --debug shows tracebacks and debug logs.",
     )
-    parser.add_argument("--config", type=Path, help="YAML profile of UlmaConfig fields (configs/finetune/*.yaml)")
-    parser.add_argument("--resume", action="store_true", help="Continue from the last checkpoint in --output-dir")
+    parser.add_argument(
+        "--config", type=Path, help="YAML profile of UlmaConfig fields (configs/finetune/*.yaml)"
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="Continue from the last checkpoint in --output-dir"
+    )
     return parser
 
 
@@ -63,7 +67,9 @@ def parse_args(argv: list[str]) -> tuple[Any, argparse.Namespace]:
         fields = {field.name for field in dataclasses.fields(parser.dataclass_types[0])}
         unknown = sorted(set(profile) - fields)
         if unknown:
-            raise ConfigError(f"{known.config}: unknown option(s) {', '.join(unknown)}; see python -m finetune --help")
+            raise ConfigError(
+                f"{known.config}: unknown option(s) {', '.join(unknown)}; see python -m finetune --help"
+            )
         parser.set_defaults(**profile)
     config, cli = parser.parse_args_into_dataclasses(args=argv)
     return config, cli
@@ -94,7 +100,13 @@ def final_evaluation(trainer: Any) -> dict[str, float]:
 
 def train(config: Any, *, resume: bool = False) -> Any:
     """Train and save into `config.output_dir` (the adapter folder); returns the `UlmaTrainer`."""
-    from finetune.callbacks import CONFIG_FILE, METRICS_FILE, ConfigInCheckpointCallback, JsonlMetricsCallback, read_metrics
+    from finetune.callbacks import (
+        CONFIG_FILE,
+        METRICS_FILE,
+        ConfigInCheckpointCallback,
+        JsonlMetricsCallback,
+        read_metrics,
+    )
     from finetune.model_card import write_model_card
     from finetune.modeling import load_model, load_tokenizer
     from finetune.plots import CURVES_FILE, plot_training_curves

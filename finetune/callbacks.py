@@ -55,6 +55,8 @@ class ConfigInCheckpointCallback(TrainerCallback):
     """Writes the resolved `UlmaConfig` as YAML into each checkpoint folder, so every checkpoint says how it
     was made (`training_args.bin` holds the same, but only for Python)."""
 
-    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+    def on_save(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         if state.is_world_process_zero:
             args.save_yaml(Path(args.output_dir) / f"checkpoint-{state.global_step}" / CONFIG_FILE)

@@ -30,7 +30,9 @@ def _row_fields(features: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         "pair_id": torch.tensor([int(f["pair_id"]) for f in features], dtype=torch.long),
     }
     if "ref_sum_logps" in features[0]:
-        batch["ref_sum_logps"] = torch.tensor([float(f["ref_sum_logps"]) for f in features], dtype=torch.float32)
+        batch["ref_sum_logps"] = torch.tensor(
+            [float(f["ref_sum_logps"]) for f in features], dtype=torch.float32
+        )
     return batch
 
 
@@ -50,7 +52,12 @@ class PaddedCollator:
             input_ids[row, :n] = torch.as_tensor(feature["input_ids"])
             labels[row, :n] = torch.as_tensor(feature["labels"])
             attention_mask[row, :n] = 1
-        return {**_row_fields(features), "input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        return {
+            **_row_fields(features),
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "labels": labels,
+        }
 
 
 class FlatteningCollator:
@@ -76,7 +83,9 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
 
     def __init__(self, lengths: Sequence[int], max_tokens: int, *, padded: bool, seed: int) -> None:
         if max(lengths) > max_tokens:
-            raise ValueError(f"max_tokens_per_batch={max_tokens} is below the longest row ({max(lengths)} tokens)")
+            raise ValueError(
+                f"max_tokens_per_batch={max_tokens} is below the longest row ({max(lengths)} tokens)"
+            )
         self.seed = seed
         self.epoch = 0
         order = list(range(len(lengths)))

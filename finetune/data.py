@@ -86,7 +86,8 @@ class DataReport:
             examples = "; ".join(f"{reason}: {samples[0]}" for reason, samples in self.examples.items())
             raise DataError(
                 f"{what}: {self.bad_share():.1%} of rows are unusable, more than max_bad_share="
-                f"{max_bad_share:.1%} ({self.summary()}). Examples: {examples}. Fix the data or raise --max_bad_share."
+                f"{max_bad_share:.1%} ({self.summary()}). Examples: {examples}. "
+                "Fix the data or raise --max_bad_share."
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -97,7 +98,8 @@ class DataReport:
 
 
 def parse_hh_transcript(text: str) -> list[Message]:
-    """`"\\n\\nHuman: a\\n\\nAssistant: b"` -> `[{"role": "user", "content": "a"}, {"role": "assistant", ...}]`.
+    """`"\\n\\nHuman: a\\n\\nAssistant: b"` -> `[{"role": "user", "content": "a"}, {"role": "assistant",
+    "content": "b"}]`.
 
     Consecutive turns of one speaker are merged (some chat templates insist on alternation). The last
     assistant turn may be empty; `split_response` rejects that. Raises `MalformedRowError` when the text is
@@ -109,7 +111,7 @@ def parse_hh_transcript(text: str) -> list[Message]:
     if pieces[0].strip() or len(pieces) < 3:
         raise MalformedRowError("not an HH transcript (expected '\\n\\nHuman: ...\\n\\nAssistant: ...')")
     messages: list[Message] = []
-    for speaker, content in zip(pieces[1::2], pieces[2::2]):
+    for speaker, content in zip(pieces[1::2], pieces[2::2], strict=True):
         role, content = ROLE_NAMES[speaker], content.strip()
         if messages and messages[-1]["role"] == role:
             messages[-1]["content"] = f"{messages[-1]['content']}\n\n{content}".strip()
@@ -135,7 +137,9 @@ def _messages_of(record: dict[str, Any], key: str) -> list[Message]:
     value = record.get(key)
     if isinstance(value, str):
         return parse_hh_transcript(value)
-    if isinstance(value, list) and all(isinstance(m, dict) and {"role", "content"} <= m.keys() for m in value):
+    if isinstance(value, list) and all(
+        isinstance(m, dict) and {"role", "content"} <= m.keys() for m in value
+    ):
         return [{"role": str(m["role"]), "content": str(m["content"])} for m in value]
     raise MalformedRowError(f"'{key}' is neither an HH transcript nor a list of chat messages")
 
@@ -211,7 +215,9 @@ def _read_json_lines(path: Path, report: DataReport | None) -> list[dict[str, An
     return records
 
 
-def load_pairs(source: str, split: str | None = None, report: DataReport | None = None) -> list[dict[str, Any]]:
+def load_pairs(
+    source: str, split: str | None = None, report: DataReport | None = None
+) -> list[dict[str, Any]]:
     """Records of a hub dataset split (`datasets.load_dataset(source, split=split or "train")`) or a local
     .jsonl / .jsonl.gz / .json / .parquet file (`split` is then ignored). Unparseable JSON lines are counted
     in `report` (logged when there is none) and skipped."""
@@ -241,8 +247,8 @@ def _load_hub_split(dataset_id: str, split: str) -> list[dict[str, Any]]:
         return datasets.load_dataset(dataset_id, split=split).to_list()
     except Exception as exc:  # datasets raises many unrelated types (hub, cache, split errors)
         raise DataError(
-            f"cannot load dataset {dataset_id!r} split {split!r}: {exc}. Check the id and split, or give a local "
-            f".jsonl/.jsonl.gz/.json/.parquet file; offline, the dataset must already be in the datasets cache."
+            f"cannot load dataset {dataset_id!r} split {split!r}: {exc}. Check the id and split, or give a "
+            "local .jsonl/.jsonl.gz/.json/.parquet file; offline, the dataset must be in the datasets cache."
         ) from exc
 
 
@@ -292,23 +298,27 @@ def tokenize_example(
     raise MalformedRowError(f"too long: the last turn and response exceed max_length={max_length}")
 
 
-def _encode(tokenizer: PreTrainedTokenizerBase, conversation: list[Message], response: str) -> dict[str, list[int]]:
+def _encode(
+    tokenizer: PreTrainedTokenizerBase, conversation: list[Message], response: str
+) -> dict[str, list[int]]:
     prompt = tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
     full = tokenizer.apply_chat_template(
         conversation + [{"role": "assistant", "content": response}], tokenize=False
     )
     response_start = full.find(response, len(prompt))
     if not full.startswith(prompt) or response_start < 0:
-        raise MalformedRowError("the chat template does not render the prompt as a prefix of prompt + response")
+        raise MalformedRowError(
+            "the chat template does not render the prompt as a prefix of prompt + response"
+        )
     response_end = response_start + len(response)
     # Offsets rather than a separately tokenized prompt: BPE merges across the boundary cannot shift labels.
     encoding = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
     end_of_turn = set(tokenizer.all_special_ids)
     input_ids: list[int] = []
     labels: list[int] = []
-    for token_id, (start, _end) in zip(encoding["input_ids"], encoding["offset_mapping"]):
+    for token_id, (start, _end) in zip(encoding["input_ids"], encoding["offset_mapping"], strict=True):
         if start >= response_end:
-            # Keep the end-of-turn token that closes the response (the model must learn to stop); drop the rest.
+            # Keep the end-of-turn token closing the response (the model must learn to stop); drop the rest.
             if token_id in end_of_turn:
                 input_ids.append(token_id)
                 labels.append(token_id)

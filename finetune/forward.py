@@ -55,7 +55,9 @@ def full_logits_logps(model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Te
     mask = targets != IGNORE_INDEX
     per_token = token_logprobs(logits[:, :-1][mask], targets[mask])
     rows = _row_of_token(batch)[:, 1:][mask]
-    return _sum_per_row(per_token, rows, n_rows(batch)), _sum_per_row(torch.ones_like(per_token), rows, n_rows(batch))
+    return _sum_per_row(per_token, rows, n_rows(batch)), _sum_per_row(
+        torch.ones_like(per_token), rows, n_rows(batch)
+    )
 
 
 @contextmanager

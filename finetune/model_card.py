@@ -23,8 +23,10 @@ def _plain(value: Any) -> Any:
 
 
 def _table(values: dict[str, Any]) -> str:
-    rows = "\n".join(f"| {key} | {value:.4g} |" if isinstance(value, float) else f"| {key} | {value} |"
-                     for key, value in values.items())
+    rows = "\n".join(
+        f"| {key} | {value:.4g} |" if isinstance(value, float) else f"| {key} | {value} |"
+        for key, value in values.items()
+    )
     return "| | |\n| --- | --- |\n" + rows
 
 
@@ -32,7 +34,9 @@ def render_model_card(
     config: UlmaConfig, data: dict[str, Any], final_metrics: dict[str, float], global_step: int
 ) -> str:
     hyperparameters = {name: _plain(getattr(config, name)) for name in HYPERPARAMETERS}
-    quality = {key: value for key, value in final_metrics.items() if not key.endswith(("runtime", "per_second"))}
+    quality = {
+        key: value for key, value in final_metrics.items() if not key.endswith(("runtime", "per_second"))
+    }
     skipped = data["train_report"]["skipped"]
     return f"""---
 library_name: peft
@@ -67,14 +71,19 @@ Preference accuracy: the share of held-out pairs where the adapter's implicit re
 from configs.settings import ModelSettings
 from finetune.modeling import load_model
 
-model, tokenizer = load_model(ModelSettings(name_or_path="{config.model_name_or_path}", adapter_path="<this folder>"))
+settings = ModelSettings(name_or_path="{config.model_name_or_path}", adapter_path="<this folder>")
+model, tokenizer = load_model(settings)
 ```
 The resolved training configuration is in `ulma_config.yaml`, the metrics per step in `metrics.jsonl`.
 """
 
 
 def write_model_card(
-    adapter_dir: Path, config: UlmaConfig, data: dict[str, Any], final_metrics: dict[str, float], global_step: int
+    adapter_dir: Path,
+    config: UlmaConfig,
+    data: dict[str, Any],
+    final_metrics: dict[str, float],
+    global_step: int,
 ) -> Path:
     path = Path(adapter_dir) / "README.md"
     path.write_text(render_model_card(config, data, final_metrics, global_step), encoding="utf-8")

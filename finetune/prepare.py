@@ -62,9 +62,11 @@ def count_positive(dataset: datasets.Dataset) -> int:
     return sum(1 for score in dataset["score"] if score >= 1.0)
 
 
-def _tokenize_batch(batch: dict[str, list], tokenizer: PreTrainedTokenizerBase, max_length: int) -> dict[str, list]:
+def _tokenize_batch(
+    batch: dict[str, list], tokenizer: PreTrainedTokenizerBase, max_length: int
+) -> dict[str, list]:
     out: dict[str, list] = {"input_ids": [], "labels": [], "length": [], "error": []}
-    for conversation, response in zip(batch["messages"], batch["response"]):
+    for conversation, response in zip(batch["messages"], batch["response"], strict=True):
         try:
             encoded = tokenize_example(tokenizer, conversation, response, max_length)
         except MalformedRowError as exc:
@@ -85,7 +87,7 @@ def tokenize_dataset(
     report: DataReport,
     num_proc: int | None = None,
 ) -> datasets.Dataset:
-    """Point-wise rows -> Dataset of input_ids, labels, length, score, pair_id; failures counted in `report`."""
+    """Point-wise rows -> Dataset of input_ids, labels, length, score, pair_id; failures go to `report`."""
     import datasets
 
     if not rows:
@@ -100,7 +102,7 @@ def tokenize_dataset(
         desc="tokenizing",
     )
     errors = tokenized["error"]
-    for error, row in zip(errors, rows):
+    for error, row in zip(errors, rows, strict=True):
         if error:
             report.skip(error, row["response"])
     return tokenized.filter(lambda error: not error, input_columns="error").remove_columns("error")
@@ -129,12 +131,19 @@ def prepare_data(config: UlmaConfig, tokenizer: PreTrainedTokenizerBase) -> Prep
         raise DataError(f"{config.dataset}: no training records")
     view = "sft" if config.loss_type == "sft" else "pointwise"
     prepared = []
-    for records, report, what in ((train_records, train_report, "train"), (eval_records, eval_report, "held-out")):
+    for records, report, what in (
+        (train_records, train_report, "train"),
+        (eval_records, eval_report, "held-out"),
+    ):
         if not records:
             prepared.append(None)
             continue
         rows = pointwise_rows(records, report, view)
-        dataset = tokenize_dataset(tokenizer, rows, config.max_length, report, config.dataset_num_proc) if rows else None
+        dataset = (
+            tokenize_dataset(tokenizer, rows, config.max_length, report, config.dataset_num_proc)
+            if rows
+            else None
+        )
         report.check(config.max_bad_share, f"{config.dataset} ({what} rows, max_length={config.max_length})")
         prepared.append(dataset)
     train, held_out = prepared

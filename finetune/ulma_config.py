@@ -29,57 +29,77 @@ class UlmaConfig(TrainingArguments):
     # ------------------------------------------------------------ model
     model_name_or_path: str = field(
         default=EMBEDDED_GENERATOR,
-        metadata={"help": "Base model: hub id, local folder, or 'embedded:smollm2-135m-instruct' (runs on CPU)."},
+        metadata={
+            "help": "Base model: hub id, local folder, or 'embedded:smollm2-135m-instruct' (runs on CPU)."
+        },
     )
     load_in_4bit: Literal["always", "auto", "never"] = field(
         default="always",
         metadata={"help": "Quantize the base to 4-bit NF4 (QLoRA): always | auto (only on CUDA) | never."},
     )
     bnb_4bit_compute_dtype: Literal["bfloat16", "float16", "float32"] = field(
-        default="bfloat16", metadata={"help": "Compute dtype of the 4-bit layers: bfloat16 | float16 | float32."}
+        default="bfloat16",
+        metadata={"help": "Compute dtype of the 4-bit layers: bfloat16 | float16 | float32."},
     )
     model_dtype: Literal["auto", "bfloat16", "float16", "float32"] = field(
         default="auto",
-        metadata={"help": "dtype of the non-quantized weights: auto (bf16 on GPU, fp32 on CPU) | bfloat16 | float32."},
+        metadata={
+            "help": "dtype of the unquantized weights: auto (bf16 on GPU, fp32 on CPU) | bfloat16 | float32."
+        },
     )
     attn_implementation: str = field(
         default="sdpa",
-        metadata={"help": "Attention kernel: sdpa | flash_attention_2 | flex_attention | eager. All handle padding_free."},
+        metadata={
+            "help": "Attention: sdpa | flash_attention_2 | flex_attention | eager (all handle packing)."
+        },
     )
     model_cache_dir: str | None = field(
-        default=None, metadata={"help": "Where the embedded model is converted and cached (default ~/.cache)."}
+        default=None,
+        metadata={"help": "Where the embedded model is converted and cached (default ~/.cache)."},
     )
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha (scale = alpha / r)."})
     lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA branch."})
     lora_target_modules: str = field(
         default="all-linear",
-        metadata={"help": "Modules that get LoRA: 'all-linear' or comma-separated names, e.g. 'q_proj,v_proj'."},
+        metadata={
+            "help": "Modules that get LoRA: 'all-linear' or comma-separated names, e.g. 'q_proj,v_proj'."
+        },
     )
     # ------------------------------------------------------------ data
     dataset: str = field(
         default=HH_GOLDEN,
         metadata={
-            "help": "Hub dataset id, or a local .jsonl/.jsonl.gz/.json/.parquet file (relative paths: working "
-            "directory, then repository root) with chosen/rejected transcripts, or text|messages + score."
+            "help": "Hub dataset id, or a local .jsonl/.jsonl.gz/.json/.parquet file (relative paths: the "
+            "working directory, then the repository root) with chosen/rejected transcripts, or text|messages "
+            "+ score."
         },
     )
     dataset_split: str = field(default="train", metadata={"help": "Training split of a hub dataset."})
     eval_split: str | None = field(
         default="test",
-        metadata={"help": "Held-out split of a hub dataset; local files (or eval_split none) use val_fraction."},
+        metadata={
+            "help": "Held-out split of a hub dataset; local files (or eval_split none) use val_fraction."
+        },
     )
     val_fraction: float = field(
-        default=0.05, metadata={"help": "Share of the records held out for evaluation when there is no eval split."}
+        default=0.05,
+        metadata={"help": "Share of the records held out for evaluation when there is no eval split."},
     )
-    max_train_pairs: int | None = field(default=None, metadata={"help": "Use only the first N training records."})
-    max_eval_pairs: int | None = field(default=500, metadata={"help": "Use only the first N held-out records."})
+    max_train_pairs: int | None = field(
+        default=None, metadata={"help": "Use only the first N training records."}
+    )
+    max_eval_pairs: int | None = field(
+        default=500, metadata={"help": "Use only the first N held-out records."}
+    )
     dataset_num_proc: int | None = field(
         default=None, metadata={"help": "Processes for tokenizing (used above 10,000 rows)."}
     )
     max_length: int = field(
         default=1024,
-        metadata={"help": "Tokens per row; longer rows lose their oldest turns, rows that still do not fit are dropped."},
+        metadata={
+            "help": "Tokens per row; longer rows lose their oldest turns, rows still too long are dropped."
+        },
     )
     max_bad_share: float = field(
         default=0.05, metadata={"help": "Fail when more than this share of rows is malformed or too long."}
@@ -87,29 +107,43 @@ class UlmaConfig(TrainingArguments):
     # ------------------------------------------------------------ loss
     loss_type: Literal["ulma", "pointwise_dpo", "sft"] = field(
         default="ulma",
-        metadata={"help": "ulma (SFT on positives, reward loss on negatives) | pointwise_dpo | sft (positives only)."},
+        metadata={
+            "help": "ulma (SFT on positives, reward loss on negatives) | pointwise_dpo | sft (positives)."
+        },
     )
-    beta: float = field(default=0.1, metadata={"help": "beta: scale of the implicit reward beta * log(pi / pi_ref)."})
+    beta: float = field(
+        default=0.1, metadata={"help": "beta: scale of the implicit reward beta * log(pi / pi_ref)."}
+    )
     margin: float = field(
-        default=0.0, metadata={"help": "c: the constant in -log sigmoid(-(beta * log-ratio) - c) for negatives."}
+        default=0.0,
+        metadata={"help": "c: the constant in -log sigmoid(-(beta * log-ratio) - c) for negatives."},
     )
-    positive_weight: float = field(default=1.0, metadata={"help": "Weight of the positive (score 1) rows' loss."})
-    negative_weight: float = field(default=1.0, metadata={"help": "Weight of the negative (score 0) rows' loss."})
+    positive_weight: float = field(
+        default=1.0, metadata={"help": "Weight of the positive (score 1) rows' loss."}
+    )
+    negative_weight: float = field(
+        default=1.0, metadata={"help": "Weight of the negative (score 0) rows' loss."}
+    )
     length_normalize: bool = field(
         default=True,
-        metadata={"help": "Use mean per-token log-probs (ULMA reference code); false sums them (as DPO does)."},
+        metadata={
+            "help": "Use mean per-token log-probs (ULMA reference code); false sums them (as DPO does)."
+        },
     )
     # ------------------------------------------------------------ speed
     precompute_ref_logps: bool = field(
         default=True,
-        metadata={"help": "Compute reference log-probs once before training instead of a reference forward per step."},
+        metadata={
+            "help": "Reference log-probs once before training instead of a reference forward per step."
+        },
     )
     padding_free: bool = field(
         default=False,
         metadata={
-            "help": "Pack each micro-batch into one row (position_ids restart per sequence): no padding. Best with "
-            "flash_attention_2 (varlen kernels); with sdpa the packed row attends over its whole length, which "
-            "measured slower on an H100 than length-grouped padded batches (max_tokens_per_batch)."
+            "help": "Pack each micro-batch into one row (position_ids restart per sequence): no padding. "
+            "Best with flash_attention_2 (varlen kernels); with sdpa the packed row attends over its whole "
+            "length, which measured slower on an H100 than length-grouped padded batches "
+            "(max_tokens_per_batch)."
         },
     )
     response_only_logits: bool = field(
@@ -121,21 +155,29 @@ class UlmaConfig(TrainingArguments):
     )
     ref_tokens_per_batch: int = field(
         default=16384,
-        metadata={"help": "Tokens per batch of the reference pass (forward only: can be several times the training budget)."},
+        metadata={
+            "help": "Tokens per batch of the reference pass (forward only: a few times the training budget)."
+        },
     )
     max_tokens_per_batch: int | None = field(
         default=None,
         metadata={"help": "Micro-batches by token budget instead of per_device_train_batch_size rows."},
     )
     # ------------------------------------------------------------ TrainingArguments defaults for this recipe
-    output_dir: str | None = field(default="outputs/ulma", metadata={"help": "Adapter, checkpoints and metrics."})
+    output_dir: str | None = field(
+        default="outputs/ulma", metadata={"help": "Adapter, checkpoints and metrics."}
+    )
     learning_rate: float = field(default=5e-5, metadata={"help": "Peak learning rate (AdamW)."})
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule."})
-    warmup_steps: float = field(default=0.1, metadata={"help": "Warmup: steps, or a share of all steps if < 1."})
+    warmup_steps: float = field(
+        default=0.1, metadata={"help": "Warmup: steps, or a share of all steps if < 1."}
+    )
     num_train_epochs: float = field(default=1.0, metadata={"help": "Epochs over the training rows."})
     per_device_train_batch_size: int = field(default=4, metadata={"help": "Rows per micro-batch."})
     per_device_eval_batch_size: int = field(default=8, metadata={"help": "Rows per evaluation batch."})
-    gradient_accumulation_steps: int = field(default=4, metadata={"help": "Micro-batches per optimizer step."})
+    gradient_accumulation_steps: int = field(
+        default=4, metadata={"help": "Micro-batches per optimizer step."}
+    )
     gradient_checkpointing: bool = field(
         default=True, metadata={"help": "Recompute activations in backward: less memory, ~20%% more compute."}
     )
@@ -148,7 +190,9 @@ class UlmaConfig(TrainingArguments):
     eval_steps: float | None = field(default=100, metadata={"help": "Evaluate every N optimizer steps."})
     save_steps: float = field(default=100, metadata={"help": "Checkpoint every N optimizer steps."})
     save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept."})
-    report_to: None | str | list[str] = field(default="none", metadata={"help": "Trackers (tensorboard, wandb...)."})
+    report_to: None | str | list[str] = field(
+        default="none", metadata={"help": "Trackers (tensorboard, wandb...)."}
+    )
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep score/pair_id columns."})
 
     def __post_init__(self) -> None:
@@ -158,7 +202,9 @@ class UlmaConfig(TrainingArguments):
         with warnings.catch_warnings():
             # transformers >= 5.24 renames gradient_checkpointing to activation_checkpointing and warns; the
             # old name is the one every 5.x accepts, so it stays.
-            warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*deprecated", category=FutureWarning)
+            warnings.filterwarnings(
+                "ignore", message=".*gradient_checkpointing.*deprecated", category=FutureWarning
+            )
             super().__post_init__()
 
     def _check_options(self) -> None:
@@ -176,17 +222,23 @@ class UlmaConfig(TrainingArguments):
         if not 0.0 <= self.max_bad_share <= 1.0:
             problems.append(f"--max_bad_share must be in [0, 1] (got {self.max_bad_share})")
         if self.max_length < 16:
-            problems.append(f"--max_length {self.max_length} is too small for a chat-formatted row; use >= 256")
+            problems.append(
+                f"--max_length {self.max_length} is too small for a chat-formatted row; use >= 256"
+            )
         if self.max_tokens_per_batch is not None and self.max_tokens_per_batch < self.max_length:
             problems.append(
-                f"--max_tokens_per_batch {self.max_tokens_per_batch} is below --max_length {self.max_length}: "
+                f"--max_tokens_per_batch {self.max_tokens_per_batch} is below --max_length {self.max_length}:"
+                " "
                 "a full-length row could never fit; raise it or lower --max_length"
             )
         if self.remove_unused_columns:
-            problems.append("--remove_unused_columns must stay false: the loss needs the score and pair_id columns")
+            problems.append(
+                "--remove_unused_columns must stay false: the loss needs the score and pair_id columns"
+            )
         if self.ref_tokens_per_batch < self.max_length:
             problems.append(
-                f"--ref_tokens_per_batch {self.ref_tokens_per_batch} is below --max_length {self.max_length}; raise it"
+                f"--ref_tokens_per_batch {self.ref_tokens_per_batch} is below --max_length "
+                f"{self.max_length}; raise it"
             )
         if self.logits_chunk_size < 1:
             problems.append("--logits_chunk_size must be >= 1")
@@ -215,7 +267,9 @@ class UlmaConfig(TrainingArguments):
     def lora_settings(self) -> LoraSettings:
         modules = self.lora_target_modules
         targets = modules if modules == "all-linear" else [m.strip() for m in modules.split(",") if m.strip()]
-        return LoraSettings(r=self.lora_r, alpha=self.lora_alpha, dropout=self.lora_dropout, target_modules=targets)
+        return LoraSettings(
+            r=self.lora_r, alpha=self.lora_alpha, dropout=self.lora_dropout, target_modules=targets
+        )
 
     def save_yaml(self, path: Path) -> None:
         """Every resolved option as YAML; `python -m finetune --config <path>` reproduces the run."""

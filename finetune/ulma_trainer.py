@@ -1,4 +1,4 @@
-"""`UlmaTrainer`: transformers' `Trainer` with the ULMA point-wise loss, reward logging and preference accuracy.
+"""`UlmaTrainer`: transformers' `Trainer` with the ULMA point-wise loss, reward logs and preference accuracy.
 
 The reference model is the base with the LoRA adapter disabled. With `precompute_ref_logps` its log-probs are
 computed once before training (cached in the output directory, so `--resume` does not redo them) and a step
@@ -44,7 +44,9 @@ class UlmaTrainer(Trainer):
     ) -> None:
         check_data(args, train_dataset, eval_dataset)
         check_model(args, model)
-        collator = FlatteningCollator() if args.padding_free else PaddedCollator(processing_class.pad_token_id)
+        collator = (
+            FlatteningCollator() if args.padding_free else PaddedCollator(processing_class.pad_token_id)
+        )
         super().__init__(
             model=model,
             args=args,
@@ -65,7 +67,9 @@ class UlmaTrainer(Trainer):
 
     # ------------------------------------------------------------ log-probs and loss
 
-    def _response_logps(self, model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _response_logps(
+        self, model: torch.nn.Module, batch: dict[str, Any]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         causal_lm = self.accelerator.unwrap_model(model).get_base_model()
         return response_logps(
             model,
@@ -187,7 +191,9 @@ class UlmaTrainer(Trainer):
 
     def with_reference_logps(self, dataset: Any, name: str) -> Any:
         """`dataset` plus a `ref_sum_logps` column: the adapter-disabled model's log-prob sum per row."""
-        cache = Path(self.args.output_dir) / REF_CACHE_DIR / f"{name}-{self._reference_fingerprint(dataset)}.npy"
+        cache = (
+            Path(self.args.output_dir) / REF_CACHE_DIR / f"{name}-{self._reference_fingerprint(dataset)}.npy"
+        )
         if cache.is_file():
             values = np.load(cache)
             logger.info("reference log-probs for %s loaded from %s", name, cache)
@@ -201,23 +207,38 @@ class UlmaTrainer(Trainer):
         return dataset.add_column(REF_COLUMN, values.tolist())
 
     def _compute_reference_sums(self, dataset: Any, name: str) -> np.ndarray:
-        """Forward only, so batches can be several times the training budget; rows grouped by length waste
-        little padding. Each process takes every world_size-th batch, then all gather the results."""
+        """Forward only, so batches can be several times the training budget. Always padded batches of rows
+        grouped by length: little padding, and unlike a packed row (whose sdpa attention spans the whole
+        row) the attention cost stays per row. Each process takes every world_size-th batch, then all
+        gather the results."""
         args = self.args
-        lengths = dataset["length"] if "length" in dataset.column_names else [len(ids) for ids in dataset["input_ids"]]
-        batches = TokenBudgetBatchSampler(lengths, args.ref_tokens_per_batch, padded=not args.padding_free, seed=0)
+        lengths = (
+            dataset["length"]
+            if "length" in dataset.column_names
+            else [len(ids) for ids in dataset["input_ids"]]
+        )
+        batches = TokenBudgetBatchSampler(lengths, args.ref_tokens_per_batch, padded=True, seed=0)
+        collate = PaddedCollator(self.processing_class.pad_token_id)
         mine = batches.batches[args.process_index :: args.world_size]
         model = self.model
         was_training = model.training
         model.eval()
         sums: dict[int, float] = {}
-        progress = tqdm(mine, desc=f"reference log-probs ({name})", disable=args.disable_tqdm or not self.is_world_process_zero())
+        progress = tqdm(
+            mine,
+            desc=f"reference log-probs ({name})",
+            disable=args.disable_tqdm or not self.is_world_process_zero(),
+        )
         with torch.inference_mode():
             for indices in progress:
                 columns = dataset[indices]
-                rows = [dict(zip(columns, values)) for values in zip(*columns.values())]
-                batch = self._prepare_inputs(self.data_collator(rows))
-                sums.update(zip(indices, self._reference_sums(model, batch).float().cpu().tolist()))
+                rows = [
+                    dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)
+                ]
+                batch = self._prepare_inputs(collate(rows))
+                sums.update(
+                    zip(indices, self._reference_sums(model, batch).float().cpu().tolist(), strict=True)
+                )
         model.train(was_training)
         if args.world_size > 1:
             sums = {index: value for part in gather_object([sums]) for index, value in part.items()}
@@ -233,7 +254,6 @@ class UlmaTrainer(Trainer):
             args.bnb_4bit_compute_dtype,
             args.model_dtype,
             args.response_only_logits,
-            args.padding_free,
         )
         digest.update(repr(settings).encode())
         for batch in dataset.with_format("numpy").iter(batch_size=4096):
@@ -282,8 +302,8 @@ def held_out_metrics(
         metrics["rewards_positive"] = float(rewards[positive].mean())
         metrics["rewards_negative"] = float(rewards[~positive].mean())
         metrics["reward_margin"] = metrics["rewards_positive"] - metrics["rewards_negative"]
-    chosen = {int(p): r for p, r, s in zip(pair_ids, rewards, scores) if p >= 0 and s == 1.0}
-    rejected = {int(p): r for p, r, s in zip(pair_ids, rewards, scores) if p >= 0 and s == 0.0}
+    chosen = {int(p): r for p, r, s in zip(pair_ids, rewards, scores, strict=True) if p >= 0 and s == 1.0}
+    rejected = {int(p): r for p, r, s in zip(pair_ids, rewards, scores, strict=True) if p >= 0 and s == 0.0}
     pairs = sorted(chosen.keys() & rejected.keys())
     if pairs:
         metrics["preference_accuracy"] = float(np.mean([chosen[p] > rejected[p] for p in pairs]))
@@ -309,7 +329,9 @@ def check_data(args: UlmaConfig, train_dataset: Any, eval_dataset: Any | None) -
 
 def check_model(args: UlmaConfig, model: torch.nn.Module) -> None:
     if not hasattr(model, "disable_adapter"):
-        raise UlmaConfigError("the model has no LoRA adapter to disable for the reference; build it with load_model")
+        raise UlmaConfigError(
+            "the model has no LoRA adapter to disable for the reference; build it with load_model"
+        )
     config = model.get_base_model().config
     if args.response_only_logits and getattr(config, "final_logit_softcapping", None):
         raise UlmaConfigError(

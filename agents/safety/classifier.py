@@ -1,4 +1,4 @@
-"""The embedded default backend: MiniLM sentence embeddings + small linear heads trained in this repo.
+"""The embedded default backend: MiniLM sentence embeddings + small heads trained in this repository.
 
 Request stage: the latest user turn (and, in a multi-turn chat, that turn joined to the one before; the
 higher score wins). Response stage: the answer judged with the request in view: the features are the

@@ -144,6 +144,20 @@ def machine() -> dict[str, Any]:
     }
 
 
+def backend_configuration(name: str, settings: AppSettings) -> dict[str, Any]:
+    safety = settings.safety
+    if name == "classifier":
+        manifest = json.loads((safety.classifier_path / "manifest.json").read_text(encoding="utf-8"))
+        return {"embedder": manifest["embedder"], "thresholds": manifest["thresholds"],
+                "threshold_overrides": {"request": safety.request_threshold, "response": safety.response_threshold}}
+    model = safety.llama_guard_model if name == "llama_guard" else settings.model.name_or_path
+    adapter = None if name == "llama_guard" or not settings.model.adapter_path else Path(settings.model.adapter_path)
+    if adapter is not None and adapter.resolve().is_relative_to(PROJECT_ROOT):
+        adapter = adapter.resolve().relative_to(PROJECT_ROOT)
+    return {"model": model, "adapter": None if adapter is None else str(adapter),
+            "max_new_tokens": settings.model.max_new_tokens, "fail_closed": safety.fail_closed}
+
+
 def build_backend(name: str, settings: AppSettings) -> SafetyGuard:
     from agents.safety.factory import build_guard
 
@@ -157,15 +171,13 @@ def build_backend(name: str, settings: AppSettings) -> SafetyGuard:
 
 
 def evaluate(settings: AppSettings, backends: list[str], limit: int | None) -> dict[str, Any]:
+    """Judge every test split with each backend; the report's per-split sizes say what each one saw."""
     import torch
 
     torch.set_num_threads(1)  # the latency target is per verdict on one CPU core
     data = SafetyData(settings.safety.data_dir, settings.safety.seed)
     sizes = SplitSizes()
-    stages = {
-        "request": subsample(request_test_sets(data, sizes), limit, data.seed),
-        "response": subsample(response_test_sets(data), limit, data.seed),
-    }
+    stages = {"request": request_test_sets(data, sizes), "response": response_test_sets(data)}
     report: dict[str, Any] = {
         "command": "python -m agents.safety.evaluate " + " ".join(sys.argv[1:]),
         "machine": machine(),
@@ -183,9 +195,13 @@ def evaluate(settings: AppSettings, backends: list[str], limit: int | None) -> d
     }
     for name in backends:
         guard = build_backend(name, settings)
-        results = {stage: stage_report(sets, *judge_all(guard, stage, sets)) for stage, sets in stages.items()}
+        # The embedded classifier always sees every row; the model-based backends may be subsampled.
+        sampled = {stage: sets if name == "classifier" else subsample(sets, limit, data.seed)
+                   for stage, sets in stages.items()}
+        results = {stage: stage_report(sets, *judge_all(guard, stage, sets)) for stage, sets in sampled.items()}
         request = results["request"]
         report["backends"][name] = {
+            "configuration": backend_configuration(name, settings),
             # The headline: harmful vs. benign requests, all request test splits pooled.
             "f1": request["overall"]["f1"],
             "fpr": request["overall"]["fpr"],
@@ -232,7 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--backends", nargs="+", default=["classifier"],
                         choices=["classifier", "llama_guard", "generator_judge"])
-    parser.add_argument("--max-per-split", type=int, help="seeded subsample per split (for slow backends)")
+    parser.add_argument("--max-per-split", type=int,
+                        help="seeded subsample per split for llama_guard / generator_judge (classifier: all rows)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     return parser
 

@@ -241,6 +241,7 @@ def train(
         "thresholds": {"request": request_result.heads.threshold, "response": response_result.heads.threshold},
         "threshold_rule": f"highest out-of-fold F1 ({FOLDS}-fold, training data only) with FPR <= {max_fpr}",
         "seed": data.seed,
+        "torch_threads": threads,
         "sizes": {"harmless_train": sizes.harmless_train, "answers_per_benign_set": sizes.answers_per_benign_set},
         "training": {"request": request_result.report, "response": response_result.report},
         "data_files": data_file_records(data),

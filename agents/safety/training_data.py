@@ -402,7 +402,14 @@ def response_training_set(data: SafetyData) -> list[Example]:
 
 
 def response_test_sets(data: SafetyData) -> dict[str, list[Example]]:
-    generated = data.generated_answers(["harmful_val", "advbench", "harmless_val"])
+    # A degenerate answer (e.g. a run of emoji) can come out for a training and a test prompt alike: such
+    # duplicates are dropped from the test side so no test answer was seen in training.
+    seen = {normalize(e.answer or "") for e in data.generated_answers(["harmful_train", "harmless_train"])}
+    generated = [
+        e
+        for e in data.generated_answers(["harmful_val", "advbench", "harmless_val"])
+        if normalize(e.answer or "") not in seen
+    ]
     toxigen = data.toxigen_answers("test")
     written = data.written_answers("test")
     harmful_test_requests = data.harmful("harmful_val") + [e for e in data.written_requests("test") if e.unsafe]

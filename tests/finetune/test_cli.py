@@ -20,7 +20,11 @@ EMBEDDED_PROFILE = REPO_ROOT / "configs" / "finetune" / "ulma-embedded.yaml"
 
 def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "finetune", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "finetune", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -67,8 +71,12 @@ def test_unknown_profile_key_is_refused(capsys, tmp_path):
 
 
 def test_ulma_on_positives_only_says_to_use_sft(capsys, tmp_path, hh_records):
-    data = write_jsonl(tmp_path / "positives.jsonl", [{"text": r["chosen"], "score": 1} for r in hh_records[:20]])
-    code, err = run_main(capsys, "--config", str(EMBEDDED_PROFILE), "--dataset", str(data), "--output-dir", str(tmp_path))
+    data = write_jsonl(
+        tmp_path / "positives.jsonl", [{"text": r["chosen"], "score": 1} for r in hh_records[:20]]
+    )
+    code, err = run_main(
+        capsys, "--config", str(EMBEDDED_PROFILE), "--dataset", str(data), "--output-dir", str(tmp_path)
+    )
     assert code == 2
     assert "needs negative rows" in err and "--loss_type sft" in err
 
@@ -76,7 +84,9 @@ def test_ulma_on_positives_only_says_to_use_sft(capsys, tmp_path, hh_records):
 def test_mostly_malformed_data_fails_naming_the_reasons(capsys, tmp_path, hh_records):
     rows = [{"chosen": "no transcript", "rejected": "\n\nHuman: hi\n\nAssistant:"}] * 5 + hh_records[:5]
     data = write_jsonl(tmp_path / "bad.jsonl", rows, extra_lines=["{not json"])
-    code, err = run_main(capsys, "--config", str(EMBEDDED_PROFILE), "--dataset", str(data), "--output-dir", str(tmp_path))
+    code, err = run_main(
+        capsys, "--config", str(EMBEDDED_PROFILE), "--dataset", str(data), "--output-dir", str(tmp_path)
+    )
     assert code == 2
     for reason in ("max_bad_share", "not an HH transcript", "empty response", "unparseable JSON line"):
         assert reason in err
@@ -89,7 +99,7 @@ def test_killed_run_resumes_to_the_same_final_step(tmp_path, short_pairs_file):
         "--config", str(EMBEDDED_PROFILE),
         "--dataset", str(short_pairs_file),
         "--output-dir", str(output_dir),
-        "--load_in_4bit", "never",  # resuming does not depend on quantization; full precision is faster on CPU
+        "--load_in_4bit", "never",  # resuming does not depend on quantization; fp32 is faster on CPU
         "--max_length", "128",
         "--max_train_pairs", "4",
         "--val_fraction", "0",
@@ -100,7 +110,10 @@ def test_killed_run_resumes_to_the_same_final_step(tmp_path, short_pairs_file):
         "--save_steps", "2",
     ]  # fmt: skip
     process = subprocess.Popen(
-        [sys.executable, "-m", "finetune", *args], cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        [sys.executable, "-m", "finetune", *args],
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     checkpoint_state = output_dir / "checkpoint-2" / "trainer_state.json"
     deadline = time.monotonic() + 300

@@ -76,7 +76,10 @@ def test_consecutive_turns_of_one_speaker_merge():
 def test_pointwise_records_with_score_text_or_messages():
     records = [
         {"text": PAIR["chosen"], "score": 1},
-        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}], "score": 0.3},
+        {
+            "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}],
+            "score": 0.3,
+        },
         {"text": PAIR["chosen"], "score": 2},
         {"neither": 1},
     ]
@@ -119,7 +122,9 @@ def test_too_many_bad_rows_fail_with_a_clear_message():
     report = DataReport()
     pointwise_rows([PAIR, {"chosen": "garbage", "rejected": "garbage"}], report)
     report.check(0.5, "pairs")  # exactly half bad: allowed
-    with pytest.raises(DataError, match=r"50.0% of rows are unusable.*max_bad_share=25.0%.*not an HH transcript"):
+    with pytest.raises(
+        DataError, match=r"50.0% of rows are unusable.*max_bad_share=25.0%.*not an HH transcript"
+    ):
         report.check(0.25, "pairs")
 
 

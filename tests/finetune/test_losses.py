@@ -61,7 +61,9 @@ def test_fractional_score_blends_both_sides():
 @pytest.mark.parametrize("score", [0.0, 1.0])
 def test_batches_of_one_kind_are_finite_with_gradients(loss_type, score):
     logps = torch.tensor([-1.0, -3.0], requires_grad=True)
-    out = pointwise_loss(logps, torch.tensor([-2.0, -2.0]), torch.full((2,), score), loss_type=loss_type, beta=BETA)
+    out = pointwise_loss(
+        logps, torch.tensor([-2.0, -2.0]), torch.full((2,), score), loss_type=loss_type, beta=BETA
+    )
     out.loss.backward()
     assert torch.isfinite(out.loss) and torch.isfinite(logps.grad).all()
     assert logps.grad.abs().sum() > 0

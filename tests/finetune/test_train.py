@@ -64,7 +64,9 @@ def test_outputs_hold_adapter_config_card_and_curves(output_dir, short_pairs_fil
 
     from finetune.__main__ import parse_args
 
-    lora_b = [t for name, t in load_file(output_dir / "adapter_model.safetensors").items() if "lora_B" in name]
+    lora_b = [
+        t for name, t in load_file(output_dir / "adapter_model.safetensors").items() if "lora_B" in name
+    ]
     assert lora_b and all(t.abs().sum() > 0 for t in lora_b)  # LoRA B starts at zero: training moved it
     card = (output_dir / "README.md").read_text()
     assert "embedded:smollm2-135m-instruct" in card and "short_pairs.jsonl" in card

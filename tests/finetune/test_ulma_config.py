@@ -20,7 +20,9 @@ from finetune.ulma_trainer import held_out_metrics, window_metrics
     ],
 )
 def test_impossible_options_are_refused_with_the_flag_to_change(tmp_path, options, message):
-    with pytest.raises(UlmaConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(
+        UlmaConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")
+    ):
         UlmaConfig(output_dir=str(tmp_path), **options)
 
 
@@ -47,7 +49,10 @@ def test_preference_accuracy_counts_complete_pairs_only():
 
 def test_without_a_reference_only_log_probs_are_reported():
     metrics = held_out_metrics(
-        rewards=np.zeros(2), logps=np.array([-1.0, -3.0]), scores=np.ones(2), pair_ids=np.array([0, 1]),
+        rewards=np.zeros(2),
+        logps=np.array([-1.0, -3.0]),
+        scores=np.ones(2),
+        pair_ids=np.array([0, 1]),
         with_rewards=False,
     )
     assert metrics == {"logps_positive": -2.0}
@@ -57,9 +62,15 @@ def test_window_metrics_average_each_side():
     # reward sum, logp sum, count for positives, then negatives
     metrics = window_metrics([0.2, -3.0, 2, -0.3, -4.0, 2], with_rewards=True)
     assert metrics == pytest.approx(
-        {"rewards/positive": 0.1, "logps/positive": -1.5, "rewards/negative": -0.15, "logps/negative": -2.0,
-         "rewards/margin": 0.25}
+        {
+            "rewards/positive": 0.1,
+            "logps/positive": -1.5,
+            "rewards/negative": -0.15,
+            "logps/negative": -2.0,
+            "rewards/margin": 0.25,
+        }
     )
     assert window_metrics([0.0, -3.0, 2, 0.0, 0.0, 0], with_rewards=True) == {
-        "logps/positive": -1.5, "rewards/positive": 0.0
+        "logps/positive": -1.5,
+        "rewards/positive": 0.0,
     }

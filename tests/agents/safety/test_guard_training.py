@@ -10,7 +10,7 @@ import pytest
 
 from agents.safety.heads import load_heads
 from agents.safety.metrics import binary_metrics, choose_threshold
-from agents.safety.train import data_file_records, train
+from agents.safety.train import DEFAULT_MAX_FPR, data_file_records, train
 from agents.safety.training_data import (
     SplitSizes,
     is_refusal,
@@ -65,7 +65,7 @@ def test_shipped_manifest_matches_the_data_it_was_trained_on(safety_data):
 @pytest.mark.slow
 def test_training_reproduces_the_shipped_classifier(safety_data, tmp_path: Path):
     """Retrain from scratch (embeddings included) and compare with what is in the repository."""
-    manifest = train(safety_data, tmp_path, max_fpr=0.03, threads=1, sizes=SplitSizes())
+    manifest = train(safety_data, tmp_path, max_fpr=DEFAULT_MAX_FPR, threads=1, sizes=SplitSizes())
     shipped = json.loads((SHIPPED / "manifest.json").read_text())
     for stage in ("request", "response"):
         assert manifest["thresholds"][stage] == pytest.approx(shipped["thresholds"][stage], abs=0.02)
