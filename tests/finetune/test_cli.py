@@ -55,8 +55,8 @@ def test_help_lists_the_ulma_and_speed_options(capsys):
         (["--dataset", "missing/file.jsonl"], "data file not found"),
     ],
 )
-def test_bad_options_fail_with_one_line(capsys, args, message):
-    code, err = run_main(capsys, "--config", str(EMBEDDED_PROFILE), *args)
+def test_bad_options_fail_with_one_line(capsys, tmp_path, args, message):
+    code, err = run_main(capsys, "--config", str(EMBEDDED_PROFILE), "--output-dir", str(tmp_path), *args)
     assert code == 2
     assert message in err
     assert "Traceback" not in err
