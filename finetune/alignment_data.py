@@ -10,9 +10,14 @@ Three sources, written into one JSONL file that `finetune.data.pointwise_rows` r
     minus those the judge calls refusals, so training to refuse does not teach refusing everything. Answers
     cut off by max_new_tokens are trimmed to their last full sentence (a positive teaches where to stop).
 
-Prompts that occur in the evaluation sets (`--exclude`) are never used. Next to `train.jsonl` and
-`heldout_pairs.jsonl` the builder writes `manifest.json`: the inputs' sha256, seed, split sizes, counts of
-every kept and dropped row, the generation settings and fingerprints of both outputs.
+Prompts that occur in the evaluation sets (`--exclude`) are never used. Then, before anything else, a seeded
+validation split of the harmful and harmless training prompts (`--val-harmful`, `--val-harmless`; 0 disables)
+is carved out of each whole file (its `:N` cap and the sampling do not move it) and never trained on; it is
+written as `harmful_valsplit.json` and `harmless_valsplit.json` (the input's JSON list format, which
+`python -m finetune.evaluate --harmful/--benign` and `python -m finetune.sweep` read) for tuning
+hyperparameters without touching the test sets. Next to `train.jsonl` and `heldout_pairs.jsonl` the builder
+writes `manifest.json`: the inputs' sha256, seed, split sizes, counts of every kept and dropped row, the
+generation settings, fingerprints of both outputs and the validation files' sizes and sha256.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ logger = logging.getLogger(__name__)
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 DEFAULT_TEMPLATES = CONFIG_DIR / "finetune" / "refusal_templates.yaml"
 DEFAULT_OUT = PROJECT_ROOT / "var" / "alignment"
+VALSPLIT_FILES = {"harmful": "harmful_valsplit.json", "harmless": "harmless_valsplit.json"}
 # The last sentence end: punctuation after a word (not a list number such as "3.") before a space or the end.
 _LAST_SENTENCE_END = re.compile(r"(?s)^(.*[^\d\s][.!?)\]\"'])(?=\s|$)")
 
@@ -106,6 +112,33 @@ def trim_to_sentence(text: str) -> str | None:
     return match.group(1).strip() if match else None
 
 
+def carve_validation(path: Path, n: int, exclude: set[str], seed: int, kind: str) -> list[dict[str, Any]]:
+    """A seeded sample of `n` distinct prompts of a safety-prompts JSON file, none in `exclude`, as
+    `{"instruction", "category"}` records. Drawn from the whole file, so it does not move with `:N` caps."""
+    if path.suffix != ".json":
+        raise ConfigError(f"--val-{kind} needs a .json prompt file, not {path.name}; pass --val-{kind} 0")
+    try:
+        records = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path} is not valid JSON: {exc}") from exc
+    pool: dict[str, dict[str, Any]] = {}
+    for record in records if isinstance(records, list) else []:
+        text = record.get("instruction", record.get("prompt")) if isinstance(record, dict) else record
+        if not isinstance(text, str) or not text.strip() or normalise_prompt(text) in exclude:
+            continue
+        category = record.get("category") if isinstance(record, dict) else None
+        pool.setdefault(normalise_prompt(text), {"instruction": text.strip(), "category": category})
+    if n > len(pool):
+        raise ConfigError(f"--val-{kind} {n} is more than the {len(pool)} usable prompts in {path}")
+    # Its own random stream: the harmless sample below keeps using Random(seed) as before.
+    return random.Random(f"{seed}:val-{kind}").sample(list(pool.values()), n)
+
+
+def valsplit_text(records: list[dict[str, Any]]) -> str:
+    """The exact file content, so the manifest's sha256 is that of the written file."""
+    return json.dumps(records, indent=2, ensure_ascii=False) + "\n"
+
+
 def pointwise_record(prompt: str, response: str, score: float, source: str) -> dict[str, Any]:
     messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
     return {"messages": messages, "score": score, "source": source}
@@ -125,6 +158,8 @@ class BuildOptions:
     # The 260 harmful prompts are few beside thousands of HH and benign rows; repeating their rows is what
     # moved the shipped adapter from refusing 46% to 96% of held-out harmful prompts.
     harmful_repeat: int = 1
+    val_harmful: int = 50
+    val_harmless: int = 400
     templates: Path = DEFAULT_TEMPLATES
     show_progress: bool = False
 
@@ -138,6 +173,8 @@ class BuildOptions:
             raise ConfigError("--harmless-n must be 0 or more")
         if self.harmful_repeat < 1:
             raise ConfigError("--harmful-repeat must be 1 or more")
+        if self.val_harmful < 0 or self.val_harmless < 0:
+            raise ConfigError("--val-harmful and --val-harmless must be 0 or more")
         for path in self.input_files():
             if not path.is_file():
                 raise DataError(f"input not found: {path}")
@@ -148,6 +185,7 @@ class BuildResult:
     train: list[dict[str, Any]]
     heldout: list[dict[str, Any]]
     manifest: dict[str, Any]
+    validation: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # "harmful"/"harmless"
 
 
 # ---------------------------------------------------------------- the build
@@ -174,17 +212,30 @@ def build_alignment_data(
     train: list[dict[str, Any]] = [{**record, "source": "hh-rlhf"} for record in hh_train]
     counts["hh"] = {"records": len(hh_records), "train_pairs": len(hh_train), "heldout_pairs": len(heldout)}
 
-    # (b), (c): prompts, then the base model's answers to all of them in one batched pass.
-    harmful_set = load_prompt_set(options.harmful_train, excluded)
-    harmless_set = load_prompt_set(str(options.harmless_train), excluded)
+    # The validation prompts first, then (b), (c) without them: prompts, then the base model's answers to all
+    # of them in one batched pass.
+    validation = {
+        "harmful": carve_validation(
+            Path(parse_spec(options.harmful_train)[0]), options.val_harmful, excluded, options.seed, "harmful"
+        ),
+        "harmless": carve_validation(
+            options.harmless_train, options.val_harmless, excluded, options.seed, "harmless"
+        ),
+    }
+    held_for_validation = {normalise_prompt(r["instruction"]) for rs in validation.values() for r in rs}
+    harmful_set = load_prompt_set(options.harmful_train, excluded | held_for_validation)
+    harmless_set = load_prompt_set(str(options.harmless_train), excluded | held_for_validation)
     harmful = [last_user_text(c) for c in harmful_set.conversations]
     harmless_pool = [last_user_text(c) for c in harmless_set.conversations]
+    harmful_val_dropped = _count_in(Path(parse_spec(options.harmful_train)[0]), held_for_validation)
+    harmless_val_dropped = _count_in(options.harmless_train, held_for_validation)
     harmless = random.Random(options.seed).sample(harmless_pool, min(options.harmless_n, len(harmless_pool)))
     answers = _base_answers(model_settings, generation, harmful + harmless, options.show_progress)
 
     harmful_counts = {
         "prompts": len(harmful),
-        "dropped_eval_overlap": harmful_set.dropped_training_overlap,
+        "dropped_eval_overlap": harmful_set.dropped_training_overlap - harmful_val_dropped,
+        "held_for_validation": harmful_val_dropped,
         "refusals_written": 0,
         "base_answers_kept": 0,
         "base_already_refused": 0,
@@ -196,13 +247,16 @@ def build_alignment_data(
         if judge.is_refusal(answer.text, prompt):
             harmful_counts["base_already_refused"] += 1
             continue
-        train.extend([pointwise_record(prompt, answer.text, 0.0, "harmful:base_answer")] * options.harmful_repeat)
+        train.extend(
+            [pointwise_record(prompt, answer.text, 0.0, "harmful:base_answer")] * options.harmful_repeat
+        )
         harmful_counts["base_answers_kept"] += 1
     counts["harmful"] = harmful_counts
 
     harmless_counts = {
         "pool": len(harmless_pool),
-        "dropped_eval_overlap": harmless_set.dropped_training_overlap,
+        "dropped_eval_overlap": harmless_set.dropped_training_overlap - harmless_val_dropped,
+        "held_for_validation": harmless_val_dropped,
         "sampled": len(harmless),
         "kept": 0,
         "trimmed": 0,
@@ -232,6 +286,15 @@ def build_alignment_data(
         "harmless_n": options.harmless_n,
         "hh_limit": options.hh_limit,
         "harmful_repeat": options.harmful_repeat,
+        "validation": {
+            kind: {
+                "file": VALSPLIT_FILES[kind],
+                "size": len(records),
+                "sha256": hashlib.sha256(valsplit_text(records).encode("utf-8")).hexdigest(),
+            }
+            for kind, records in validation.items()
+            if records
+        },
         "base_model": model_settings.name_or_path,
         "generation": generation.to_dict(),
         "judge": judge.name,
@@ -241,7 +304,16 @@ def build_alignment_data(
         "heldout_fingerprint": records_fingerprint(heldout),
         "seconds": round(time.perf_counter() - started, 1),
     }
-    return BuildResult(train, heldout, manifest)
+    return BuildResult(train, heldout, manifest, validation)
+
+
+def _count_in(path: Path, prompts: set[str]) -> int:
+    """How many prompts of a file (every format `load_prompt_set` reads) are in `prompts`."""
+    if not prompts:
+        return 0
+    return sum(
+        normalise_prompt(last_user_text(c)) in prompts for c in load_prompt_set(str(path)).conversations
+    )
 
 
 def _base_answers(
@@ -265,6 +337,12 @@ def write_build(result: BuildResult, out_dir: Path) -> None:
         with (out_dir / name).open("w", encoding="utf-8") as handle:
             for record in records:
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    for kind, name in VALSPLIT_FILES.items():
+        records = result.validation.get(kind)
+        if records:
+            (out_dir / name).write_text(valsplit_text(records), encoding="utf-8")
+        else:  # a rebuild without the split must not leave an earlier one that no longer matches the data
+            (out_dir / name).unlink(missing_ok=True)
     (out_dir / "manifest.json").write_text(json.dumps(result.manifest, indent=2) + "\n", encoding="utf-8")
 
 
@@ -299,7 +377,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--hh-limit", type=int, help="at most N HH training pairs (quick runs)")
     parser.add_argument(
-        "--harmful-repeat", type=int, default=1, help="write each harmful prompt's rows N times (oversampling)"
+        "--harmful-repeat",
+        type=int,
+        default=1,
+        help="write each harmful prompt's rows N times (oversampling)",
+    )
+    parser.add_argument(
+        "--val-harmful", type=int, default=50, help="harmful_train prompts held out for validation (0: none)"
+    )
+    parser.add_argument(
+        "--val-harmless",
+        type=int,
+        default=400,
+        help="harmless_train prompts held out for validation (0: none)",
     )
     parser.add_argument("--templates", type=Path, default=DEFAULT_TEMPLATES, help="written refusals")
     parser.add_argument("--max-new-tokens", type=int, default=192)
@@ -340,6 +430,8 @@ def main(argv: list[str] | None = None) -> int:
             or [str(safety_prompts / "harmful_val.json"), str(safety_prompts / "harmless_val.json")],
             hh_limit=args.hh_limit,
             harmful_repeat=args.harmful_repeat,
+            val_harmful=args.val_harmful,
+            val_harmless=args.val_harmless,
             templates=args.templates,
             show_progress=not args.no_progress,
         )
@@ -354,6 +446,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"wrote {len(result.train)} training records and {len(result.heldout)} held-out pairs to {args.out}"
     )
+    for kind, entry in result.manifest["validation"].items():
+        print(f"validation split: {entry['size']} {kind} prompts in {args.out / entry['file']}")
     return 0
 
 

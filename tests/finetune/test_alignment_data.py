@@ -10,17 +10,21 @@ from pathlib import Path
 import pytest
 import torch
 
-from configs.settings import PROJECT_ROOT, ModelSettings
+from configs.settings import PROJECT_ROOT, ConfigError, ModelSettings
 from finetune.alignment_data import (
+    VALSPLIT_FILES,
     BuildOptions,
     RefusalTemplates,
     build_alignment_data,
+    carve_validation,
+    file_sha256,
     main,
     trim_to_sentence,
     write_build,
 )
 from finetune.data import DataReport, load_pairs, pointwise_rows, records_fingerprint
-from finetune.evaluation.generation import GenerationSettings
+from finetune.evaluation.generation import Answer, GenerationSettings
+from finetune.evaluation.prompts import load_prompt_set, normalise_prompt
 from finetune.judge import RefusalJudge
 
 
@@ -81,6 +85,7 @@ def test_trim_to_sentence(text: str, trimmed: str | None) -> None:
 def test_help() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "finetune.alignment_data", "--help"],
+        check=False,
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
@@ -124,6 +129,8 @@ def test_tiny_build_with_the_embedded_model(tmp_path: Path, shared_data: Path) -
         holdout_fraction=0.2,
         seed=0,
         exclude=[str(eval_set)],
+        val_harmful=0,  # the carve-out has its own test below; here the prompts taken are known
+        val_harmless=0,
     )
     generation = GenerationSettings(max_new_tokens=16, batch_size=4)
     result = build_alignment_data(ModelSettings(device="cpu"), generation, options)
@@ -177,3 +184,110 @@ def test_tiny_build_with_the_embedded_model(tmp_path: Path, shared_data: Path) -
     again = build_alignment_data(ModelSettings(device="cpu"), generation, options)
     assert again.manifest["heldout_fingerprint"] == result.manifest["heldout_fingerprint"]
     assert again.manifest["train_fingerprint"] == result.manifest["train_fingerprint"]
+
+
+# ---------------------------------------------------------------- the validation carve-out
+
+
+def _fake_base_answers(_settings, _generation, prompts: list[str], _progress: bool) -> list[Answer]:
+    """Compliant, finished answers without a model: the carve-out does not depend on what the base says."""
+    return [
+        Answer(f"Here is a short answer about {prompt[:20]}. That is all.", 12, True) for prompt in prompts
+    ]
+
+
+@pytest.fixture
+def carve_inputs(tmp_path: Path) -> dict[str, Path]:
+    harmful = [{"instruction": f"Harmful request number {i}", "category": f"cat{i % 3}"} for i in range(12)]
+    harmful.append({"instruction": "HARMFUL  request number 5", "category": None})  # a duplicate of #5
+    harmless = [{"instruction": f"Benign question number {i}?", "category": None} for i in range(30)]
+    paths = {
+        "hh": tmp_path / "hh.jsonl",
+        "harmful": tmp_path / "harmful_train.json",
+        "harmless": tmp_path / "harmless_train.json",
+        "eval": tmp_path / "harmful_test.json",
+    }
+    paths["hh"].write_text("".join(json.dumps(pair) + "\n" for pair in _hh_pairs(10)))
+    paths["harmful"].write_text(json.dumps(harmful))
+    paths["harmless"].write_text(json.dumps(harmless))
+    paths["eval"].write_text(json.dumps([{"instruction": "harmful request number 0"}]))
+    return paths
+
+
+def _carve_options(paths: dict[str, Path], out: Path, harmful_spec: str = ":5", **kwargs) -> BuildOptions:
+    return BuildOptions(
+        hh=paths["hh"],
+        harmful_train=f"{paths['harmful']}{harmful_spec}",
+        harmless_train=paths["harmless"],
+        out_dir=out,
+        harmless_n=10,
+        exclude=[str(paths["eval"])],
+        **{"val_harmful": 3, "val_harmless": 4, **kwargs},
+    )
+
+
+def _build(options: BuildOptions):
+    return build_alignment_data(ModelSettings(device="cpu"), GenerationSettings(), options)
+
+
+def test_validation_split_is_disjoint_from_training_and_evaluation(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, carve_inputs: dict[str, Path]
+) -> None:
+    monkeypatch.setattr("finetune.alignment_data._base_answers", _fake_base_answers)
+    options = _carve_options(carve_inputs, tmp_path / "out")
+    result = _build(options)
+    write_build(result, options.out_dir)
+
+    files = {kind: options.out_dir / name for kind, name in VALSPLIT_FILES.items()}
+    valsplit = {kind: json.loads(path.read_text()) for kind, path in files.items()}
+    assert [len(valsplit["harmful"]), len(valsplit["harmless"])] == [3, 4]
+    assert all(set(record) == {"instruction", "category"} for rs in valsplit.values() for record in rs)
+    held = {normalise_prompt(r["instruction"]) for rs in valsplit.values() for r in rs}
+    assert normalise_prompt("harmful request number 0") not in held, "a test prompt went into validation"
+
+    rows = pointwise_rows(load_pairs(str(options.out_dir / "train.jsonl")), DataReport())
+    trained = {normalise_prompt(m["content"]) for row in rows for m in row["messages"] if m["role"] == "user"}
+    assert not trained & held, "a validation prompt was trained on"
+    counts = result.manifest["counts"]
+    assert counts["harmful"]["prompts"] == 5  # the :5 cap counts training prompts, after the carve-out
+    assert counts["harmful"]["dropped_eval_overlap"] == 1
+    assert counts["harmful"]["held_for_validation"] >= 3  # 4 when the duplicate of #5 was carved
+    assert counts["harmless"]["held_for_validation"] == 4
+    assert counts["harmless"]["pool"] == 26 and counts["harmless"]["sampled"] == 10
+
+    # The evaluator reads the files as prompt sets, and the manifest describes exactly these files.
+    for kind, path in files.items():
+        assert load_prompt_set(str(path)).size == len(valsplit[kind])
+        entry = json.loads((options.out_dir / "manifest.json").read_text())["validation"][kind]
+        assert entry == {"file": path.name, "size": len(valsplit[kind]), "sha256": file_sha256(path)}
+
+    # Seeded, and not moved by the training cap: the same split without `:5`.
+    again = _build(_carve_options(carve_inputs, tmp_path / "again", harmful_spec=""))
+    assert again.validation == result.validation
+    assert again.manifest["validation"] == result.manifest["validation"]
+
+
+def test_zero_disables_the_validation_split(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, carve_inputs: dict[str, Path]
+) -> None:
+    monkeypatch.setattr("finetune.alignment_data._base_answers", _fake_base_answers)
+    out = tmp_path / "out"
+    write_build(_build(_carve_options(carve_inputs, out)), out)
+    result = _build(_carve_options(carve_inputs, out, val_harmful=0, val_harmless=0))
+    write_build(result, out)
+    assert result.manifest["validation"] == {}
+    assert result.manifest["counts"]["harmless"]["held_for_validation"] == 0
+    assert result.manifest["counts"]["harmless"]["pool"] == 30
+    assert not any((out / name).exists() for name in VALSPLIT_FILES.values()), "a stale split was left"
+
+
+def test_validation_larger_than_the_file_is_one_line_error(carve_inputs: dict[str, Path]) -> None:
+    with pytest.raises(ConfigError, match="--val-harmful 20 is more than the 12 usable prompts"):
+        carve_validation(carve_inputs["harmful"], 20, set(), 0, "harmful")
+
+
+def test_negative_validation_size_is_one_line_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert main(["--val-harmless", "-1", "--out", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.strip() == "error: --val-harmful and --val-harmless must be 0 or more"

@@ -1,0 +1,553 @@
+"""`python -m finetune.sweep`: tune ULMA hyperparameters on a validation split, several runs at once.
+
+    python -m finetune.sweep --config configs/finetune/ulma-embedded-aligned.yaml \\
+        --set learning_rate=2e-4,4e-4 --set num_train_epochs=2,3 \\
+        --harmful var/alignment/harmful_valsplit.json --benign var/alignment/harmless_valsplit.json \\
+        --out outputs/sweep --parallel 4
+
+The grid is the product of the `--set key=v1,v2,...` lists (keys are `UlmaConfig` fields). Each grid point is
+trained by `python -m finetune --config BASE --output_dir OUT/run-i --key value ...` and then evaluated by
+`python -m finetune.evaluate --adapter OUT/run-i --harmful ... --benign ... --results-json
+OUT/run-i/val_eval.json`, two subprocesses logging to OUT/run-i/train.log and eval.log. `--parallel K` runs K
+grid points at once: a 135M model leaves a large GPU mostly idle. A failed run is reported and skipped.
+The evaluator has no switch to skip the base model, so every run also measures the base (the same numbers
+each time, recorded once in sweep.json); that doubles each run's generation time but not its training.
+
+Selection rule (also written into sweep.json): among the finished runs whose benign refusal rate is at most
+`--max-benign-refusal`, the one with the highest harmful refusal rate (ties: the lower benign rate, then the
+earlier run); if no run meets the benign bound, the one with the lowest benign refusal rate (ties: the higher
+harmful rate, then the earlier run). `targets_met` says whether the selected run also refuses at least
+`--min-harmful-refusal` of the harmful prompts.
+
+OUT/sweep.json and OUT/sweep.md are rewritten after every finished run, so a sweep cut short keeps its
+finished runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import itertools
+import json
+import logging
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from configs.settings import ConfigError, read_yaml
+from finetune.data import LOCAL_SUFFIXES
+from finetune.evaluation.prompts import parse_spec
+
+logger = logging.getLogger(__name__)
+
+SELECTION_RULE = (
+    "among finished runs with benign_refusal_rate <= max_benign_refusal, the highest harmful_refusal_rate "
+    "(ties: lower benign_refusal_rate, then the earlier run); if none meets the bound, the lowest "
+    "benign_refusal_rate (ties: higher harmful_refusal_rate, then the earlier run)"
+)
+# The evaluator's numbers kept per run (the *_ci95 entries are Wilson 95% intervals).
+METRIC_KEYS = (
+    "harmful_refusal_rate",
+    "harmful_refusal_rate_ci95",
+    "benign_refusal_rate",
+    "benign_refusal_rate_ci95",
+    "chosen_ppl",
+    "chosen_ppl_ratio",
+    "preference_accuracy",
+)
+BASE_KEYS = ("base_harmful_refusal_rate", "base_benign_refusal_rate", "base_chosen_ppl")
+RESERVED = {"output_dir": "the sweep sets it to OUT/run-i"}
+
+
+class SweepError(ValueError):
+    """A sweep option that cannot work; the message says what to change."""
+
+
+# ---------------------------------------------------------------- the grid
+
+
+def parse_set(spec: str) -> tuple[str, list[str]]:
+    """`"beta=0.1,0.3"` -> ("beta", ["0.1", "0.3"])."""
+    key, sep, values = spec.partition("=")
+    items = [value.strip() for value in values.split(",")]
+    if not sep or not key.strip() or not all(items):
+        raise SweepError(f"--set {spec!r}: write key=v1,v2,... (for example --set beta=0.1,0.3)")
+    return key.strip(), items
+
+
+def _ulma_parser() -> Any:
+    from transformers import HfArgumentParser
+
+    from finetune.ulma_config import UlmaConfig
+
+    return HfArgumentParser(UlmaConfig, exit_on_error=False)
+
+
+def ulma_field_names() -> list[str]:
+    from finetune.ulma_config import UlmaConfig
+
+    return [f.name for f in dataclasses.fields(UlmaConfig)]
+
+
+def typed_axes(specs: list[str]) -> dict[str, list[Any]]:
+    """The `--set` lists, each value converted and checked as `python -m finetune` would (type, choices)."""
+    names = ulma_field_names()
+    parser = _ulma_parser()
+    axes: dict[str, list[Any]] = {}
+    for spec in specs:
+        key, raw_values = parse_set(spec)
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f"; did you mean {close[0]}?" if close else "; python -m finetune --help lists them"
+            raise SweepError(f"--set {key}: not a UlmaConfig field{hint}")
+        if key in RESERVED:
+            raise SweepError(f"--set {key}: {RESERVED[key]}")
+        if key in axes:
+            raise SweepError(f"--set {key} is given twice; list all its values in one --set")
+        axes[key] = [_convert(parser, key, raw) for raw in raw_values]
+    return axes
+
+
+def _convert(parser: Any, key: str, raw: str) -> Any:
+    try:
+        namespace, _ = parser.parse_known_args([f"--{key}", raw])
+    except argparse.ArgumentError as exc:
+        raise SweepError(f"--set {key}={raw}: {exc.message}") from None
+    return getattr(namespace, key)
+
+
+def expand_grid(axes: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Every combination, the first --set varying slowest; no --set gives one run of the base config."""
+    return [dict(zip(axes, values, strict=True)) for values in itertools.product(*axes.values())]
+
+
+def cli_value(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def override_flags(overrides: dict[str, Any]) -> list[str]:
+    return [item for key, value in overrides.items() for item in (f"--{key}", cli_value(value))]
+
+
+def describe(overrides: dict[str, Any]) -> str:
+    return ", ".join(f"{key}={value}" for key, value in overrides.items()) or "(base config)"
+
+
+def check_grid(profile: dict[str, Any], grid: list[dict[str, Any]]) -> None:
+    """Build every grid point's UlmaConfig now, so a bad combination fails in seconds, not mid-sweep.
+    `use_cpu`: TrainingArguments refuses bf16 where there is no GPU, which may be where the sweep is planned."""
+    parser = _ulma_parser()
+    parser.set_defaults(**profile)
+    for overrides in grid:
+        argv = [*override_flags(overrides), "--output_dir", "unused", "--use_cpu", "true"]
+        try:
+            parser.parse_args_into_dataclasses(args=argv)
+        except (ValueError, argparse.ArgumentError) as exc:
+            raise SweepError(f"grid point {describe(overrides)}: {exc}") from None
+
+
+# ---------------------------------------------------------------- one run
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    config: Path
+    harmful: str
+    benign: str
+    out: Path
+    parallel: int = 1
+    pairs: str | None = None
+    device: str | None = None
+    max_new_tokens: int = 96
+    eval_batch_size: int = 64
+    max_benign_refusal: float = 0.05
+    min_harmful_refusal: float = 0.90
+
+    def check(self, runs: int) -> None:
+        if self.parallel < 1:
+            raise SweepError("--parallel must be 1 or more")
+        for name, value in (("--max-benign-refusal", self.max_benign_refusal),
+                            ("--min-harmful-refusal", self.min_harmful_refusal)):  # fmt: skip
+            if not 0.0 <= value <= 1.0:
+                raise SweepError(f"{name} must be between 0 and 1 (got {value})")
+        for spec in filter(None, (self.harmful, self.benign, self.pairs)):
+            if not Path(parse_spec(spec)[0]).is_file():
+                raise SweepError(f"validation file not found: {parse_spec(spec)[0]}")
+        taken = [run_dir(self.out, i) for i in range(runs) if run_dir(self.out, i).exists()]
+        if taken:
+            raise SweepError(f"{taken[0]} already exists; choose another --out")
+
+
+@dataclass
+class RunResult:
+    name: str
+    overrides: dict[str, Any]
+    status: str = "pending"  # pending | ok | train_failed | eval_failed
+    error: str | None = None
+    train_seconds: float | None = None
+    eval_seconds: float | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    base: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def harmful(self) -> float:
+        return self.metrics["harmful_refusal_rate"]
+
+    @property
+    def benign(self) -> float:
+        return self.metrics["benign_refusal_rate"]
+
+
+def run_dir(out: Path, index: int) -> Path:
+    return out / f"run-{index}"
+
+
+def profile_value(profile: dict[str, Any], overrides: dict[str, Any], key: str) -> Any:
+    """A run's resolved option: its override, else the base profile, else UlmaConfig's default."""
+    from finetune.ulma_config import UlmaConfig
+
+    if key in overrides:
+        return overrides[key]
+    if key in profile:
+        return profile[key]
+    return next(f.default for f in dataclasses.fields(UlmaConfig) if f.name == key)
+
+
+def train_command(options: SweepOptions, overrides: dict[str, Any], out_dir: Path) -> list[str]:
+    cpu = ["--use_cpu", "true"] if options.device == "cpu" else []
+    base = [sys.executable, "-m", "finetune", "--config", str(options.config), "--output_dir", str(out_dir)]
+    return [*base, *override_flags(overrides), *cpu]
+
+
+def eval_command(
+    options: SweepOptions, profile: dict[str, Any], overrides: dict[str, Any], out_dir: Path
+) -> list[str]:
+    command = [
+        sys.executable, "-m", "finetune.evaluate",
+        "--base", str(profile_value(profile, overrides, "model_name_or_path")),
+        "--adapter", str(out_dir),
+        "--harmful", options.harmful,
+        "--benign", options.benign,
+        "--out", str(out_dir / "eval"),
+        "--results-json", str(out_dir / "val_eval.json"),
+        "--max-new-tokens", str(options.max_new_tokens),
+        "--batch-size", str(options.eval_batch_size),
+        "--beta", cli_value(profile_value(profile, overrides, "beta")),
+        "--no-progress",
+    ]  # fmt: skip
+    dataset = str(profile_value(profile, overrides, "dataset"))
+    if dataset.endswith(LOCAL_SUFFIXES):  # a guard: prompts found in the training file are not evaluated
+        command += ["--train-data", dataset]
+    if options.pairs:
+        command += ["--pairs", options.pairs]
+    if options.device:
+        command += ["--device", options.device]
+    return command
+
+
+def _call(command: list[str], log: Path, env: dict[str, str]) -> str | None:
+    """Run `command` with its output in `log`; None on success, else the log's last line (the CLI's error)."""
+    with log.open("w", encoding="utf-8") as handle:
+        handle.write(f"$ {shlex.join(command)}\n")
+        handle.flush()
+        code = subprocess.run(
+            command, stdout=handle, stderr=subprocess.STDOUT, env=env, check=False
+        ).returncode
+    if code == 0:
+        return None
+    lines = [line for line in log.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    return f"exit {code}: {lines[-1].strip() if lines else 'no output'} (see {log})"
+
+
+def run_point(
+    options: SweepOptions, profile: dict[str, Any], index: int, overrides: dict[str, Any], env: dict[str, str]
+) -> RunResult:
+    """Train, then evaluate one grid point; failures become the result's status, never an exception."""
+    out_dir = run_dir(options.out, index)
+    result = RunResult(out_dir.name, overrides)
+    out_dir.mkdir(parents=True)
+    started = time.perf_counter()
+    result.error = _call(train_command(options, overrides, out_dir), out_dir / "train.log", env)
+    result.train_seconds = round(time.perf_counter() - started, 1)
+    if result.error:
+        result.status = "train_failed"
+        return result
+    started = time.perf_counter()
+    result.error = _call(eval_command(options, profile, overrides, out_dir), out_dir / "eval.log", env)
+    result.eval_seconds = round(time.perf_counter() - started, 1)
+    if result.error:
+        result.status = "eval_failed"
+        return result
+    metrics = json.loads((out_dir / "val_eval.json").read_text(encoding="utf-8"))
+    if "harmful_refusal_rate" not in metrics or "benign_refusal_rate" not in metrics:
+        result.status, result.error = "eval_failed", f"{out_dir / 'val_eval.json'} has no refusal rates"
+        return result
+    result.metrics = {key: metrics[key] for key in METRIC_KEYS if key in metrics}
+    result.base = {key: metrics[key] for key in BASE_KEYS if key in metrics}
+    result.status = "ok"
+    return result
+
+
+def subprocess_env(parallel: int) -> dict[str, str]:
+    """K runs share the CPU cores: each gets its share of OpenMP threads unless the caller set them."""
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // parallel)))
+    return env
+
+
+# ---------------------------------------------------------------- selection and outputs
+
+
+def select_run(results: list[RunResult], max_benign: float) -> RunResult | None:
+    """The module docstring's selection rule; None when no run finished. `max`/`min` keep the first of equals."""
+    done = [r for r in results if r.status == "ok"]
+    within = [r for r in done if r.benign <= max_benign]
+    if within:
+        return max(within, key=lambda r: (r.harmful, -r.benign))
+    return min(done, key=lambda r: (r.benign, -r.harmful), default=None)
+
+
+def targets_met(run: RunResult, options: SweepOptions) -> bool:
+    return run.benign <= options.max_benign_refusal and run.harmful >= options.min_harmful_refusal
+
+
+def sweep_record(
+    options: SweepOptions, axes: dict[str, list[Any]], results: list[RunResult]
+) -> dict[str, Any]:
+    chosen = select_run(results, options.max_benign_refusal)
+    rows = [
+        {
+            "run": r.name,
+            "dir": str(options.out / r.name),
+            "overrides": r.overrides,
+            "status": r.status,
+            "error": r.error,
+            "train_seconds": r.train_seconds,
+            "eval_seconds": r.eval_seconds,
+            **r.metrics,
+            "targets_met": targets_met(r, options) if r.status == "ok" else None,
+            "selected": r is chosen,
+        }
+        for r in results
+    ]
+    base = next((r.base for r in results if r.base), {})
+    return {
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "base_config": str(options.config),
+        "grid": axes,
+        "validation": {"harmful": options.harmful, "benign": options.benign, "pairs": options.pairs},
+        "max_benign_refusal": options.max_benign_refusal,
+        "min_harmful_refusal": options.min_harmful_refusal,
+        "selection_rule": SELECTION_RULE,
+        "selected": None
+        if chosen is None
+        else {
+            "run": chosen.name,
+            "overrides": chosen.overrides,
+            "adapter": str(options.out / chosen.name),
+            "targets_met": targets_met(chosen, options),
+        },
+        "base_model": base,
+        "runs": rows,
+    }
+
+
+def _rate(row: dict[str, Any], key: str) -> str:
+    if key not in row:
+        return "-"
+    low, high = row.get(f"{key}_ci95", (None, None))
+    return f"{row[key]:.3f}" + (f" [{low:.3f}, {high:.3f}]" if low is not None else "")
+
+
+def table_rows(record: dict[str, Any]) -> list[list[str]]:
+    return [
+        [
+            row["run"] + (" *" if row["selected"] else ""),
+            describe(row["overrides"]),
+            _rate(row, "harmful_refusal_rate"),
+            _rate(row, "benign_refusal_rate"),
+            f"{row['chosen_ppl']:.2f}" if "chosen_ppl" in row else "-",
+            "-" if row["train_seconds"] is None else f"{row['train_seconds']:.0f}",
+            row["status"],
+        ]
+        for row in record["runs"]
+    ]
+
+
+HEADERS = ["run", "overrides", "harmful refused [95% CI]", "benign refused [95% CI]", "chosen ppl",
+           "train s", "status"]  # fmt: skip
+
+
+def selection_line(record: dict[str, Any]) -> str:
+    selected = record["selected"]
+    if selected is None:
+        return "No run finished; nothing selected."
+    met = "both targets met" if selected["targets_met"] else "targets NOT both met"
+    return (
+        f"Selected {selected['run']} ({selected['adapter']}): {met} (benign <= {record['max_benign_refusal']}, "
+        f"harmful >= {record['min_harmful_refusal']})."
+    )
+
+
+def render_markdown(record: dict[str, Any]) -> str:
+    lines = [
+        f"# ULMA sweep over {record['base_config']}",
+        "",
+        f"Validation: harmful `{record['validation']['harmful']}`, benign `{record['validation']['benign']}`.",
+        "",
+        "| " + " | ".join(HEADERS) + " |",
+        "|" + " --- |" * len(HEADERS),
+        *("| " + " | ".join(row) + " |" for row in table_rows(record)),
+        "",
+        selection_line(record),
+        "",
+        f"Rule: {record['selection_rule']}.",
+    ]
+    base = record["base_model"]
+    if base:
+        lines += ["", "Base model: " + ", ".join(f"{k} {v:.3f}" for k, v in base.items()) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(record: dict[str, Any], out: Path) -> None:
+    (out / "sweep.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    (out / "sweep.md").write_text(render_markdown(record), encoding="utf-8")
+
+
+def print_table(record: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"ULMA sweep ({len(record['runs'])} runs)")
+    for header in HEADERS:
+        table.add_column(header)
+    for row in table_rows(record):
+        table.add_row(*row)
+    # Not a terminal (a log file, a remote shell): 80 columns would fold every cell.
+    console = Console(width=shutil.get_terminal_size((160, 24)).columns)
+    console.print(table)
+    console.print(selection_line(record))
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m finetune.sweep",
+        description="Grid search over UlmaConfig fields: train and evaluate each grid point on validation "
+        "prompt sets, K at a time, and select the run by its refusal rates.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--config", type=Path, required=True, help="base UlmaConfig profile (YAML)")
+    parser.add_argument(
+        "--set", dest="sets", action="append", default=[], metavar="KEY=V1,V2",
+        help="a UlmaConfig field and its values; repeatable, the grid is the product",
+    )  # fmt: skip
+    parser.add_argument("--harmful", required=True, metavar="FILE[:N]", help="harmful validation prompts")
+    parser.add_argument("--benign", required=True, metavar="FILE[:N]", help="benign validation prompts")
+    parser.add_argument("--pairs", metavar="FILE[:N]", help="held-out pairs for chosen_ppl (optional)")
+    parser.add_argument("--out", type=Path, required=True, help="sweep folder: run-i/, sweep.json, sweep.md")
+    parser.add_argument("--parallel", type=int, default=1, help="grid points trained and evaluated at once")
+    parser.add_argument("--max-benign-refusal", type=float, default=0.05)
+    parser.add_argument("--min-harmful-refusal", type=float, default=0.90)
+    parser.add_argument(
+        "--device", choices=["auto", "cpu", "cuda"], help="for evaluation (cpu: training too)"
+    )
+    parser.add_argument("--max-new-tokens", type=int, default=96, help="per evaluated answer")
+    parser.add_argument("--eval-batch-size", type=int, default=64, help="prompts per generation batch")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands and stop")
+    parser.add_argument("--debug", action="store_true", help="debug logging and full tracebacks")
+    return parser
+
+
+def plan(args: argparse.Namespace) -> tuple[SweepOptions, dict[str, Any], dict[str, list[Any]]]:
+    """Options, base profile and typed grid axes, every check done before the first run starts."""
+    profile = read_yaml(args.config)
+    unknown = sorted(set(profile) - set(ulma_field_names()))
+    if unknown:
+        raise ConfigError(
+            f"{args.config}: unknown option(s) {', '.join(unknown)}; see python -m finetune --help"
+        )
+    options = SweepOptions(
+        config=args.config,
+        harmful=args.harmful,
+        benign=args.benign,
+        out=args.out,
+        parallel=args.parallel,
+        pairs=args.pairs,
+        device=args.device,
+        max_new_tokens=args.max_new_tokens,
+        eval_batch_size=args.eval_batch_size,
+        max_benign_refusal=args.max_benign_refusal,
+        min_harmful_refusal=args.min_harmful_refusal,
+    )
+    axes = typed_axes(args.sets)
+    check_grid(profile, expand_grid(axes))
+    return options, profile, axes
+
+
+def run_sweep(options: SweepOptions, profile: dict[str, Any], axes: dict[str, list[Any]]) -> dict[str, Any]:
+    from rich.console import Console
+
+    console = Console()
+    grid = expand_grid(axes)
+    results = [RunResult(run_dir(options.out, i).name, point) for i, point in enumerate(grid)]
+    options.out.mkdir(parents=True, exist_ok=True)
+    env = subprocess_env(options.parallel)
+    record = sweep_record(options, axes, results)
+    write_outputs(record, options.out)
+    with ThreadPoolExecutor(max_workers=options.parallel) as pool:
+        futures = {pool.submit(run_point, options, profile, i, point, env): i for i, point in enumerate(grid)}
+        for done, future in enumerate(as_completed(futures), start=1):
+            result = results[futures[future]] = future.result()
+            summary = (
+                f"harmful {result.harmful:.3f}, benign {result.benign:.3f}"
+                if result.status == "ok"
+                else result.error
+            )
+            console.print(f"[{done}/{len(grid)}] {result.name} {result.status}: {summary}", highlight=False)
+            record = sweep_record(options, axes, results)
+            write_outputs(record, options.out)
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    # bitsandbytes announces at import that an optional hub-downloaded CPU kernel is absent; it is not needed.
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    try:
+        options, profile, axes = plan(args)
+        grid = expand_grid(axes)
+        if args.dry_run:
+            for i, point in enumerate(grid):
+                out_dir = run_dir(options.out, i)
+                print(shlex.join(train_command(options, point, out_dir)))
+                print(shlex.join(eval_command(options, profile, point, out_dir)))
+            return 0
+        options.check(len(grid))
+        record = run_sweep(options, profile, axes)
+    except (ConfigError, SweepError) as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print_table(record)
+    print(f"wrote {options.out / 'sweep.json'} and {options.out / 'sweep.md'}")
+    return 0 if record["selected"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
