@@ -46,6 +46,7 @@ from typing import Any
 from configs.settings import ConfigError, read_yaml
 from finetune.data import LOCAL_SUFFIXES
 from finetune.evaluation.prompts import parse_spec
+from finetune.modeling import ModelLoadError
 
 logger = logging.getLogger(__name__)
 
@@ -191,7 +192,7 @@ class SweepOptions:
 class RunResult:
     name: str
     overrides: dict[str, Any]
-    status: str = "pending"  # pending | ok | train_failed | eval_failed
+    status: str = "pending"  # pending | ok | train_failed | eval_failed | failed (the sweep's own error)
     error: str | None = None
     train_seconds: float | None = None
     eval_seconds: float | None = None
@@ -295,6 +296,23 @@ def run_point(
     result.base = {key: metrics[key] for key in BASE_KEYS if key in metrics}
     result.status = "ok"
     return result
+
+
+def warm_model_cache(profile: dict[str, Any], grid: list[dict[str, Any]]) -> None:
+    """Convert the embedded model here, once: K runs starting on a fresh machine would each convert it into
+    the same cache folder at the same moment, and all but one would fail."""
+    from configs.settings import EMBEDDED_GENERATOR, ModelSettings, load_settings
+    from finetune.modeling import ensure_embedded_model
+
+    folders = {
+        Path(profile_value(profile, overrides, "model_cache_dir") or ModelSettings().cache_dir)  # training's
+        for overrides in grid
+        if profile_value(profile, overrides, "model_name_or_path") == EMBEDDED_GENERATOR
+    }
+    if folders:
+        folders.add(load_settings().model.cache_dir)  # the evaluator's
+    for folder in folders:
+        ensure_embedded_model(folder)
 
 
 def subprocess_env(parallel: int) -> dict[str, str]:
@@ -503,13 +521,21 @@ def run_sweep(options: SweepOptions, profile: dict[str, Any], axes: dict[str, li
     grid = expand_grid(axes)
     results = [RunResult(run_dir(options.out, i).name, point) for i, point in enumerate(grid)]
     options.out.mkdir(parents=True, exist_ok=True)
+    warm_model_cache(profile, grid)
     env = subprocess_env(options.parallel)
     record = sweep_record(options, axes, results)
     write_outputs(record, options.out)
     with ThreadPoolExecutor(max_workers=options.parallel) as pool:
         futures = {pool.submit(run_point, options, profile, i, point, env): i for i, point in enumerate(grid)}
         for done, future in enumerate(as_completed(futures), start=1):
-            result = results[futures[future]] = future.result()
+            index = futures[future]
+            try:
+                result = future.result()
+            except Exception as exc:  # noqa: BLE001 -- a bug or a full disk in one run must not end the others
+                result = dataclasses.replace(
+                    results[index], status="failed", error=f"{type(exc).__name__}: {exc}"
+                )
+            results[index] = result
             summary = (
                 f"harmful {result.harmful:.3f}, benign {result.benign:.3f}"
                 if result.status == "ok"
@@ -539,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         options.check(len(grid))
         record = run_sweep(options, profile, axes)
-    except (ConfigError, SweepError) as exc:
+    except (ConfigError, SweepError, ModelLoadError) as exc:
         if args.debug:
             raise
         print(f"error: {exc}", file=sys.stderr)

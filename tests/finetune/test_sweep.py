@@ -190,11 +190,14 @@ def _fake_eval(options: SweepOptions, profile: dict, overrides: dict[str, Any], 
 def test_a_failed_run_is_reported_and_skipped(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr("finetune.sweep.train_command", _fake_train)
     monkeypatch.setattr("finetune.sweep.eval_command", _fake_eval)
+    converted: list[Path] = []
+    monkeypatch.setattr("finetune.modeling.ensure_embedded_model", converted.append)
     options = SweepOptions(
         config=EMBEDDED_PROFILE, harmful="h.json", benign="b.json", out=tmp_path, parallel=2
     )
     record = run_sweep(options, {}, {"beta": [0.3, 0.5, 0.4]})
 
+    assert converted, "the embedded model must be converted once before the parallel runs race to do it"
     statuses = {row["run"]: row["status"] for row in record["runs"]}
     assert statuses == {"run-0": "ok", "run-1": "train_failed", "run-2": "ok"}
     failed = record["runs"][1]
@@ -207,6 +210,24 @@ def test_a_failed_run_is_reported_and_skipped(monkeypatch: pytest.MonkeyPatch, t
     on_disk = json.loads((tmp_path / "sweep.json").read_text())
     assert on_disk["selected"] == record["selected"]
     assert "run-2 *" in (tmp_path / "sweep.md").read_text()
+
+
+def test_an_error_inside_one_run_does_not_end_the_sweep(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    def run_point(options, profile, index, overrides, env):
+        if index == 0:
+            raise OSError("No space left on device")
+        return RunResult(f"run-{index}", overrides, status="ok", metrics={"harmful_refusal_rate": 0.95,
+                                                                          "benign_refusal_rate": 0.02})  # fmt: skip
+
+    monkeypatch.setattr("finetune.sweep.run_point", run_point)
+    monkeypatch.setattr("finetune.modeling.ensure_embedded_model", lambda folder: folder)
+    options = SweepOptions(config=EMBEDDED_PROFILE, harmful="h.json", benign="b.json", out=tmp_path)
+    record = run_sweep(options, {}, {"beta": [0.1, 0.2]})
+    assert [row["status"] for row in record["runs"]] == ["failed", "ok"]
+    assert record["runs"][0]["error"] == "OSError: No space left on device"
+    assert record["selected"]["run"] == "run-1"
 
 
 # ---------------------------------------------------------------- a real sweep
