@@ -124,6 +124,7 @@ def train(config: Any, *, resume: bool = False) -> Any:
         lora=config.lora_settings(),
         for_training=True,
         attn_implementation=config.attn_implementation,
+        fp32_frozen_weights=config.fp32_frozen_weights,
     )
 
     trainer = UlmaTrainer(

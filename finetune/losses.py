@@ -55,7 +55,7 @@ def normalise(sum_logps: torch.Tensor, n_tokens: torch.Tensor, length_normalise:
 class LossOutput:
     loss: torch.Tensor  # scalar, mean over rows
     per_row: torch.Tensor  # [B]
-    rewards: torch.Tensor  # [B], beta * (logp - ref_logp), detached; zeros when there is no reference
+    rewards: torch.Tensor  # [B], beta * (logp - ref_logp), detached; zeros without a reference, NaN where absent
 
 
 def pointwise_loss(
@@ -85,6 +85,8 @@ def pointwise_loss(
     if loss_type == "sft":
         per_row = scores * positive_weight * positive
     else:
-        negative = -F.logsigmoid(-logits)
+        # A score-1 row has no negative part, and its reference may be absent (NaN, see
+        # UlmaConfig.reference_for_positives): keep it out of the loss and its gradient (0 * NaN is NaN).
+        negative = -F.logsigmoid(-torch.where(scores < 1.0, logits, 0.0))
         per_row = scores * positive_weight * positive + (1.0 - scores) * negative_weight * negative
     return LossOutput(loss=per_row.mean(), per_row=per_row, rewards=rewards.detach())

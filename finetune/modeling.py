@@ -143,9 +143,19 @@ def load_tokenizer(settings: ModelSettings) -> PreTrainedTokenizerBase:
 
 
 def load_base_model(
-    settings: ModelSettings, *, for_training: bool = False, attn_implementation: str = "sdpa"
+    settings: ModelSettings,
+    *,
+    for_training: bool = False,
+    attn_implementation: str = "sdpa",
+    fp32_frozen_weights: bool = False,
 ) -> PreTrainedModel:
-    """The base model, 4-bit NF4 where the settings and hardware say so, else in full precision."""
+    """The base model, 4-bit NF4 where the settings and hardware say so, else in full precision.
+
+    `fp32_frozen_weights` is peft's `prepare_model_for_kbit_training` recipe: the unquantized weights
+    (embeddings, norms, lm_head) go to float32, so the whole residual stream runs in float32. Without it they
+    stay in the model dtype (bf16 on GPU), as in any bf16 LoRA run: on an H100 that made the 8B-shape step
+    faster and smaller (benchmarks/train_throughput.py).
+    """
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -164,9 +174,10 @@ def load_base_model(
     if "quantization_config" not in kwargs:
         model.to(device)
     if for_training and getattr(model, "is_loaded_in_4bit", False):
-        from peft import prepare_model_for_kbit_training
+        if fp32_frozen_weights:
+            from peft import prepare_model_for_kbit_training
 
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
         if device == "cpu":
             keep_cpu_4bit_layers_differentiable(model)
     return model
@@ -193,10 +204,16 @@ def load_model(
     lora: LoraSettings | None = None,
     for_training: bool = False,
     attn_implementation: str = "sdpa",
+    fp32_frozen_weights: bool = False,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Base + adapter. Training: a fresh trainable LoRA (from `lora`). Serving: `settings.adapter_path`."""
     tokenizer = load_tokenizer(settings)
-    model = load_base_model(settings, for_training=for_training, attn_implementation=attn_implementation)
+    model = load_base_model(
+        settings,
+        for_training=for_training,
+        attn_implementation=attn_implementation,
+        fp32_frozen_weights=fp32_frozen_weights,
+    )
     if for_training:
         from peft import get_peft_model
 

@@ -6,6 +6,7 @@ cannot work are rejected in `__post_init__` with a message naming the flag to ch
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import typing
 import warnings
@@ -51,6 +52,13 @@ class UlmaConfig(TrainingArguments):
         default="sdpa",
         metadata={
             "help": "Attention: sdpa | flash_attention_2 | flex_attention | eager (all handle packing)."
+        },
+    )
+    fp32_frozen_weights: bool = field(
+        default=False,
+        metadata={
+            "help": "Cast the frozen unquantized weights (embeddings, norms, lm_head) to float32, as peft's "
+            "prepare_model_for_kbit_training does; off keeps them and the residual stream in bf16 (faster)."
         },
     )
     model_cache_dir: str | None = field(
@@ -137,6 +145,13 @@ class UlmaConfig(TrainingArguments):
             "help": "Reference log-probs once before training instead of a reference forward per step."
         },
     )
+    reference_for_positives: bool = field(
+        default=False,
+        metadata={
+            "help": "Reference log-probs for score-1 rows too. ulma's positive loss does not use them (only "
+            "their reward logs do), so by default the training reference pass skips them: half the work."
+        },
+    )
     padding_free: bool = field(
         default=False,
         metadata={
@@ -199,6 +214,10 @@ class UlmaConfig(TrainingArguments):
         if isinstance(self.lora_target_modules, list | tuple):
             self.lora_target_modules = ",".join(self.lora_target_modules)
         self._check_options()
+        if self.use_liger_kernel and self.liger_kernel_config is None:
+            # Only Liger's RMSNorm/SwiGLU/RoPE kernels: the loss reads hidden states (forward.py), so the model's
+            # own forward must stay the transformers one, without Liger's fused loss inside it.
+            self.liger_kernel_config = {"fused_linear_cross_entropy": False, "cross_entropy": False}
         with warnings.catch_warnings():
             # transformers >= 5.24 renames gradient_checkpointing to activation_checkpointing and warns; the
             # old name is the one every 5.x accepts, so it stays.
@@ -240,6 +259,8 @@ class UlmaConfig(TrainingArguments):
                 f"--ref_tokens_per_batch {self.ref_tokens_per_batch} is below --max_length "
                 f"{self.max_length}; raise it"
             )
+        if self.use_liger_kernel and importlib.util.find_spec("liger_kernel") is None:
+            problems.append("--use_liger_kernel needs Liger Kernel (CUDA + Triton): pip install '.[gpu]'")
         if self.logits_chunk_size < 1:
             problems.append("--logits_chunk_size must be >= 1")
         if self.positive_weight < 0 or self.negative_weight < 0:
@@ -250,6 +271,11 @@ class UlmaConfig(TrainingArguments):
     @property
     def needs_reference(self) -> bool:
         return self.loss_type != "sft"
+
+    @property
+    def positives_need_reference(self) -> bool:
+        """pointwise_dpo's positive loss uses the reference; ulma's (plain log-likelihood) does not."""
+        return self.loss_type == "pointwise_dpo" or self.reference_for_positives
 
     def model_settings(self) -> ModelSettings:
         """The serving-side settings for this base model, so training and serving load it identically."""

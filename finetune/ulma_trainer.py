@@ -28,8 +28,8 @@ logger = logging.getLogger(__name__)
 
 REF_COLUMN = "ref_sum_logps"
 REF_CACHE_DIR = "ref_logps"
-# Logging window sums: reward, log-prob and count of positives, then of negatives.
-_POS_REWARD, _POS_LOGP, _POS_N, _NEG_REWARD, _NEG_LOGP, _NEG_N = range(6)
+# Logging window sums, for positives then negatives: reward, rows with a reward, log-prob, rows.
+_POS_REWARD, _POS_REWARD_N, _POS_LOGP, _POS_N, _NEG_REWARD, _NEG_REWARD_N, _NEG_LOGP, _NEG_N = range(8)
 
 
 class UlmaTrainer(Trainer):
@@ -59,11 +59,13 @@ class UlmaTrainer(Trainer):
         )
         # compute_loss returns a per-micro-batch mean, so the Trainer must average over accumulation steps.
         self.model_accepts_loss_kwargs = False
-        self._window = torch.zeros(6, dtype=torch.float64, device=self.args.device)
+        self._window = torch.zeros(8, dtype=torch.float64, device=self.args.device)
         if args.precompute_ref_logps and args.needs_reference:
-            self.train_dataset = self.with_reference_logps(self.train_dataset, "train")
-            if self.eval_dataset is not None:
-                self.eval_dataset = self.with_reference_logps(self.eval_dataset, "held-out")
+            self.train_dataset = self.with_reference_logps(
+                self.train_dataset, "train", positives=args.positives_need_reference
+            )
+            if self.eval_dataset is not None:  # preference accuracy compares both rows' rewards
+                self.eval_dataset = self.with_reference_logps(self.eval_dataset, "held-out", positives=True)
 
     # ------------------------------------------------------------ log-probs and loss
 
@@ -119,12 +121,15 @@ class UlmaTrainer(Trainer):
         positive = inputs["score"] > 0.5
         negative = ~positive
         # Summed on the device and read only when logging: no host sync per micro-batch.
+        rewarded = ~output.rewards.isnan()  # training rows whose reference was skipped have no reward
         self._window += torch.stack(
             [
-                output.rewards[positive].sum(),
+                output.rewards[positive].nansum(),
+                (positive & rewarded).sum(),
                 logps[positive].sum(),
                 positive.sum(),
-                output.rewards[negative].sum(),
+                output.rewards[negative].nansum(),
+                (negative & rewarded).sum(),
                 logps[negative].sum(),
                 negative.sum(),
             ]
@@ -189,16 +194,19 @@ class UlmaTrainer(Trainer):
 
     # ------------------------------------------------------------ reference log-probs, once
 
-    def with_reference_logps(self, dataset: Any, name: str) -> Any:
-        """`dataset` plus a `ref_sum_logps` column: the adapter-disabled model's log-prob sum per row."""
-        cache = (
-            Path(self.args.output_dir) / REF_CACHE_DIR / f"{name}-{self._reference_fingerprint(dataset)}.npy"
-        )
+    def with_reference_logps(self, dataset: Any, name: str, *, positives: bool) -> Any:
+        """`dataset` plus a `ref_sum_logps` column: the adapter-disabled model's log-prob sum per row; NaN for
+        score-1 rows unless `positives` (the ulma loss never reads theirs)."""
+        fingerprint = self._reference_fingerprint(dataset)
+        cache = Path(self.args.output_dir) / REF_CACHE_DIR / f"{name}-{fingerprint}-{'all' if positives else 'neg'}.npy"
         if cache.is_file():
             values = np.load(cache)
             logger.info("reference log-probs for %s loaded from %s", name, cache)
         else:
-            values = self._compute_reference_sums(dataset, name)
+            scores = np.asarray(dataset["score"])
+            needed = np.arange(len(dataset)) if positives else np.flatnonzero(scores < 1.0)
+            values = np.full(len(dataset), np.nan)
+            values[needed] = self._compute_reference_sums(dataset.select(needed), name)
             if self.is_world_process_zero():
                 cache.parent.mkdir(parents=True, exist_ok=True)
                 partial = cache.with_name(cache.stem + ".partial.npy")
@@ -271,11 +279,11 @@ def window_metrics(window: list[float], *, with_rewards: bool) -> dict[str, floa
     if n_neg:
         metrics["logps/negative"] = window[_NEG_LOGP] / n_neg
     if with_rewards:
-        if n_pos:
-            metrics["rewards/positive"] = window[_POS_REWARD] / n_pos
-        if n_neg:
-            metrics["rewards/negative"] = window[_NEG_REWARD] / n_neg
-        if n_pos and n_neg:
+        if window[_POS_REWARD_N]:
+            metrics["rewards/positive"] = window[_POS_REWARD] / window[_POS_REWARD_N]
+        if window[_NEG_REWARD_N]:
+            metrics["rewards/negative"] = window[_NEG_REWARD] / window[_NEG_REWARD_N]
+        if "rewards/positive" in metrics and "rewards/negative" in metrics:
             metrics["rewards/margin"] = metrics["rewards/positive"] - metrics["rewards/negative"]
     return metrics
 

@@ -89,3 +89,16 @@ def test_sequence_logprobs_shifts_and_masks():
     assert counts.item() == 2
     assert normalise(sums, counts, True).item() == pytest.approx(expected / 2, abs=1e-6)
     assert normalise(sums, counts, False).item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_ulma_positives_need_no_reference_and_a_missing_one_stays_out_of_the_gradient():
+    scores = torch.tensor([1.0, 0.0])
+    with_ref = torch.tensor([-1.0, -2.0], requires_grad=True)
+    without_ref = torch.tensor([-1.0, -2.0], requires_grad=True)
+    full = pointwise_loss(with_ref, torch.tensor([-1.5, -2.5]), scores, loss_type="ulma", beta=0.5)
+    partial = pointwise_loss(without_ref, torch.tensor([float("nan"), -2.5]), scores, loss_type="ulma", beta=0.5)
+    full.loss.backward()
+    partial.loss.backward()
+    torch.testing.assert_close(partial.loss, full.loss)
+    torch.testing.assert_close(without_ref.grad, with_ref.grad)
+    assert partial.rewards[0].isnan() and partial.rewards[1] == full.rewards[1]

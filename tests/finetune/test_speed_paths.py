@@ -15,6 +15,12 @@ PLAIN = {"precompute_ref_logps": False, "padding_free": False, "response_only_lo
 FAST = {
     "padded": {"precompute_ref_logps": True, "padding_free": False, "response_only_logits": True},
     "packed": {"precompute_ref_logps": True, "padding_free": True, "response_only_logits": True},
+    "packed, reference for positives": {
+        "precompute_ref_logps": True,
+        "padding_free": True,
+        "response_only_logits": True,
+        "reference_for_positives": True,
+    },
 }
 
 
@@ -69,7 +75,12 @@ def test_fast_path_matches_plain_loss_rewards_and_gradients(tmp_path, model_and_
     assert plain_output.rewards.abs().max() > 1e-4  # the adapter moved the policy away from the reference
     torch.testing.assert_close(fast.loss, plain_output.loss, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(fast_logps, plain_logps, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(fast.rewards, plain_output.rewards, rtol=1e-3, atol=1e-5)
+    # By default the precomputed reference skips score-1 rows (ulma's positive loss never reads it).
+    has_reference = torch.tensor([row["score"] < 1.0 for row in rows]) | FAST[layout].get(
+        "reference_for_positives", False
+    )
+    assert fast.rewards[~has_reference].isnan().all()
+    torch.testing.assert_close(fast.rewards[has_reference], plain_output.rewards[has_reference], rtol=1e-3, atol=1e-5)
     assert plain_grads.keys() == fast_grads.keys() and plain_grads
     for name, grad in plain_grads.items():
         torch.testing.assert_close(fast_grads[name], grad, rtol=1e-3, atol=1e-6, msg=name)

@@ -59,8 +59,8 @@ def test_without_a_reference_only_log_probs_are_reported():
 
 
 def test_window_metrics_average_each_side():
-    # reward sum, logp sum, count for positives, then negatives
-    metrics = window_metrics([0.2, -3.0, 2, -0.3, -4.0, 2], with_rewards=True)
+    # per side: reward sum, rows with a reward, logp sum, rows; positives then negatives
+    metrics = window_metrics([0.2, 2, -3.0, 2, -0.3, 2, -4.0, 2], with_rewards=True)
     assert metrics == pytest.approx(
         {
             "rewards/positive": 0.1,
@@ -70,7 +70,12 @@ def test_window_metrics_average_each_side():
             "rewards/margin": 0.25,
         }
     )
-    assert window_metrics([0.0, -3.0, 2, 0.0, 0.0, 0], with_rewards=True) == {
+    assert window_metrics([0.0, 2, -3.0, 2, 0.0, 0, 0.0, 0], with_rewards=True) == {
         "logps/positive": -1.5,
         "rewards/positive": 0.0,
     }
+
+
+def test_window_metrics_skip_rewards_of_positives_trained_without_reference():
+    metrics = window_metrics([0.0, 0, -3.0, 2, -0.3, 2, -4.0, 2], with_rewards=True)
+    assert metrics == pytest.approx({"logps/positive": -1.5, "rewards/negative": -0.15, "logps/negative": -2.0})
