@@ -377,6 +377,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument(
+        "--baseline-warmup",
+        type=int,
+        help="baseline warm-up steps (default --warmup); its ~1 s steps are cheap, "
+        "and two warm-up steps left its rate varying 930-1,497 tokens/s between H100 runs",
+    )
+    parser.add_argument("--baseline-steps", type=int, help="baseline timed steps (default --steps)")
     parser.add_argument("--beta", type=float, default=0.1)
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     parser.add_argument("--max-peak-gb", type=float, default=24.0, help="the project's memory ceiling")
@@ -401,8 +408,8 @@ def main(argv: list[str] | None = None) -> None:
         rows,
         tokenizer.pad_token_id,
         batch_size=args.baseline_batch,
-        warmup=args.warmup,
-        steps=args.steps,
+        warmup=args.warmup if args.baseline_warmup is None else args.baseline_warmup,
+        steps=args.steps if args.baseline_steps is None else args.baseline_steps,
         beta=args.beta,
         device=args.device,
     )
