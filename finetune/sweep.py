@@ -3,13 +3,15 @@
     python -m finetune.sweep --config configs/finetune/ulma-embedded-aligned.yaml \\
         --set learning_rate=2e-4,4e-4 --set num_train_epochs=2,3 \\
         --harmful var/alignment/harmful_valsplit.json --benign var/alignment/harmless_valsplit.json \\
-        --out outputs/sweep --parallel 4
+        --out outputs/sweep --parallel 2
 
 The grid is the product of the `--set key=v1,v2,...` lists (keys are `UlmaConfig` fields). Each grid point is
 trained by `python -m finetune --config BASE --output_dir OUT/run-i --key value ...` and then evaluated by
 `python -m finetune.evaluate --adapter OUT/run-i --harmful ... --benign ... --results-json
 OUT/run-i/val_eval.json`, two subprocesses logging to OUT/run-i/train.log and eval.log. `--parallel K` runs K
-grid points at once: a 135M model leaves a large GPU mostly idle. A failed run is reported and skipped.
+grid points at once: a 135M model leaves a large GPU's compute mostly idle, but not its memory: with this
+profile's 16,384-token packed rows (sdpa) each run peaked near 33 GB on an H100, so 4 at once ran 2 out of
+memory there; use 2 per 80 GB. A failed run is reported and skipped.
 The evaluator has no switch to skip the base model, so every run also measures the base (the same numbers
 each time, recorded once in sweep.json); that doubles each run's generation time but not its training.
 
@@ -319,6 +321,8 @@ def subprocess_env(parallel: int) -> dict[str, str]:
     """K runs share the CPU cores: each gets its share of OpenMP threads unless the caller set them."""
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // parallel)))
+    # Several processes share one GPU: expandable segments return freed memory to the others sooner.
+    env.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     return env
 
 
@@ -475,7 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--benign", required=True, metavar="FILE[:N]", help="benign validation prompts")
     parser.add_argument("--pairs", metavar="FILE[:N]", help="held-out pairs for chosen_ppl (optional)")
     parser.add_argument("--out", type=Path, required=True, help="sweep folder: run-i/, sweep.json, sweep.md")
-    parser.add_argument("--parallel", type=int, default=1, help="grid points trained and evaluated at once")
+    parser.add_argument("--parallel", type=int, default=1, help="grid points trained and evaluated at once (each embedded aligned run needs ~33 GB of GPU memory)")
     parser.add_argument("--max-benign-refusal", type=float, default=0.05)
     parser.add_argument("--min-harmful-refusal", type=float, default=0.90)
     parser.add_argument(
