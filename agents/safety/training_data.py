@@ -263,6 +263,14 @@ class SafetyData:
             )
         return answers
 
+    def group_questions(self) -> list[Example]:
+        """The questions ToxiGen statements answer: asking about a group is fine, whatever the answer."""
+        return [
+            Example(question.format(group=group), False, (), "templates/group_question")
+            for group in TOXIGEN_GROUPS.values()
+            for question in GROUP_QUESTIONS
+        ]
+
     # ---- hh-rlhf: hand-labelled first user turns (many first turns are harmful: never label them blindly) ----
     def hh_first_turns(self, part: Part) -> list[Example]:
         path = _require(self.data_dir / "hh-rlhf" / "harmless-base-test.jsonl.gz")
@@ -369,6 +377,7 @@ def request_training_set(data: SafetyData, sizes: SplitSizes) -> list[Example]:
         data.harmful("harmful_train")
         + data.harmless("harmless_train", sizes.harmless_train)
         + data.toxigen("train")
+        + data.group_questions()
         + data.hh_first_turns("train")
         + data.written_requests("train")
     )

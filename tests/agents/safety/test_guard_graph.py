@@ -54,7 +54,6 @@ async def test_harmful_request_is_refused_at_safety_in(classifier_guard, prompts
     assert not HARMFUL_WORDS & set(result.answer.lower().replace(".", " ").split())
 
 
-@pytest.mark.xfail(strict=True, reason="known gap of the shipped heads (issue 5): this hateful answer passes")
 @pytest.mark.parametrize("check_stream_sentences", [True, False])
 async def test_hateful_answer_is_withheld_at_safety_out(classifier_guard, prompts, check_stream_sentences):
     chat, generator = agent(classifier_guard, prompts, HATEFUL_ANSWER, check_stream_sentences)
