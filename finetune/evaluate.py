@@ -67,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=DEFAULT_OUT, help="folder for metrics, report, chart, answers"
     )
     parser.add_argument("--results-json", type=Path, help="also write the metrics here")
+    parser.add_argument(
+        "--no-base-answers",
+        action="store_true",
+        help="answer the prompt sets with the adapter only (the base's refusal rates are then not reported)",
+    )
     parser.add_argument("--limit", type=int, help="at most N pairs and N prompts per set (quick runs)")
     parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.add_argument("--batch-size", type=int, default=64, help="prompts per generation batch")
@@ -149,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             max_length=args.max_length,
             beta=args.beta,
             judge_guard=args.judge_guard,
+            base_answers=not args.no_base_answers,
             labelled_set=args.labelled_set,
             show_progress=not args.no_progress,
         )

@@ -12,8 +12,8 @@ OUT/run-i/val_eval.json`, two subprocesses logging to OUT/run-i/train.log and ev
 grid points at once: a 135M model leaves a large GPU's compute mostly idle, but not its memory: with this
 profile's 16,384-token packed rows (sdpa) each run peaked near 33 GB on an H100, so 4 at once ran 2 out of
 memory there; use 2 per 80 GB. A failed run is reported and skipped.
-The evaluator has no switch to skip the base model, so every run also measures the base (the same numbers
-each time, recorded once in sweep.json); that doubles each run's generation time but not its training.
+Only the first grid point also generates the base model's answers (`finetune.evaluate --no-base-answers` for
+the others): they are the same at every point, and generating them doubled each run's evaluation time.
 
 Selection rule (also written into sweep.json): among the finished runs whose benign refusal rate is at most
 `--max-benign-refusal`, the one with the highest harmful refusal rate (ties: the lower benign rate, then the
@@ -232,8 +232,9 @@ def train_command(options: SweepOptions, overrides: dict[str, Any], out_dir: Pat
 
 
 def eval_command(
-    options: SweepOptions, profile: dict[str, Any], overrides: dict[str, Any], out_dir: Path
+    options: SweepOptions, profile: dict[str, Any], overrides: dict[str, Any], out_dir: Path, index: int
 ) -> list[str]:
+    """The base model's answers are the same at every grid point: only the first run generates them."""
     command = [
         sys.executable, "-m", "finetune.evaluate",
         "--base", str(profile_value(profile, overrides, "model_name_or_path")),
@@ -252,6 +253,8 @@ def eval_command(
         command += ["--train-data", dataset]
     if options.pairs:
         command += ["--pairs", options.pairs]
+    if index > 0:
+        command.append("--no-base-answers")
     if options.device:
         command += ["--device", options.device]
     return command
@@ -285,7 +288,7 @@ def run_point(
         result.status = "train_failed"
         return result
     started = time.perf_counter()
-    result.error = _call(eval_command(options, profile, overrides, out_dir), out_dir / "eval.log", env)
+    result.error = _call(eval_command(options, profile, overrides, out_dir, index), out_dir / "eval.log", env)
     result.eval_seconds = round(time.perf_counter() - started, 1)
     if result.error:
         result.status = "eval_failed"
@@ -479,7 +482,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--benign", required=True, metavar="FILE[:N]", help="benign validation prompts")
     parser.add_argument("--pairs", metavar="FILE[:N]", help="held-out pairs for chosen_ppl (optional)")
     parser.add_argument("--out", type=Path, required=True, help="sweep folder: run-i/, sweep.json, sweep.md")
-    parser.add_argument("--parallel", type=int, default=1, help="grid points trained and evaluated at once (each embedded aligned run needs ~33 GB of GPU memory)")
+    parser.add_argument(
+        "--parallel",
+        type=int,
+        default=1,
+        help="grid points trained and evaluated at once (each embedded aligned run needs ~33 GB of GPU memory)",
+    )
     parser.add_argument("--max-benign-refusal", type=float, default=0.05)
     parser.add_argument("--min-harmful-refusal", type=float, default=0.90)
     parser.add_argument(
@@ -565,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
             for i, point in enumerate(grid):
                 out_dir = run_dir(options.out, i)
                 print(shlex.join(train_command(options, point, out_dir)))
-                print(shlex.join(eval_command(options, profile, point, out_dir)))
+                print(shlex.join(eval_command(options, profile, point, out_dir, i)))
             return 0
         options.check(len(grid))
         record = run_sweep(options, profile, axes)

@@ -53,6 +53,8 @@ class EvalOptions:
     max_length: int = 1024
     beta: float = 0.1
     judge_guard: bool = False
+    # The base model's answers; a sweep asks for them once, since they are the same for every grid point.
+    base_answers: bool = True
     labelled_set: Path = DEFAULT_LABELLED_SET
     show_progress: bool = False
 
@@ -201,6 +203,7 @@ def _generation_part(
     options: EvalOptions,
 ) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
     """Answers of every variant to every prompt, judged; refusal rates per split and pooled per kind."""
+    variants = [v for v in variants if v == "adapter" or options.base_answers or variants == ["base"]]
     tagged = [(kind, s) for kind, sets in prompt_sets.items() for s in sets]
     conversations = [c for _kind, s in tagged for c in s.conversations]
     answers = [

@@ -193,3 +193,18 @@ def test_end_to_end_on_cpu(
     report = (out / "report.md").read_text()
     assert "| metric | base | adapter | target |" in report and "### harmful_val" in report
     assert (out / "chart.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_no_base_answers_generates_with_the_adapter_only(
+    tmp_path: Path, pairs_file: Path, random_adapter: Path, shared_data: Path
+) -> None:
+    out = tmp_path / "eval"
+    prompts = shared_data / "safety-prompts"
+    args = ["--adapter", str(random_adapter), "--device", "cpu", "--pairs", str(pairs_file)]
+    args += ["--harmful", str(prompts / "harmful_val.json"), "--limit", "1", "--max-new-tokens", "4"]
+    assert main([*args, "--out", str(out), "--no-progress", "--no-base-answers"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "harmful_refusal_rate" in metrics and "base_harmful_refusal_rate" not in metrics
+    assert "base_chosen_ppl" in metrics  # scoring pairs still compares with the base
+    answers = [json.loads(line) for line in (out / "answers.jsonl").read_text().splitlines()]
+    assert answers and all("base_answer" not in a and "adapter_answer" in a for a in answers)

@@ -196,3 +196,18 @@ def test_targets() -> None:
 def test_chart_is_a_png(tmp_path: Path) -> None:
     write_chart(_metrics(), tmp_path / "chart.png")
     assert (tmp_path / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_and_chart_without_base_answers(tmp_path: Path) -> None:
+    """`--no-base-answers`: the adapter's rates stand alone, the base's cells show a dash."""
+    metrics = _metrics()
+    for key in ("base_harmful_refusal_rate", "base_harmful_refusal_rate_ci95"):
+        del metrics[key]
+    for key in ("base_refusal_rate", "base_refusal_rate_ci95"):
+        del metrics["splits"]["harmful"][0][key]
+    answers = [{"split": "harmful_val", "prompt": "p", "adapter_answer": "No.", "adapter_refused": True}]
+    text = render_markdown(metrics, answers, samples_per_set=5)
+    assert "| harmful prompts refused (n=2) | – | 100.0% [34.0%, 100.0%] |" in text
+    assert "| harmful_val | harmful | 2 | 0 | – | 100.0% [34.0%, 100.0%] |" in text
+    write_chart(metrics, tmp_path / "chart.png")
+    assert (tmp_path / "chart.png").read_bytes()[:4] == b"\x89PNG"

@@ -111,6 +111,8 @@ def test_dry_run_prints_both_commands_per_point(capsys: pytest.CaptureFixture[st
     assert "--learning_rate 0.0001 --beta 0.3 --use_cpu true" in lines[0]
     assert "-m finetune.evaluate" in lines[1] and "--beta 0.3" in lines[1] and "--device cpu" in lines[1]
     assert str(tmp_path / "sweep" / "run-1" / "val_eval.json") in lines[3]
+    # The base model's answers are generated once, at the first point.
+    assert "--no-base-answers" not in lines[1] and "--no-base-answers" in lines[3]
     assert not (tmp_path / "sweep").exists()
 
 
@@ -174,7 +176,9 @@ def _fake_train(options: SweepOptions, overrides: dict[str, Any], out_dir: Path)
     return [sys.executable, "-c", fail if overrides["beta"] == 0.5 else "print('trained')"]
 
 
-def _fake_eval(options: SweepOptions, profile: dict, overrides: dict[str, Any], out_dir: Path) -> list[str]:
+def _fake_eval(
+    options: SweepOptions, profile: dict, overrides: dict[str, Any], out_dir: Path, index: int
+) -> list[str]:
     metrics = {
         "harmful_refusal_rate": 0.9 + overrides["beta"] / 10,
         "harmful_refusal_rate_ci95": [0.8, 0.99],
