@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING
 
 from configs.settings import AgentSettings, ConfigError
@@ -59,12 +59,43 @@ async def _postgres_saver(settings: AgentSettings) -> AsyncIterator[BaseCheckpoi
     if not settings.postgres_url:
         raise ConfigError("agent.checkpointer is 'postgres' but agent.postgres_url is not set")
     try:
+        import psycopg
         from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
     except ImportError as exc:
         raise ConfigError(
             "agent.checkpointer 'postgres' needs the postgres extra: pip install 'aligned-rag[postgres]'"
         ) from exc
-    async with AsyncPostgresSaver.from_conn_string(settings.postgres_url, serde=checkpoint_serde()) as saver:
-        await saver.setup()  # creates the checkpoint tables on first use; idempotent
-        logger.info("conversation memory: postgres")
+    location = _postgres_location(settings.postgres_url)
+    async with AsyncExitStack() as stack:
+        # Only opening and setting up is translated: errors of later queries are the caller's to see.
+        try:
+            saver = await stack.enter_async_context(
+                AsyncPostgresSaver.from_conn_string(settings.postgres_url, serde=checkpoint_serde())
+            )
+            await saver.setup()  # creates the checkpoint tables on first use; idempotent
+        except psycopg.OperationalError as exc:
+            raise ConfigError(
+                f"cannot open conversation memory at postgres {location} (agent.postgres_url): {_first_line(exc)}"
+            ) from exc
+        logger.info("conversation memory: postgres %s", location)
         yield saver
+
+
+def _postgres_location(url: str) -> str:
+    """host:port/database of agent.postgres_url, for messages and logs: never its password."""
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        params = conninfo_to_dict(url)
+    except ProgrammingError:
+        # `from None`: psycopg's message may quote a piece of the URL, password included.
+        raise ConfigError(
+            "agent.postgres_url is not a PostgreSQL URL; expected postgresql://USER:PASSWORD@HOST:5432/DATABASE"
+        ) from None
+    return f"{params.get('host', 'localhost')}:{params.get('port', 5432)}/{params.get('dbname', '')}"
+
+
+def _first_line(exc: Exception) -> str:
+    # libpq's reason ("Connection refused", "password authentication failed ..."); it never quotes the password.
+    return str(exc).strip().splitlines()[0]
