@@ -142,7 +142,7 @@ def run_baseline(
     if len(batches) < warmup + steps:
         raise SystemExit(f"only {len(batches)} baseline batches from {len(rows)} rows; lower --steps")
 
-    def step(batch: dict[str, torch.Tensor]) -> float:
+    def step(batch: dict[str, torch.Tensor]) -> torch.Tensor:
         batch = {k: v.to(device) for k, v in batch.items()}
         # bf16 autocast, as transformers' Trainer runs with bf16=True: the fair standard setting.
         with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
@@ -155,7 +155,7 @@ def run_baseline(
         out.loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        return float(out.loss)
+        return out.loss.detach()  # read after the timed loop: no host sync per step, as in the Trainer
 
     for batch in batches[:warmup]:
         step(batch)
@@ -170,7 +170,7 @@ def run_baseline(
     seconds = time.perf_counter() - start
     padded = sum(int(b["attention_mask"].numel()) for b in batches[warmup:])
     detail = {"batch_rows": batch_size, "steps": steps, "padding_share": round(1 - tokens / padded, 3)}
-    return Measurement("baseline", tokens, seconds, _peak_gb(device), losses, detail)
+    return Measurement("baseline", tokens, seconds, _peak_gb(device), [float(x) for x in losses], detail)
 
 
 def same_batch_loss(
