@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from agents.chat import TurnResult
 from agents.safety.verdict import Verdict
@@ -19,6 +19,9 @@ ThreadId = Annotated[
 
 
 class ChatRequest(BaseModel):
+    # A misspelt or unsupported field is the client's mistake to hear about, not to have silently ignored.
+    model_config = ConfigDict(extra="forbid")
+
     message: str = Field(min_length=1, description="the user's message (at most api.max_message_chars)")
     thread_id: ThreadId | None = Field(None, description="omit to start a new conversation")
 

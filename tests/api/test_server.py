@@ -119,6 +119,7 @@ def test_the_x_api_key_header_is_accepted(server):
         ({}, "message: Field required"),
         ({"message": "hi", "thread_id": "has spaces/slashes"}, "thread_id"),
         ({"message": "hi", "thread_id": 7}, "thread_id"),
+        ({"message": "hi", "max_new_tokens": 48}, "max_new_tokens: Extra inputs are not permitted"),
     ],
 )
 def test_invalid_bodies_get_422_with_a_reason(server, body, reason):
