@@ -7,7 +7,6 @@ validation). The client never sees a stack trace; unexpected errors are logged w
 from __future__ import annotations
 
 import logging
-
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response

@@ -283,7 +283,7 @@ class SafetyData:
                 except (json.JSONDecodeError, KeyError, TypeError):
                     logger.warning("%s line %d is malformed; skipped", path.name, number)
                     continue
-                match = re.match(r"\s*Human: (.*?)\n\nAssistant:", transcript, re.S)
+                match = re.match(r"\s*Human: (.*?)\n\nAssistant:", transcript, re.DOTALL)
                 if match:
                     present.add(match.group(1).strip())
         missing = [turn for turn in labels if turn not in present]
