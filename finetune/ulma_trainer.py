@@ -198,7 +198,11 @@ class UlmaTrainer(Trainer):
         """`dataset` plus a `ref_sum_logps` column: the adapter-disabled model's log-prob sum per row; NaN for
         score-1 rows unless `positives` (the ulma loss never reads theirs)."""
         fingerprint = self._reference_fingerprint(dataset)
-        cache = Path(self.args.output_dir) / REF_CACHE_DIR / f"{name}-{fingerprint}-{'all' if positives else 'neg'}.npy"
+        cache = (
+            Path(self.args.output_dir)
+            / REF_CACHE_DIR
+            / f"{name}-{fingerprint}-{'all' if positives else 'neg'}.npy"
+        )
         if cache.is_file():
             values = np.load(cache)
             logger.info("reference log-probs for %s loaded from %s", name, cache)

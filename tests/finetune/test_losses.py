@@ -96,7 +96,9 @@ def test_ulma_positives_need_no_reference_and_a_missing_one_stays_out_of_the_gra
     with_ref = torch.tensor([-1.0, -2.0], requires_grad=True)
     without_ref = torch.tensor([-1.0, -2.0], requires_grad=True)
     full = pointwise_loss(with_ref, torch.tensor([-1.5, -2.5]), scores, loss_type="ulma", beta=0.5)
-    partial = pointwise_loss(without_ref, torch.tensor([float("nan"), -2.5]), scores, loss_type="ulma", beta=0.5)
+    partial = pointwise_loss(
+        without_ref, torch.tensor([float("nan"), -2.5]), scores, loss_type="ulma", beta=0.5
+    )
     full.loss.backward()
     partial.loss.backward()
     torch.testing.assert_close(partial.loss, full.loss)

@@ -80,7 +80,9 @@ def test_fast_path_matches_plain_loss_rewards_and_gradients(tmp_path, model_and_
         "reference_for_positives", False
     )
     assert fast.rewards[~has_reference].isnan().all()
-    torch.testing.assert_close(fast.rewards[has_reference], plain_output.rewards[has_reference], rtol=1e-3, atol=1e-5)
+    torch.testing.assert_close(
+        fast.rewards[has_reference], plain_output.rewards[has_reference], rtol=1e-3, atol=1e-5
+    )
     assert plain_grads.keys() == fast_grads.keys() and plain_grads
     for name, grad in plain_grads.items():
         torch.testing.assert_close(fast_grads[name], grad, rtol=1e-3, atol=1e-6, msg=name)

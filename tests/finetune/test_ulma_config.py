@@ -78,4 +78,6 @@ def test_window_metrics_average_each_side():
 
 def test_window_metrics_skip_rewards_of_positives_trained_without_reference():
     metrics = window_metrics([0.0, 0, -3.0, 2, -0.3, 2, -4.0, 2], with_rewards=True)
-    assert metrics == pytest.approx({"logps/positive": -1.5, "rewards/negative": -0.15, "logps/negative": -2.0})
+    assert metrics == pytest.approx(
+        {"logps/positive": -1.5, "rewards/negative": -0.15, "logps/negative": -2.0}
+    )
