@@ -41,7 +41,7 @@ from configs.settings import (
 )
 from finetune.collator import PaddedCollator
 from finetune.data import DataReport, load_pairs, pointwise_rows, tokenize_rows
-from finetune.forward import full_logits_logps, response_logps
+from finetune.forward import response_logps
 from finetune.losses import pointwise_loss
 from finetune.modeling import load_model, load_tokenizer
 
@@ -143,19 +143,11 @@ def run_baseline(
         raise SystemExit(f"only {len(batches)} baseline batches from {len(rows)} rows; lower --steps")
 
     def step(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        batch = {k: v.to(device) for k, v in batch.items()}
-        # bf16 autocast, as transformers' Trainer runs with bf16=True: the fair standard setting.
-        with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
-            sums, counts = full_logits_logps(model, batch)
-            with torch.no_grad(), model.disable_adapter():
-                ref_sums, _ = full_logits_logps(model, batch)
-            out = pointwise_loss(
-                sums / counts, ref_sums / counts, batch["score"], loss_type="ulma", beta=beta
-            )
-        out.loss.backward()
+        loss = ulma_loss(model, batch, beta, device, response_only=False)
+        loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        return out.loss.detach()  # read after the timed loop: no host sync per step, as in the Trainer
+        return loss.detach()  # read after the timed loop: no host sync per step, as in the Trainer
 
     for batch in batches[:warmup]:
         step(batch)
@@ -173,23 +165,24 @@ def run_baseline(
     return Measurement("baseline", tokens, seconds, _peak_gb(device), [float(x) for x in losses], detail)
 
 
-def same_batch_loss(
+def ulma_loss(
     model: torch.nn.Module, batch: dict, beta: float, device: str, *, response_only: bool
-) -> float:
-    """The ULMA loss of `batch` (policy and adapter-disabled reference), without a step."""
+) -> torch.Tensor:
+    """The ULMA loss of `batch`: the policy's log-probs, and the adapter-disabled reference's in the same call."""
     batch = {k: v.to(device) for k, v in batch.items()}
-    with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
-        causal_lm = model.get_base_model()
+    causal_lm = model.get_base_model()
+    # bf16 autocast, as transformers' Trainer runs with bf16=True: the fair standard setting.
+    with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
         sums, counts = response_logps(
             model, causal_lm, batch, response_only_logits=response_only, chunk_size=1024
         )
-        with model.disable_adapter():
+        with torch.no_grad(), model.disable_adapter():
             ref_sums, _ = response_logps(
                 model, causal_lm, batch, response_only_logits=response_only, chunk_size=1024
             )
-        return float(
-            pointwise_loss(sums / counts, ref_sums / counts, batch["score"], loss_type="ulma", beta=beta).loss
-        )
+        return pointwise_loss(
+            sums / counts, ref_sums / counts, batch["score"], loss_type="ulma", beta=beta
+        ).loss
 
 
 class _TokenCounter:
@@ -219,7 +212,8 @@ class Variant:
 
     @classmethod
     def parse(cls, text: str) -> Variant:
-        budget, checkpointing, *options = text.split(":") if text.count(":") else (text, "")
+        budget, *rest = text.split(":")
+        checkpointing, options = (rest[0], rest[1:]) if rest else ("", [])
         unknown = set(options) - cls.OPTIONS
         if not budget.isdigit() or checkpointing not in ("on", "off") or unknown:
             raise SystemExit(f"bad variant {text!r}: TOKENS:on|off[:{'|'.join(sorted(cls.OPTIONS))}]...")
@@ -400,9 +394,10 @@ def main(argv: list[str] | None = None) -> None:
     # Every run starts from the same adapter weights; the project's model gets the baseline's initial ones.
     initial = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
     check_batch = PaddedCollator(tokenizer.pad_token_id)(rows[: args.baseline_batch])
-    same_batch = {
-        "baseline": same_batch_loss(model, check_batch, args.beta, args.device, response_only=False)
-    }
+    with torch.no_grad():  # the loss before any step, on both paths
+        same_batch = {
+            "baseline": float(ulma_loss(model, check_batch, args.beta, args.device, response_only=False))
+        }
     baseline = run_baseline(
         model,
         rows,
@@ -420,9 +415,10 @@ def main(argv: list[str] | None = None) -> None:
             _reset_peak(args.device)
             model, tokenizer = load_qlora(model_dir, args.device, lora_r=16, standard=False)
             _restore(model, initial)
-            same_batch["project"] = same_batch_loss(
-                model, check_batch, args.beta, args.device, response_only=True
-            )
+            with torch.no_grad():
+                same_batch["project"] = float(
+                    ulma_loss(model, check_batch, args.beta, args.device, response_only=True)
+                )
         _restore(model, initial)
         model.gradient_checkpointing_disable()
         projects.append(

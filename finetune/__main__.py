@@ -13,14 +13,13 @@ ulma_config.yaml, data.json, metrics.jsonl, training_curves.png and the checkpoi
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import sys
 from pathlib import Path
 from typing import Any
 
-from configs.settings import ConfigError, read_yaml
+from configs.settings import ConfigError
 
 logger = logging.getLogger("finetune")
 
@@ -63,14 +62,9 @@ def parse_args(argv: list[str]) -> tuple[Any, argparse.Namespace]:
     pre.add_argument("--config", type=Path)
     known, _ = pre.parse_known_args(argv)
     if known.config:
-        profile = read_yaml(known.config)
-        fields = {field.name for field in dataclasses.fields(parser.dataclass_types[0])}
-        unknown = sorted(set(profile) - fields)
-        if unknown:
-            raise ConfigError(
-                f"{known.config}: unknown option(s) {', '.join(unknown)}; see python -m finetune --help"
-            )
-        parser.set_defaults(**profile)
+        from finetune.ulma_config import read_profile
+
+        parser.set_defaults(**read_profile(known.config))
     config, cli = parser.parse_args_into_dataclasses(args=argv)
     return config, cli
 

@@ -13,7 +13,7 @@ grid points at once: a 135M model leaves a large GPU's compute mostly idle, but 
 profile's 16,384-token packed rows (sdpa) each run peaked near 33 GB on an H100, so 4 at once ran 2 out of
 memory there; use 2 per 80 GB. A failed run is reported and skipped.
 Only the first grid point also generates the base model's answers (`finetune.evaluate --no-base-answers` for
-the others): they are the same at every point, and generating them doubled each run's evaluation time.
+the others): they are the same at every point, so generating them again repeated a whole generation pass.
 
 Selection rule (also written into sweep.json): among the finished runs whose benign refusal rate is at most
 `--max-benign-refusal`, the one with the highest harmful refusal rate (ties: the lower benign rate, then the
@@ -45,7 +45,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from configs.settings import ConfigError, read_yaml
+from configs.settings import ConfigError
 from finetune.data import LOCAL_SUFFIXES
 from finetune.evaluation.prompts import parse_spec
 from finetune.modeling import ModelLoadError
@@ -502,12 +502,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def plan(args: argparse.Namespace) -> tuple[SweepOptions, dict[str, Any], dict[str, list[Any]]]:
     """Options, base profile and typed grid axes, every check done before the first run starts."""
-    profile = read_yaml(args.config)
-    unknown = sorted(set(profile) - set(ulma_field_names()))
-    if unknown:
-        raise ConfigError(
-            f"{args.config}: unknown option(s) {', '.join(unknown)}; see python -m finetune --help"
-        )
+    from finetune.ulma_config import read_profile
+
+    profile = read_profile(args.config)
     options = SweepOptions(
         config=args.config,
         harmful=args.harmful,

@@ -10,13 +10,20 @@ import importlib.util
 import json
 import typing
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
 from transformers import TrainingArguments
 
-from configs.settings import EMBEDDED_GENERATOR, LoraSettings, ModelSettings, QuantizationSettings
+from configs.settings import (
+    EMBEDDED_GENERATOR,
+    ConfigError,
+    LoraSettings,
+    ModelSettings,
+    QuantizationSettings,
+    read_yaml,
+)
 
 HH_GOLDEN = "Unified-Language-Model-Alignment/Anthropic_HH_Golden"
 
@@ -303,3 +310,12 @@ class UlmaConfig(TrainingArguments):
 
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(json.loads(self.to_json_string()), sort_keys=True), encoding="utf-8")
+
+
+def read_profile(path: Path) -> dict[str, Any]:
+    """A YAML profile of UlmaConfig fields (configs/finetune/*.yaml); an unknown key is an error naming it."""
+    profile = read_yaml(path)
+    unknown = sorted(set(profile) - {f.name for f in fields(UlmaConfig)})
+    if unknown:
+        raise ConfigError(f"{path}: unknown option(s) {', '.join(unknown)}; see python -m finetune --help")
+    return profile
