@@ -9,6 +9,10 @@ Three sources, written into one JSONL file that `finetune.data.pointwise_rows` r
 (c) a seeded sample of harmless training prompts with the base model's own answers as positives (score 1),
     minus those the judge calls refusals, so training to refuse does not teach refusing everything. Answers
     cut off by max_new_tokens are trimmed to their last full sentence (a positive teaches where to stop).
+    With `--harmless-refusal-negatives N`, the first N kept prompts also get a written refusal as a negative
+    (score 0): the same refusal texts that (b) rewards on harmful prompts are pushed down on benign ones, so
+    the model learns that the prompt, not the refusal's wording, decides (ULMA's point-wise negatives need no
+    pairing; here they share the prompt with a positive).
 
 Prompts that occur in the evaluation sets (`--exclude`) are never used. Then, before anything else, a seeded
 validation split of the harmful and harmless training prompts (`--val-harmful`, `--val-harmless`; 0 disables)
@@ -158,6 +162,7 @@ class BuildOptions:
     # The 260 harmful prompts are few beside thousands of HH and benign rows; repeating their rows is what
     # moved the shipped adapter from refusing 46% to 96% of held-out harmful prompts.
     harmful_repeat: int = 1
+    harmless_refusal_negatives: int = 0
     val_harmful: int = 50
     val_harmless: int = 400
     templates: Path = DEFAULT_TEMPLATES
@@ -173,6 +178,8 @@ class BuildOptions:
             raise ConfigError("--harmless-n must be 0 or more")
         if self.harmful_repeat < 1:
             raise ConfigError("--harmful-repeat must be 1 or more")
+        if self.harmless_refusal_negatives < 0:
+            raise ConfigError("--harmless-refusal-negatives must be 0 or more")
         if self.val_harmful < 0 or self.val_harmless < 0:
             raise ConfigError("--val-harmful and --val-harmless must be 0 or more")
         for path in self.input_files():
@@ -262,6 +269,7 @@ def build_alignment_data(
         "trimmed": 0,
         "dropped_refusal": 0,
         "dropped_no_full_sentence": 0,
+        "refusal_negatives": 0,
     }
     for prompt, answer in zip(harmless, answers[len(harmful) :], strict=True):
         if judge.is_refusal(answer.text, prompt):
@@ -274,6 +282,10 @@ def build_alignment_data(
         harmless_counts["trimmed"] += not answer.finished
         harmless_counts["kept"] += 1
         train.append(pointwise_record(prompt, text, 1.0, "harmless:base_answer"))
+        if harmless_counts["refusal_negatives"] < options.harmless_refusal_negatives:
+            refusal = templates.refusal(prompt, options.seed)
+            train.append(pointwise_record(prompt, refusal, 0.0, "harmless:refusal"))
+            harmless_counts["refusal_negatives"] += 1
     counts["harmless"] = harmless_counts
     counts["excluded_eval_prompts"] = len(excluded)
 
@@ -286,6 +298,7 @@ def build_alignment_data(
         "harmless_n": options.harmless_n,
         "hh_limit": options.hh_limit,
         "harmful_repeat": options.harmful_repeat,
+        "harmless_refusal_negatives": options.harmless_refusal_negatives,
         "validation": {
             kind: {
                 "file": VALSPLIT_FILES[kind],
@@ -383,6 +396,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="write each harmful prompt's rows N times (oversampling)",
     )
     parser.add_argument(
+        "--harmless-refusal-negatives",
+        type=int,
+        default=0,
+        help="the first N kept harmless prompts also get a written refusal with score 0 (against over-refusal)",
+    )
+    parser.add_argument(
         "--val-harmful", type=int, default=50, help="harmful_train prompts held out for validation (0: none)"
     )
     parser.add_argument(
@@ -430,6 +449,7 @@ def main(argv: list[str] | None = None) -> int:
             or [str(safety_prompts / "harmful_val.json"), str(safety_prompts / "harmless_val.json")],
             hh_limit=args.hh_limit,
             harmful_repeat=args.harmful_repeat,
+            harmless_refusal_negatives=args.harmless_refusal_negatives,
             val_harmful=args.val_harmful,
             val_harmless=args.val_harmless,
             templates=args.templates,

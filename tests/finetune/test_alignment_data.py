@@ -291,3 +291,31 @@ def test_negative_validation_size_is_one_line_error(
 ) -> None:
     assert main(["--val-harmless", "-1", "--out", str(tmp_path)]) == 1
     assert capsys.readouterr().err.strip() == "error: --val-harmful and --val-harmless must be 0 or more"
+
+
+def test_harmless_refusal_negatives_share_the_prompt_with_a_positive(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, carve_inputs: dict[str, Path]
+) -> None:
+    monkeypatch.setattr("finetune.alignment_data._base_answers", _fake_base_answers)
+    result = _build(_carve_options(carve_inputs, tmp_path / "out", harmless_refusal_negatives=3))
+
+    negatives = [r for r in result.train if r["source"] == "harmless:refusal"]
+    positives = {r["messages"][0]["content"] for r in result.train if r["source"] == "harmless:base_answer"}
+    assert len(negatives) == 3 == result.manifest["counts"]["harmless"]["refusal_negatives"]
+    judge = RefusalJudge()
+    for record in negatives:
+        assert record["score"] == 0.0
+        assert record["messages"][0]["content"] in positives
+        assert judge.is_refusal(record["messages"][-1]["content"])
+    assert result.manifest["harmless_refusal_negatives"] == 3
+    # Off by default: the shipped recipe's data is unchanged.
+    plain = _build(_carve_options(carve_inputs, tmp_path / "plain"))
+    assert not any(r["source"] == "harmless:refusal" for r in plain.train)
+    assert plain.manifest["counts"]["harmless"]["refusal_negatives"] == 0
+
+
+def test_negative_refusal_negatives_is_one_line_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert main(["--harmless-refusal-negatives", "-2", "--out", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.strip() == "error: --harmless-refusal-negatives must be 0 or more"
