@@ -18,7 +18,7 @@ UNSAFE_ANSWER = f"Sure, here goes. Step one is {UNSAFE_ANSWER_WORD} material. St
 
 
 async def test_benign_request_goes_through_retrieval_generation_and_output_check(make_graph):
-    graph, guard, retriever, generator = make_graph()
+    graph, _guard, retriever, generator = make_graph()
     result = await ChatAgent(graph, "test").ask(BENIGN, "t1")
 
     assert result.route == ["safety_in", "retrieve", "generate", "safety_out"]
@@ -34,7 +34,7 @@ async def test_benign_request_goes_through_retrieval_generation_and_output_check
 
 
 async def test_harmful_request_is_refused_without_retrieval_or_generation(make_graph):
-    graph, guard, retriever, generator = make_graph()
+    graph, _guard, retriever, generator = make_graph()
     result = await ChatAgent(graph, "test").ask(HARMFUL, "t1")
 
     assert result.route == ["safety_in", "refuse"]
@@ -64,7 +64,7 @@ async def test_a_follow_up_without_its_topic_is_searched_with_the_turn_before(ma
 
 async def test_unsafe_answer_is_replaced_and_never_streamed_or_remembered(make_graph):
     saver = InMemorySaver(serde=checkpoint_serde())
-    graph, guard, _, generator = make_graph(answer=UNSAFE_ANSWER, checkpointer=saver)
+    graph, _guard, _, generator = make_graph(answer=UNSAFE_ANSWER, checkpointer=saver)
     agent = ChatAgent(graph, "test")
     events = [event async for event in agent.stream(BENIGN, "t1")]
 
@@ -131,7 +131,7 @@ async def test_memory_survives_a_restart_on_the_same_sqlite_file(make_graph, sql
         await ChatAgent(graph, "test").ask(BENIGN, "thread-a")
 
     assert sqlite_settings.sqlite_path.is_file()
-    assert [m["content"] for m in generator.prompts[0][1:]][0] == "My name is Ada."
+    assert next(m["content"] for m in generator.prompts[0][1:]) == "My name is Ada."
 
 
 async def test_history_window_limits_what_the_generator_sees(make_graph):

@@ -20,7 +20,7 @@ def run_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False"}
     return subprocess.run(
         [sys.executable, "-m", "ingest", *map(str, args)],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
+        check=False, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 from langgraph.checkpoint.memory import InMemorySaver
 
@@ -22,7 +23,7 @@ def run(graph, message: str, thread_id: str = "t") -> dict:
 
 def edges_of(route: list[str]) -> set[tuple[str, str]]:
     nodes = ["__start__", *(step.split(":")[0] for step in route), "__end__"]
-    return set(zip(nodes, nodes[1:]))
+    return set(itertools.pairwise(nodes))
 
 
 def test_an_unsafe_request_is_refused_before_routing(make_agentic):
