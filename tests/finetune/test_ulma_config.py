@@ -1,10 +1,12 @@
-"""Option checks up front, and the pieces of evaluation that need no model."""
+"""Option checks up front, the pieces of evaluation that need no model, and the shipped recipe."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import yaml
 
+from configs.settings import CONFIG_DIR, EMBEDDED_ADAPTER
 from finetune.ulma_config import UlmaConfig, UlmaConfigError
 from finetune.ulma_trainer import held_out_metrics, window_metrics
 
@@ -81,3 +83,12 @@ def test_window_metrics_skip_rewards_of_positives_trained_without_reference():
     assert metrics == pytest.approx(
         {"logps/positive": -1.5, "rewards/negative": -0.15, "logps/negative": -2.0}
     )
+
+
+def test_the_aligned_profile_is_the_shipped_adapters_recipe() -> None:
+    """configs/finetune/ulma-embedded-aligned.yaml documents how the shipped adapter was trained: every
+    setting it makes equals the one recorded in the adapter's resolved config (the output folder aside)."""
+    profile = yaml.safe_load((CONFIG_DIR / "finetune" / "ulma-embedded-aligned.yaml").read_text())
+    trained = yaml.safe_load((EMBEDDED_ADAPTER / "ulma_config.yaml").read_text())
+    differing = {key: (value, trained.get(key)) for key, value in profile.items() if trained.get(key) != value}
+    assert differing.keys() == {"output_dir"}, differing
