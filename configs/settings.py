@@ -7,7 +7,9 @@ Precedence, highest first: explicit overrides (CLI flags) > environment (``APP__
 from __future__ import annotations
 
 import contextvars
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 
 import yaml
@@ -180,7 +182,10 @@ class AppSettings(BaseSettings):
         return init_settings, env_settings, _YamlSource(settings_cls), file_secret_settings
 
 
-_yaml_data: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("yaml_data", default={})
+# Read-only default: a ContextVar default is shared by every context.
+_yaml_data: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
+    "yaml_data", default=MappingProxyType({})
+)
 
 
 class _YamlSource(PydanticBaseSettingsSource):
