@@ -74,6 +74,7 @@ class ModelSettings(BaseModel):
         elif self.adapter_path in ("none", ""):
             self.adapter_path = None
         return self
+
     cpu_threads: int | None = Field(
         None, gt=0, description="torch intra-op threads when serving on CPU; None: half the cores"
     )
@@ -119,7 +120,9 @@ class SafetySettings(BaseModel):
         description="hazard codes put in the Llama Guard prompt (Llama-Guard-3-1B's card lists S1..S13)",
     )
     fail_closed: bool = Field(True, description="an unreadable judge/Llama Guard answer counts as unsafe")
-    data_dir: Path = Field(PROJECT_ROOT.parent / "shared" / "data", description="training/evaluation data sets")
+    data_dir: Path = Field(
+        PROJECT_ROOT.parent / "shared" / "data", description="training/evaluation data sets"
+    )
     seed: int = Field(0, description="fixes samples, splits and training of the embedded classifier")
 
 
@@ -150,9 +153,7 @@ class ApiSettings(BaseModel):
 
 
 class AppSettings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="APP__", env_nested_delimiter="__", extra="forbid"
-    )
+    model_config = SettingsConfigDict(env_prefix="APP__", env_nested_delimiter="__", extra="forbid")
 
     model: ModelSettings = ModelSettings()
     embedding: EmbeddingSettings = EmbeddingSettings()
@@ -243,9 +244,7 @@ def load_settings(config: Path | str | None = None, overrides: dict[str, Any] | 
     try:
         return AppSettings(**dotted_to_nested(overrides or {}))
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
         raise ConfigError(f"invalid settings ({config or 'defaults'}): {problems}") from exc
     finally:
         _yaml_data.reset(token)

@@ -160,7 +160,7 @@ class BuildOptions:
     exclude: list[str] = field(default_factory=list)
     hh_limit: int | None = None
     # The 260 harmful prompts are few beside thousands of HH and benign rows; repeating their rows is what
-    # moved the shipped adapter from refusing 46% to 96% of held-out harmful prompts.
+    # moved an earlier adapter from refusing 46% to 96% of held-out harmful prompts.
     harmful_repeat: int = 1
     harmless_refusal_negatives: int = 0
     val_harmful: int = 50

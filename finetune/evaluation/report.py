@@ -87,8 +87,10 @@ def render_markdown(metrics: dict[str, Any], answers: list[dict[str, Any]], samp
     lines = [
         "# Alignment evaluation",
         "",
-        (f"Base `{model['base']}`, adapter `{model['adapter'] or '(none)'}`, on {model['device']}"
-        f" ({model['dtype']}{', 4-bit' if model['load_in_4bit'] else ''}). Rates with Wilson 95% intervals."),
+        (
+            f"Base `{model['base']}`, adapter `{model['adapter'] or '(none)'}`, on {model['device']}"
+            f" ({model['dtype']}{', 4-bit' if model['load_in_4bit'] else ''}). Rates with Wilson 95% intervals."
+        ),
         "",
         "| metric | base | adapter | target |",
         "| --- | --- | --- | --- |",
@@ -116,10 +118,12 @@ def render_markdown(metrics: dict[str, Any], answers: list[dict[str, Any]], samp
     generation = metrics["generation"]
     lines += [
         "",
-        (f"Refusal judge `{judge['judge']}`: accuracy {judge['accuracy']:.1%} "
-        f"on {judge['n']} labelled answers "
-        f"({judge['labelled_set']}). Generation: greedy, max_new_tokens={generation['max_new_tokens']}, "
-        f"repetition_penalty={generation['repetition_penalty']}."),
+        (
+            f"Refusal judge `{judge['judge']}`: accuracy {judge['accuracy']:.1%} "
+            f"on {judge['n']} labelled answers "
+            f"({judge['labelled_set']}). Generation: greedy, max_new_tokens={generation['max_new_tokens']}, "
+            f"repetition_penalty={generation['repetition_penalty']}."
+        ),
         "",
         "## Sample answers",
     ]

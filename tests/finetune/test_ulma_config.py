@@ -90,5 +90,7 @@ def test_the_aligned_profile_is_the_shipped_adapters_recipe() -> None:
     setting it makes equals the one recorded in the adapter's resolved config (the output folder aside)."""
     profile = yaml.safe_load((CONFIG_DIR / "finetune" / "ulma-embedded-aligned.yaml").read_text())
     trained = yaml.safe_load((EMBEDDED_ADAPTER / "ulma_config.yaml").read_text())
-    differing = {key: (value, trained.get(key)) for key, value in profile.items() if trained.get(key) != value}
+    differing = {
+        key: (value, trained.get(key)) for key, value in profile.items() if trained.get(key) != value
+    }
     assert differing.keys() == {"output_dir"}, differing
