@@ -43,7 +43,14 @@ import yaml
 
 from configs.settings import CONFIG_DIR, PROJECT_ROOT, ConfigError, load_settings
 from finetune.data import DataError, load_pairs, records_fingerprint, split_holdout
-from finetune.evaluation.prompts import last_user_text, load_prompt_set, normalise_prompt, parse_spec
+from finetune.evaluation.prompts import (
+    last_user_text,
+    load_prompt_set,
+    normalise_prompt,
+    parse_spec,
+    read_json_prompt_records,
+    record_prompt,
+)
 from finetune.judge import RefusalJudge
 from finetune.modeling import ModelLoadError
 
@@ -121,13 +128,9 @@ def carve_validation(path: Path, n: int, exclude: set[str], seed: int, kind: str
     `{"instruction", "category"}` records. Drawn from the whole file, so it does not move with `:N` caps."""
     if path.suffix != ".json":
         raise ConfigError(f"--val-{kind} needs a .json prompt file, not {path.name}; pass --val-{kind} 0")
-    try:
-        records = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path} is not valid JSON: {exc}") from exc
     pool: dict[str, dict[str, Any]] = {}
-    for record in records if isinstance(records, list) else []:
-        text = record.get("instruction", record.get("prompt")) if isinstance(record, dict) else record
+    for record in read_json_prompt_records(path):
+        text = record_prompt(record)
         if not isinstance(text, str) or not text.strip() or normalise_prompt(text) in exclude:
             continue
         category = record.get("category") if isinstance(record, dict) else None

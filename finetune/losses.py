@@ -55,9 +55,8 @@ def normalise(sum_logps: torch.Tensor, n_tokens: torch.Tensor, length_normalise:
 class LossOutput:
     loss: torch.Tensor  # scalar, mean over rows
     per_row: torch.Tensor  # [B]
-    rewards: (
-        torch.Tensor
-    )  # [B], beta * (logp - ref_logp), detached; zeros without a reference, NaN where absent
+    # [B], beta * (logp - ref_logp), detached; zeros without a reference, NaN where the row's was skipped
+    rewards: torch.Tensor
 
 
 def pointwise_loss(

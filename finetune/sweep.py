@@ -9,9 +9,10 @@ The grid is the product of the `--set key=v1,v2,...` lists (keys are `UlmaConfig
 trained by `python -m finetune --config BASE --output_dir OUT/run-i --key value ...` and then evaluated by
 `python -m finetune.evaluate --adapter OUT/run-i --harmful ... --benign ... --results-json
 OUT/run-i/val_eval.json`, two subprocesses logging to OUT/run-i/train.log and eval.log. `--parallel K` runs K
-grid points at once: a 135M model leaves a large GPU's compute mostly idle, but not its memory: with this
-profile (8,192-token length-grouped batches) 3 runs at once used about 62 GB of an H200, about 21 GB each;
-the profile's earlier 16,384-token packed rows peaked near 33 GB a run. A failed run is reported and skipped.
+grid points at once: on one H200, `python -m finetune` with this profile took 341 s alone and 385 s beside a
+second run, so two at once did about 1.8x the work per second. Memory bounds K: 3 runs at once used about
+62 GB of an H200, about 21 GB each (the profile's earlier 16,384-token packed rows peaked near 33 GB a
+run). A failed run is reported and skipped.
 Only the first grid point also generates the base model's answers (`finetune.evaluate --no-base-answers` for
 the others): they are the same at every point, so generating them again repeated a whole generation pass.
 

@@ -65,8 +65,9 @@ class StageSpec:
 
 
 # The written requests are few (~700 of ~4,500) but are the hard cases: look-alikes and unsafe requests
-# worded like them. Weighting them 5x raised out-of-fold F1 from 0.848 to 0.861 and cut out-of-fold
-# look-alike FPR from 12.5% to 10.1% (weights 1, 3, 5, 10, 20 compared on training folds only).
+# worded like them. 5x was chosen by a one-off comparison of weights 1, 3, 5, 10 and 20 on training folds
+# only (out-of-fold F1 0.848 -> 0.861, look-alike FPR 12.5% -> 10.1% for 1 -> 5); that comparison is not a
+# command of this repository, so only the chosen weight's numbers are reproducible (in the manifest).
 STAGE_SPECS = (StageSpec("request", "mlp", written_weight=5.0), StageSpec("response", "logistic"))
 
 

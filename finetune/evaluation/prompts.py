@@ -73,19 +73,28 @@ def _user_turn(text: Any) -> list[Message]:
     return [{"role": "user", "content": text.strip()}]
 
 
-def _read_json_prompts(path: Path, report: DataReport) -> list[list[Message]]:
+def read_json_prompt_records(path: Path) -> list[Any]:
+    """The records of a safety-prompts JSON file: `{"instruction" | "prompt": ..., ...}` objects or strings."""
     try:
         records = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise DataError(f"{path} is not valid JSON: {exc}") from exc
     if not isinstance(records, list):
         raise DataError(f"{path} must hold a JSON list of {{'instruction': ...}} records or strings")
+    return records
+
+
+def record_prompt(record: Any) -> Any:
+    """The prompt of one such record (not yet checked to be text)."""
+    return record.get("instruction", record.get("prompt")) if isinstance(record, dict) else record
+
+
+def _read_json_prompts(path: Path, report: DataReport) -> list[list[Message]]:
     conversations = []
-    for record in records:
+    for record in read_json_prompt_records(path):
         report.rows_read += 1
-        text = record.get("instruction", record.get("prompt")) if isinstance(record, dict) else record
         try:
-            conversations.append(_user_turn(text))
+            conversations.append(_user_turn(record_prompt(record)))
         except MalformedRowError as exc:
             report.skip(str(exc), record)
     return conversations

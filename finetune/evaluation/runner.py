@@ -203,7 +203,8 @@ def _generation_part(
     options: EvalOptions,
 ) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
     """Answers of every variant to every prompt, judged; refusal rates per split and pooled per kind."""
-    variants = [v for v in variants if v == "adapter" or options.base_answers or variants == ["base"]]
+    if not options.base_answers and "adapter" in variants:
+        variants = ["adapter"]
     tagged = [(kind, s) for kind, sets in prompt_sets.items() for s in sets]
     conversations = [c for _kind, s in tagged for c in s.conversations]
     answers = [

@@ -22,7 +22,7 @@ from finetune.alignment_data import (
     trim_to_sentence,
     write_build,
 )
-from finetune.data import DataReport, load_pairs, pointwise_rows, records_fingerprint
+from finetune.data import DataError, DataReport, load_pairs, pointwise_rows, records_fingerprint
 from finetune.evaluation.generation import Answer, GenerationSettings
 from finetune.evaluation.prompts import load_prompt_set, normalise_prompt
 from finetune.judge import RefusalJudge
@@ -319,3 +319,10 @@ def test_negative_refusal_negatives_is_one_line_error(
 ) -> None:
     assert main(["--harmless-refusal-negatives", "-2", "--out", str(tmp_path)]) == 1
     assert capsys.readouterr().err.strip() == "error: --harmless-refusal-negatives must be 0 or more"
+
+
+def test_validation_from_a_file_that_is_not_a_list_is_one_line_error(tmp_path: Path) -> None:
+    path = tmp_path / "harmful_train.json"
+    path.write_text(json.dumps({"instruction": "a single object, not a list"}))
+    with pytest.raises(DataError, match="must hold a JSON list"):
+        carve_validation(path, 1, set(), 0, "harmful")
