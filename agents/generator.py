@@ -14,6 +14,8 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from agents.messages import ChatMessages
+from configs.errors import AppError
 from configs.settings import ModelSettings
 
 if TYPE_CHECKING:
@@ -22,13 +24,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-ChatMessages = list[dict[str, str]]
-
 # How long the consumer of a stream waits for the next token before giving up on a stalled generation.
 STREAM_TOKEN_TIMEOUT_S = 120.0
 
 
-class GenerationError(RuntimeError):
+class GenerationError(AppError, RuntimeError):
     """Generation failed; the message says why."""
 
 

@@ -17,8 +17,9 @@ from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from langgraph.config import get_stream_writer
 from langgraph.runtime import Runtime
 
+from agents.messages import ChatMessages
 from agents.prompts import PromptTemplates, build_system_prompt
-from agents.safety import refusal_message
+from agents.safety.refusal import refusal_message
 from agents.safety.verdict import SafetyGuard, Verdict
 from agents.state import AgentState, ContextDocument, TurnContext
 from agents.stream_gate import SentenceGate
@@ -26,8 +27,6 @@ from configs.settings import AgentSettings
 from retrieval.retriever import RetrievedChunk
 
 logger = logging.getLogger(__name__)
-
-ChatMessages = list[dict[str, str]]
 
 
 class SearchesKnowledge(Protocol):

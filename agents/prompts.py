@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ValidationError, model_validator
 
 from agents.state import ContextDocument
-from configs.settings import ConfigError
+from configs.settings import ConfigError, validation_problems
 
 # Placeholders each template must use, so a template edit cannot silently drop the context.
 REQUIRED_FIELDS: dict[str, set[str]] = {
@@ -62,8 +62,7 @@ def load_prompts(path: Path | str) -> PromptTemplates:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"invalid prompt templates in {path}: {problems}") from exc
+        raise ConfigError(f"invalid prompt templates in {path}: {validation_problems(exc)}") from exc
 
 
 def neutralize_delimiters(text: str) -> str:

@@ -9,29 +9,27 @@ import argparse
 import logging
 import sys
 
-from configs.settings import ConfigError, load_settings
+from configs.cli import add_common_arguments, run_cli
+from configs.settings import load_settings
 
 logger = logging.getLogger("api")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m api", description=__doc__)
-    parser.add_argument("--config", help="YAML settings profile (see configs/)")
+    add_common_arguments(parser, config_help="YAML settings profile (see configs/)")
     parser.add_argument("--host", help="bind address (api.host; default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (api.port; default 8000)")
-    parser.add_argument("--debug", action="store_true", help="debug logging; tracebacks on the console")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        settings = load_settings(args.config, {"api.host": args.host, "api.port": args.port})
-    except ConfigError as exc:
-        if args.debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_cli(lambda: serve(args), debug=args.debug)
+
+
+def serve(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config, {"api.host": args.host, "api.port": args.port})
 
     import uvicorn
 
@@ -50,7 +48,6 @@ def main(argv: list[str] | None = None) -> int:
         access_log=False,  # the app logs one line per request, with its request id
     )
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

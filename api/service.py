@@ -19,7 +19,8 @@ AgentStarter = Callable[[AppSettings, AsyncExitStack], Awaitable[ChatAgent]]
 
 async def start_agent(settings: AppSettings, stack: AsyncExitStack) -> ChatAgent:
     """Load the models, ensure the starter knowledge base, open memory, compile the graph."""
-    from agents.runtime import load_parts, open_agent
+    from agents.parts import load_parts
+    from agents.runtime import open_agent
     from ingest.starter import ensure_starter_kb
 
     parts = await asyncio.to_thread(load_parts, settings)

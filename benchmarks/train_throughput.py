@@ -35,6 +35,7 @@ from benchmarks.llama_shape import save_random_model
 from configs.settings import (
     EMBEDDED_GENERATOR,
     PROJECT_ROOT,
+    SHARED_DATA_DIR,
     LoraSettings,
     ModelSettings,
     QuantizationSettings,
@@ -47,7 +48,7 @@ from finetune.modeling import load_model, load_tokenizer
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_DATA = str(PROJECT_ROOT.parent / "shared" / "data" / "hh-rlhf" / "harmless-base-test.jsonl.gz")
+DEFAULT_DATA = str(SHARED_DATA_DIR / "hh-rlhf" / "harmless-base-test.jsonl.gz")
 RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "train_throughput.json"
 
 

@@ -13,12 +13,16 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from configs.errors import AppError
 
 CONFIG_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = CONFIG_DIR.parent
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "aligned-rag"
+# The public data sets (training, evaluation) beside the checkout; `data_dir` below is the one setting for them.
+SHARED_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data"
 
 EMBEDDED_GENERATOR = "embedded:smollm2-135m-instruct"
 EMBEDDED_EMBEDDER = "embedded:all-minilm-l6-v2"
@@ -26,8 +30,13 @@ EMBEDDED_EMBEDDER = "embedded:all-minilm-l6-v2"
 EMBEDDED_ADAPTER = PROJECT_ROOT / "finetune" / "adapters" / "smollm2-ulma"
 
 
-class ConfigError(ValueError):
+class ConfigError(AppError, ValueError):
     """A settings file or value that cannot be used; the message says how to fix it."""
+
+
+def validation_problems(exc: ValidationError) -> str:
+    """pydantic's errors as one line: `section.key: what is wrong; ...`."""
+    return "; ".join(f"{'.'.join(map(str, err['loc'])) or 'file'}: {err['msg']}" for err in exc.errors())
 
 
 class QuantizationSettings(BaseModel):
@@ -120,9 +129,6 @@ class SafetySettings(BaseModel):
         description="hazard codes put in the Llama Guard prompt (Llama-Guard-3-1B's card lists S1..S13)",
     )
     fail_closed: bool = Field(True, description="an unreadable judge/Llama Guard answer counts as unsafe")
-    data_dir: Path = Field(
-        PROJECT_ROOT.parent / "shared" / "data", description="training/evaluation data sets"
-    )
     seed: int = Field(0, description="fixes samples, splits and training of the embedded classifier")
 
 
@@ -163,6 +169,9 @@ class AppSettings(BaseSettings):
     safety: SafetySettings = SafetySettings()
     agent: AgentSettings = AgentSettings()
     api: ApiSettings = ApiSettings()
+    data_dir: Path = Field(
+        SHARED_DATA_DIR, description="the public data sets the offline tools train and evaluate on"
+    )
 
     @field_validator("api")
     @classmethod
@@ -212,16 +221,6 @@ def read_yaml(path: Path | str) -> dict[str, Any]:
     return data
 
 
-def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def dotted_to_nested(overrides: dict[str, Any]) -> dict[str, Any]:
     """{"api.port": 9000} -> {"api": {"port": 9000}}; None values (unset CLI flags) are dropped."""
     nested: dict[str, Any] = {}
@@ -238,13 +237,10 @@ def dotted_to_nested(overrides: dict[str, Any]) -> dict[str, Any]:
 
 def load_settings(config: Path | str | None = None, overrides: dict[str, Any] | None = None) -> AppSettings:
     """Build the settings: defaults < YAML profile < environment < overrides (dotted keys)."""
-    from pydantic import ValidationError
-
     token = _yaml_data.set(read_yaml(config) if config else {})
     try:
         return AppSettings(**dotted_to_nested(overrides or {}))
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
-        raise ConfigError(f"invalid settings ({config or 'defaults'}): {problems}") from exc
+        raise ConfigError(f"invalid settings ({config or 'defaults'}): {validation_problems(exc)}") from exc
     finally:
         _yaml_data.reset(token)

@@ -19,14 +19,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from configs.settings import ConfigError
+from configs.cli import EXIT_INTERRUPTED, run_cli
+from configs.errors import AppError
 
 logger = logging.getLogger("finetune")
 
 DATA_FILE = "data.json"
 
 
-class ResumeError(RuntimeError):
+class ResumeError(AppError, RuntimeError):
     """The output directory and --resume disagree; the message says which to change."""
 
 
@@ -148,29 +149,18 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("finetune").setLevel(logging.DEBUG)
     # bitsandbytes announces at import that an optional hub-downloaded CPU kernel is absent; it is not needed.
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
-    from finetune.data import DataError
-    from finetune.modeling import ModelLoadError
-    from finetune.ulma_config import UlmaConfigError
+    return run_cli(lambda: run(argv), debug=debug)
 
+
+def run(argv: list[str]) -> int:
+    config, cli = parse_args(argv)
     try:
-        config, cli = parse_args(argv)
         train(config, resume=cli.resume)
     except KeyboardInterrupt:
         print("interrupted; continue with --resume", file=sys.stderr)
-        return 130
-    except (ConfigError, UlmaConfigError, DataError, ModelLoadError, ResumeError) as exc:
-        if debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # the CLI's promise: one line, not a traceback, unless --debug
-        if debug:
-            raise
-        print(f"error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", file=sys.stderr)
-        return 1
+        return EXIT_INTERRUPTED
     print(f"adapter, model card and metrics in {config.output_dir}")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

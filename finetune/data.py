@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from configs.errors import AppError
 from configs.settings import PROJECT_ROOT
 
 if TYPE_CHECKING:
@@ -26,7 +27,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-IGNORE_INDEX = -100
+IGNORE_INDEX = -100  # label of a position the loss skips (prompt, padding): PyTorch's cross-entropy default
+
 LOCAL_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".parquet")
 ROLE_NAMES = {"Human": "user", "Assistant": "assistant"}
 # A turn marker: the HH format separates turns with a blank line and a speaker name.
@@ -37,7 +39,7 @@ Message = dict[str, str]
 RowView = Literal["pointwise", "sft"]
 
 
-class DataError(ValueError):
+class DataError(AppError, ValueError):
     """Training data that cannot be used; the message says what is wrong and how to fix it."""
 
 

@@ -21,7 +21,8 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from finetune.losses import IGNORE_INDEX, sequence_logprobs, token_logprobs
+from finetune.data import IGNORE_INDEX
+from finetune.losses import sequence_logprobs, token_logprobs
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids")
 

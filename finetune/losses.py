@@ -17,14 +17,15 @@ doubles the step size on balanced batches.)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 
-IGNORE_INDEX = -100
+from finetune.data import IGNORE_INDEX
+
 LossType = Literal["ulma", "pointwise_dpo", "sft"]
-LOSS_TYPES: tuple[str, ...] = ("ulma", "pointwise_dpo", "sft")
+LOSS_TYPES: tuple[str, ...] = get_args(LossType)
 NEEDS_REFERENCE = {"ulma": True, "pointwise_dpo": True, "sft": False}
 
 

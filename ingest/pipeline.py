@@ -10,6 +10,7 @@ from pathlib import Path
 from langchain_chroma import Chroma
 from tqdm import tqdm
 
+from configs.errors import AppError
 from configs.settings import AppSettings
 from ingest.chunking import check_chunk_settings, chunk_document
 from ingest.loaders import DocumentLoadError, LoadedDocument, load_document
@@ -18,7 +19,7 @@ from retrieval.store import delete_ids, existing_ids, ids_of_source, open_store,
 logger = logging.getLogger(__name__)
 
 
-class IngestError(Exception):
+class IngestError(AppError):
     """The ingest request itself is unusable (e.g. a path that does not exist)."""
 
 

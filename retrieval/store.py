@@ -15,6 +15,7 @@ import chromadb
 from chromadb.config import Settings as ChromaSettings
 from langchain_chroma import Chroma
 
+from configs.errors import AppError
 from configs.settings import AppSettings, ConfigError
 from retrieval.embeddings import build_embeddings
 
@@ -25,7 +26,7 @@ EMBEDDING_MODEL_KEY = "embedding_model"
 MAX_WRITE_BATCH = 5000
 
 
-class VectorStoreError(RuntimeError):
+class VectorStoreError(AppError, RuntimeError):
     """The Chroma store cannot be opened or used; the message says what to do."""
 
 

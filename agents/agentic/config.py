@@ -8,7 +8,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError
 
 from agents.prompts import PromptTemplates
-from configs.settings import CONFIG_DIR, ConfigError
+from configs.settings import CONFIG_DIR, ConfigError, validation_problems
 
 DEFAULT_PROMPTS_PATH = CONFIG_DIR / "prompts_agentic.yaml"
 
@@ -56,5 +56,4 @@ def load_agentic_prompts(path: Path | str = DEFAULT_PROMPTS_PATH) -> AgenticProm
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"invalid agentic prompt templates in {path}: {problems}") from exc
+        raise ConfigError(f"invalid agentic prompt templates in {path}: {validation_problems(exc)}") from exc

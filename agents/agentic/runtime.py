@@ -1,4 +1,4 @@
-"""Assemble the agentic graph's nodes from the loaded agent parts (agents.runtime.AgentParts)."""
+"""Assemble the agentic graph's nodes from the loaded agent parts (agents.parts.AgentParts)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from configs.settings import AppSettings
 from retrieval.embeddings import build_embeddings
 
 if TYPE_CHECKING:
-    from agents.runtime import AgentParts
+    from agents.parts import AgentParts
 
 
 def make_agentic_nodes(

@@ -17,10 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.safety.conversation import ChatMessages, answer_windows, last_user_turn, request_views
+from agents.messages import ChatMessages
+from agents.safety.conversation import answer_windows, last_user_turn, request_views
 from agents.safety.encoder import EMBEDDING_DTYPE, SentenceEncoder
 from agents.safety.heads import ClassifierFilesError, GuardHeads, StageHeads, load_heads
-from agents.safety.verdict import Verdict
+from agents.safety.verdict import Judge, Verdict
+from configs.settings import AppSettings
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +89,18 @@ class EmbeddingClassifierGuard:
         self.category_min_probability = category_min_probability
 
     @classmethod
+    def from_settings(cls, settings: AppSettings, judge: Judge | None = None) -> EmbeddingClassifierGuard:
+        """The heads at `safety.classifier_path` on the embedder's device, with the configured thresholds."""
+        safety = settings.safety
+        return cls.load(
+            safety.classifier_path,
+            device=settings.embedding.device,
+            request_threshold=safety.request_threshold,
+            response_threshold=safety.response_threshold,
+            category_min_probability=safety.category_min_probability,
+        )
+
+    @classmethod
     def load(
         cls,
         classifier_path: Path,
@@ -101,7 +115,7 @@ class EmbeddingClassifierGuard:
         if trained_on != EMBEDDING_DTYPE:
             raise ClassifierFilesError(
                 f"{classifier_path}: heads were trained on {trained_on} embeddings, the guard encodes in "
-                f"{EMBEDDING_DTYPE}; retrain with `python -m agents.safety.train`"
+                f"{EMBEDDING_DTYPE}; retrain with `python -m lab.guard.train`"
             )
         return cls(
             heads,

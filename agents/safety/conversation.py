@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-ChatMessages = list[dict[str, str]]
+from agents.messages import ChatMessages
+from configs.errors import AppError
 
 
-class ConversationError(ValueError):
+class ConversationError(AppError, ValueError):
     """A conversation the guard cannot judge (no user turn); the message says what is missing."""
 
 

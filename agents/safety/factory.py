@@ -1,42 +1,29 @@
-"""Choose and build the safety backend named by `safety.backend`: the one place that knows them all."""
+"""Build the guard named by `safety.backend`: the one table of backends, each built from the settings."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
+from typing import Protocol
 
-from agents.safety.verdict import SafetyGuard
-from configs.settings import AppSettings, ConfigError
+from agents.safety.classifier import EmbeddingClassifierGuard
+from agents.safety.judge import GeneratorJudgeGuard
+from agents.safety.llama_guard import LlamaGuardGuard
+from agents.safety.verdict import Judge, SafetyGuard
+from configs.settings import AppSettings
 
-logger = logging.getLogger(__name__)
 
-Judge = Callable[[list[dict[str, str]]], str]
+class GuardBackend(Protocol):
+    @classmethod
+    def from_settings(cls, settings: AppSettings, judge: Judge | None = None) -> SafetyGuard: ...
+
+
+# The keys are `SafetySettings.backend`'s choices; the settings reject any other name.
+BACKENDS: dict[str, type[GuardBackend]] = {
+    "classifier": EmbeddingClassifierGuard,
+    "llama_guard": LlamaGuardGuard,
+    "generator_judge": GeneratorJudgeGuard,
+}
 
 
 def build_guard(settings: AppSettings, judge: Judge | None = None) -> SafetyGuard:
     """The configured guard. `judge` (chat messages -> the policy model's text) serves `generator_judge`."""
-    safety = settings.safety
-    if safety.backend == "classifier":
-        from agents.safety.classifier import EmbeddingClassifierGuard
-
-        return EmbeddingClassifierGuard.load(
-            safety.classifier_path,
-            device=settings.embedding.device,
-            request_threshold=safety.request_threshold,
-            response_threshold=safety.response_threshold,
-            category_min_probability=safety.category_min_probability,
-        )
-    if safety.backend == "llama_guard":
-        from agents.safety.llama_guard import LlamaGuardGuard
-
-        return LlamaGuardGuard.load(settings)
-    if safety.backend == "generator_judge":
-        if judge is None:
-            raise ConfigError(
-                "safety.backend 'generator_judge' needs the policy model as judge; pass judge=... to build_guard "
-                "or choose safety.backend 'classifier'"
-            )
-        from agents.safety.judge import GeneratorJudgeGuard
-
-        return GeneratorJudgeGuard(judge, categories=safety.llama_guard_categories, fail_closed=safety.fail_closed)
-    raise ConfigError(f"unknown safety.backend {safety.backend!r}; use classifier, llama_guard or generator_judge")
+    return BACKENDS[settings.safety.backend].from_settings(settings, judge)

@@ -14,12 +14,14 @@ from typing import Any
 
 import numpy as np
 
+from configs.errors import AppError
+
 HEADS_FILE = "heads.safetensors"
 MANIFEST_FILE = "manifest.json"
 STAGES = ("request", "response")
 
 
-class ClassifierFilesError(RuntimeError):
+class ClassifierFilesError(AppError, RuntimeError):
     """The trained classifier files are missing or inconsistent; the message says how to rebuild them."""
 
 
@@ -110,7 +112,7 @@ def load_heads(directory: Path) -> GuardHeads:
     if not heads_path.is_file() or not manifest_path.is_file():
         raise ClassifierFilesError(
             f"no trained safety classifier in {directory} (need {HEADS_FILE} and {MANIFEST_FILE}); "
-            "train it with `python -m agents.safety.train` or set safety.classifier_path"
+            "train it with `python -m lab.guard.train` or set safety.classifier_path"
         )
     tensors = load_file(str(heads_path))
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
@@ -125,7 +127,7 @@ def load_heads(directory: Path) -> GuardHeads:
         }
         categories = list(manifest["categories"])
     except KeyError as exc:
-        raise ClassifierFilesError(f"{directory} is incomplete ({exc} missing); retrain with `python -m agents.safety.train`") from exc
+        raise ClassifierFilesError(f"{directory} is incomplete ({exc} missing); retrain with `python -m lab.guard.train`") from exc
     if any(stages[stage].category.layers[-1][0].shape[0] != len(categories) for stage in STAGES):
         raise ClassifierFilesError(f"{directory}: category head and manifest disagree; retrain the classifier")
     return GuardHeads(stages["request"], stages["response"], categories, manifest)

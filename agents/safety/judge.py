@@ -7,17 +7,15 @@ for an answer that said neither (decided by `safety.fail_closed`).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
-from agents.safety.conversation import ChatMessages
-from agents.safety.llama_guard import answer_to_verdict, judged_conversation
+from agents.messages import ChatMessages
 from agents.safety.llama_guard_format import Role, parse_guard_output, task_text
-from agents.safety.verdict import Verdict
+from agents.safety.text_guard import TextAnswerGuard, answer_to_verdict
+from agents.safety.verdict import Judge, Verdict
+from configs.settings import AppSettings, ConfigError
 
-Judge = Callable[[ChatMessages], str]
 
-
-class GeneratorJudgeGuard:
+class GeneratorJudgeGuard(TextAnswerGuard):
     name = "generator_judge"
 
     def __init__(self, judge: Judge, *, categories: list[str], fail_closed: bool = True) -> None:
@@ -25,11 +23,14 @@ class GeneratorJudgeGuard:
         self.categories = categories
         self.fail_closed = fail_closed
 
-    def check_request(self, messages: ChatMessages) -> Verdict:
-        return self._assess(*judged_conversation(messages, None), stage="request")
-
-    def check_response(self, messages: ChatMessages, answer: str) -> Verdict:
-        return self._assess(*judged_conversation(messages, answer), stage="response")
+    @classmethod
+    def from_settings(cls, settings: AppSettings, judge: Judge | None = None) -> GeneratorJudgeGuard:
+        if judge is None:
+            raise ConfigError(
+                "safety.backend 'generator_judge' needs the policy model as judge; pass judge=... to build_guard "
+                "or choose safety.backend 'classifier'"
+            )
+        return cls(judge, categories=settings.safety.llama_guard_categories, fail_closed=settings.safety.fail_closed)
 
     def _assess(self, conversation: ChatMessages, role: Role, *, stage: str) -> Verdict:
         started = time.perf_counter()

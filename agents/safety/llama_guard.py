@@ -11,9 +11,11 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from agents.safety.conversation import ChatMessages
-from agents.safety.llama_guard_format import GuardAnswer, Role, llama_guard_prompt, parse_guard_output
-from agents.safety.verdict import Verdict
+from agents.messages import ChatMessages
+from agents.safety.llama_guard_format import Role, llama_guard_prompt, parse_guard_output
+from agents.safety.text_guard import TextAnswerGuard, answer_to_verdict
+from agents.safety.verdict import Judge, Verdict
+from configs.errors import AppError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -25,46 +27,11 @@ logger = logging.getLogger(__name__)
 MAX_NEW_TOKENS = 12  # "unsafe\nS1,S10" and an end token fit easily
 
 
-class GuardLoadError(RuntimeError):
+class GuardLoadError(AppError, RuntimeError):
     """The guard model cannot be loaded; the message says where to get it or what to use instead."""
 
 
-def judged_conversation(messages: ChatMessages, answer: str | None) -> tuple[ChatMessages, Role]:
-    """The conversation to show the judge and whose last turn it judges: the user's, or the answer."""
-    turns = [m for m in messages if m.get("role") in ("user", "assistant")]
-    if answer is None:
-        return turns, "User"
-    return [*turns, {"role": "assistant", "content": answer}], "Agent"
-
-
-def answer_to_verdict(
-    answer: GuardAnswer,
-    *,
-    score: float,
-    threshold: float | None,
-    fail_closed: bool,
-    backend: str,
-    stage: str,
-    started: float,
-) -> Verdict:
-    if threshold is not None:
-        safe = score < threshold
-    elif answer.parsed:
-        safe = answer.safe
-    else:
-        logger.warning("%s gave an unreadable assessment; counted as %s", backend, "unsafe" if fail_closed else "safe")
-        safe = not fail_closed
-    return Verdict(
-        safe=safe,
-        categories=[] if safe else answer.categories,
-        score=min(max(score, 0.0), 1.0),
-        backend=backend,
-        stage=stage,
-        latency_ms=(time.perf_counter() - started) * 1000.0,
-    )
-
-
-class LlamaGuardGuard:
+class LlamaGuardGuard(TextAnswerGuard):
     name = "llama_guard"
 
     def __init__(
@@ -89,7 +56,8 @@ class LlamaGuardGuard:
             raise ValueError("the guard's tokenizer gives 'safe' and 'unsafe' the same first token")
 
     @classmethod
-    def load(cls, settings: AppSettings) -> LlamaGuardGuard:
+    def from_settings(cls, settings: AppSettings, judge: Judge | None = None) -> LlamaGuardGuard:
+        """Llama Guard named by `safety.llama_guard_model`, through the 4-bit loader of `settings.model`."""
         from finetune.modeling import ModelLoadError, load_model
 
         model_settings = settings.model.model_copy(
@@ -112,12 +80,6 @@ class LlamaGuardGuard:
             request_threshold=settings.safety.request_threshold,
             response_threshold=settings.safety.response_threshold,
         )
-
-    def check_request(self, messages: ChatMessages) -> Verdict:
-        return self._assess(*judged_conversation(messages, None), stage="request")
-
-    def check_response(self, messages: ChatMessages, answer: str) -> Verdict:
-        return self._assess(*judged_conversation(messages, answer), stage="response")
 
     def _assess(self, conversation: ChatMessages, role: Role, *, stage: str) -> Verdict:
         import torch

@@ -11,7 +11,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-from agents.safety.conversation import ChatMessages
+from agents.messages import ChatMessages
+from configs.errors import AppError
 
 # Category titles as they appear in Llama Guard 3's own prompt.
 LLAMA_GUARD_TITLES: dict[str, str] = {
@@ -36,7 +37,7 @@ Role = Literal["User", "Agent"]
 _CODE = re.compile(r"\bS(1[0-4]|[1-9])\b")
 
 
-class LlamaGuardFormatError(ValueError):
+class LlamaGuardFormatError(AppError, ValueError):
     """Settings that cannot make a Llama Guard prompt (e.g. an unknown category code)."""
 
 

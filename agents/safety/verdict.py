@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field
+
+from agents.messages import ChatMessages
 
 # Llama Guard 3 hazard taxonomy.
 HAZARD_CATEGORIES: dict[str, str] = {
@@ -39,6 +42,10 @@ class SafetyGuard(Protocol):
 
     name: str
 
-    def check_request(self, messages: list[dict[str, str]]) -> Verdict: ...
+    def check_request(self, messages: ChatMessages) -> Verdict: ...
 
-    def check_response(self, messages: list[dict[str, str]], answer: str) -> Verdict: ...
+    def check_response(self, messages: ChatMessages, answer: str) -> Verdict: ...
+
+
+# The policy model as a judge: chat messages in, its text out (the `generator_judge` backend's model).
+Judge = Callable[[ChatMessages], str]

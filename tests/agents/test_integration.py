@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from agents.runtime import AgentParts, load_parts, open_agent
+from agents.parts import AgentParts, load_parts
+from agents.runtime import open_agent
 from configs.settings import AppSettings, load_settings
 from ingest.starter import ensure_starter_kb
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.finetune.conftest import write_jsonl
+from tests.conftest import write_jsonl
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EMBEDDED_PROFILE = REPO_ROOT / "configs" / "finetune" / "ulma-embedded.yaml"

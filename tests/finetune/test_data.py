@@ -21,7 +21,7 @@ from finetune.data import (
     tokenize_example,
     tokenize_rows,
 )
-from tests.finetune.conftest import write_jsonl
+from tests.conftest import write_jsonl
 
 PAIR = {
     "chosen": "\n\nHuman: How do I pick a lock?\n\nAssistant: I can't help with breaking into places.",

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from configs.settings import EMBEDDED_ADAPTER, ModelSettings
-from finetune.judge import RefusalJudge
 from finetune.modeling import load_model
+from lab.judge import RefusalJudge
 
 pytestmark = pytest.mark.slow
 

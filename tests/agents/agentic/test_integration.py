@@ -7,7 +7,8 @@ import asyncio
 import pytest
 
 from agents.agentic.config import load_agentic_prompts
-from agents.runtime import AgentParts, load_parts, open_agent
+from agents.parts import AgentParts, load_parts
+from agents.runtime import open_agent
 from configs.settings import AppSettings, load_settings
 from ingest.pipeline import ingest_paths
 from ingest.starter import ensure_starter_kb

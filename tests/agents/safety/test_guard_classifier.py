@@ -10,9 +10,9 @@ import random
 import numpy as np
 import pytest
 
-from agents.safety import build_guard
-from agents.safety.training_data import SplitSizes, request_test_sets
+from agents.safety.factory import build_guard
 from configs.settings import load_settings
+from lab.guard.training_data import SplitSizes, request_test_sets
 
 pytestmark = pytest.mark.slow
 

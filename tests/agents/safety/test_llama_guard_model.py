@@ -84,12 +84,12 @@ def test_missing_hub_model_is_a_clear_error(monkeypatch):
     settings = load_settings(overrides={"safety.backend": "llama_guard",
                                         "safety.llama_guard_model": "meta-llama/Llama-Guard-3-1B-not-downloaded"})
     with pytest.raises(GuardLoadError, match="safety.llama_guard_model"):
-        LlamaGuardGuard.load(settings)
+        LlamaGuardGuard.from_settings(settings)
 
 
 @pytest.mark.slow
 def test_real_loading_path_with_a_stand_in_llama():
-    from agents.safety import build_guard
+    from agents.safety.factory import build_guard
 
     settings = load_settings(overrides={"safety.backend": "llama_guard", "safety.llama_guard_model": EMBEDDED_GENERATOR,
                                         "safety.fail_closed": False})

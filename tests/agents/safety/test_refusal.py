@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from agents.safety import refusal_message
+from agents.safety.refusal import refusal_message
 from agents.safety.verdict import HAZARD_CATEGORIES, Verdict
 
 

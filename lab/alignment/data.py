@@ -1,4 +1,4 @@
-"""`python -m finetune.alignment_data`: build the point-wise ULMA training file from training splits only.
+"""`python -m lab.alignment.data`: build the point-wise ULMA training file from training splits only.
 
 Three sources, written into one JSONL file that `finetune.data.pointwise_rows` reads:
 
@@ -18,7 +18,7 @@ Prompts that occur in the evaluation sets (`--exclude`) are never used. Then, be
 validation split of the harmful and harmless training prompts (`--val-harmful`, `--val-harmless`; 0 disables)
 is carved out of each whole file (its `:N` cap and the sampling do not move it) and never trained on; it is
 written as `harmful_valsplit.json` and `harmless_valsplit.json` (the input's JSON list format, which
-`python -m finetune.evaluate --harmful/--benign` and `python -m finetune.sweep` read) for tuning
+`python -m lab.alignment.evaluate --harmful/--benign` and `python -m lab.alignment.sweep` read) for tuning
 hyperparameters without touching the test sets. Next to `train.jsonl` and `heldout_pairs.jsonl` the builder
 writes `manifest.json`: the inputs' sha256, seed, split sizes, counts of every kept and dropped row, the
 generation settings, fingerprints of both outputs and the validation files' sizes and sha256.
@@ -41,9 +41,10 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from configs.settings import CONFIG_DIR, PROJECT_ROOT, ConfigError, load_settings
+from configs.cli import add_common_arguments, configure_logging, run_cli
+from configs.settings import CONFIG_DIR, PROJECT_ROOT, SHARED_DATA_DIR, ConfigError, load_settings
 from finetune.data import DataError, load_pairs, records_fingerprint, split_holdout
-from finetune.evaluation.prompts import (
+from lab.alignment.prompts import (
     last_user_text,
     load_prompt_set,
     normalise_prompt,
@@ -51,16 +52,15 @@ from finetune.evaluation.prompts import (
     read_json_prompt_records,
     record_prompt,
 )
-from finetune.judge import RefusalJudge
-from finetune.modeling import ModelLoadError
+from lab.hashing import file_sha256
+from lab.judge import RefusalJudge
 
 if TYPE_CHECKING:
     from configs.settings import ModelSettings
-    from finetune.evaluation.generation import Answer, GenerationSettings
+    from lab.alignment.generation import Answer, GenerationSettings
 
 logger = logging.getLogger(__name__)
 
-SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 DEFAULT_TEMPLATES = CONFIG_DIR / "finetune" / "refusal_templates.yaml"
 DEFAULT_OUT = PROJECT_ROOT / "var" / "alignment"
 VALSPLIT_FILES = {"harmful": "harmful_valsplit.json", "harmless": "harmless_valsplit.json"}
@@ -107,14 +107,6 @@ class RefusalTemplates:
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def trim_to_sentence(text: str) -> str | None:
@@ -335,8 +327,8 @@ def _count_in(path: Path, prompts: set[str]) -> int:
 def _base_answers(
     model_settings: ModelSettings, generation: GenerationSettings, prompts: list[str], progress: bool
 ) -> list[Answer]:
-    from finetune.evaluation.generation import generate_answers
     from finetune.modeling import load_model
+    from lab.alignment.generation import generate_answers
 
     if not prompts:
         return []
@@ -366,17 +358,17 @@ def write_build(result: BuildResult, out_dir: Path) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    safety_prompts = SHARED_DATA / "safety-prompts"
+    safety_prompts = SHARED_DATA_DIR / "safety-prompts"
     parser = argparse.ArgumentParser(
-        prog="python -m finetune.alignment_data",
+        prog="python -m lab.alignment.data",
         description="Build the point-wise alignment training file (HH pairs + written refusals + the base "
         "model's own answers) from training splits only, and the held-out HH pairs for evaluation.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--config", type=Path, help="YAML settings profile (model section)")
+    add_common_arguments(parser, config_help="YAML settings profile (model section)")
     parser.add_argument("--base", help="base model that answers the prompts (model.name_or_path)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="model.device")
-    parser.add_argument("--hh", type=Path, default=SHARED_DATA / "hh-rlhf" / "harmless-base-test.jsonl.gz")
+    parser.add_argument("--hh", type=Path, default=SHARED_DATA_DIR / "hh-rlhf" / "harmless-base-test.jsonl.gz")
     parser.add_argument(
         "--harmful-train", default=str(safety_prompts / "harmful_train.json"), metavar="FILE[:N]"
     )
@@ -418,53 +410,48 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--no-progress", action="store_true")
-    parser.add_argument("--debug", action="store_true", help="debug logging and full tracebacks")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
-    from finetune.evaluation.generation import (
+    configure_logging(args.debug)
+    return run_cli(lambda: build(args), debug=args.debug)
+
+
+def build(args: argparse.Namespace) -> int:
+    from lab.alignment.generation import (
         GenerationSettings,
     )  # torch loads only now: --help stays instant
 
-    safety_prompts = SHARED_DATA / "safety-prompts"
-    try:
-        settings = load_settings(args.config, {"model.name_or_path": args.base, "model.device": args.device})
-        generation = GenerationSettings(
-            max_new_tokens=args.max_new_tokens,
-            batch_size=args.batch_size,
-            repetition_penalty=settings.model.repetition_penalty,
-            max_input_tokens=settings.model.max_input_tokens,
-        )
-        options = BuildOptions(
-            hh=args.hh,
-            harmful_train=args.harmful_train,
-            harmless_train=args.harmless_train,
-            out_dir=args.out,
-            harmless_n=args.harmless_n,
-            holdout_fraction=args.holdout_fraction,
-            seed=args.seed,
-            exclude=args.exclude
-            or [str(safety_prompts / "harmful_val.json"), str(safety_prompts / "harmless_val.json")],
-            hh_limit=args.hh_limit,
-            harmful_repeat=args.harmful_repeat,
-            harmless_refusal_negatives=args.harmless_refusal_negatives,
-            val_harmful=args.val_harmful,
-            val_harmless=args.val_harmless,
-            templates=args.templates,
-            show_progress=not args.no_progress,
-        )
-        result = build_alignment_data(settings.model, generation, options)
-        write_build(result, args.out)
-    except (ConfigError, DataError, ModelLoadError, OSError) as exc:
-        if args.debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    safety_prompts = SHARED_DATA_DIR / "safety-prompts"
+    settings = load_settings(args.config, {"model.name_or_path": args.base, "model.device": args.device})
+    generation = GenerationSettings(
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        repetition_penalty=settings.model.repetition_penalty,
+        max_input_tokens=settings.model.max_input_tokens,
+    )
+    options = BuildOptions(
+        hh=args.hh,
+        harmful_train=args.harmful_train,
+        harmless_train=args.harmless_train,
+        out_dir=args.out,
+        harmless_n=args.harmless_n,
+        holdout_fraction=args.holdout_fraction,
+        seed=args.seed,
+        exclude=args.exclude
+        or [str(safety_prompts / "harmful_val.json"), str(safety_prompts / "harmless_val.json")],
+        hh_limit=args.hh_limit,
+        harmful_repeat=args.harmful_repeat,
+        harmless_refusal_negatives=args.harmless_refusal_negatives,
+        val_harmful=args.val_harmful,
+        val_harmless=args.val_harmless,
+        templates=args.templates,
+        show_progress=not args.no_progress,
+    )
+    result = build_alignment_data(settings.model, generation, options)
+    write_build(result, args.out)
     print(json.dumps(result.manifest["counts"], indent=2))
     print(
         f"wrote {len(result.train)} training records and {len(result.heldout)} held-out pairs to {args.out}"

@@ -1,8 +1,8 @@
 """Answer the safety prompt sets with the policy model, for the response-stage training and test data.
 
-    python -m agents.safety.generate_answers [--config ...] [--batch-size 64] [--max-new-tokens 128]
+    python -m lab.guard.generate_answers [--config ...] [--batch-size 64] [--max-new-tokens 128]
 
-Writes agents/safety/corpus/generated_answers.jsonl: one row per request with its prompt set, whether the
+Writes lab/guard/corpus/generated_answers.jsonl: one row per request with its prompt set, whether the
 request is harmful, its hazard codes, and the greedy answer. `train` labels a generated answer unsafe when
 the request is harmful and the answer is not a refusal (the AdvBench refusal-string convention).
 """
@@ -14,8 +14,8 @@ import json
 import sys
 from pathlib import Path
 
-from agents.safety.cli import base_parser, run, settings_from
-from agents.safety.training_data import GENERATED_ANSWERS_FILE, SafetyData, SplitSizes
+from lab.guard.cli import base_parser, run, settings_from
+from lab.guard.training_data import GENERATED_ANSWERS_FILE, SafetyData, SplitSizes
 
 
 def generate(prompts: list[str], settings, batch_size: int, max_new_tokens: int) -> list[str]:
@@ -51,7 +51,7 @@ def generate(prompts: list[str], settings, batch_size: int, max_new_tokens: int)
 
 def main(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    data = SafetyData(settings.safety.data_dir, settings.safety.seed)
+    data = SafetyData(settings.data_dir, settings.safety.seed)
     prompt_sets = data.answer_prompt_sets(SplitSizes().answers_per_benign_set)
     rows = [(name, example) for name, examples in prompt_sets.items() for example in examples]
     answers = generate([example.request for _, example in rows], settings, args.batch_size, args.max_new_tokens)
@@ -72,7 +72,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = base_parser(__doc__.splitlines()[0])
+    parser = base_parser("python -m lab.guard.generate_answers", __doc__.splitlines()[0])
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--output", type=Path, default=GENERATED_ANSWERS_FILE)

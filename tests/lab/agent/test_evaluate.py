@@ -1,11 +1,11 @@
-"""The evaluation's question set and scoring (the full run is `python -m agents.evaluate`)."""
+"""The evaluation's question set and scoring (the full run is `python -m lab.agent.evaluate`)."""
 
 from __future__ import annotations
 
 import pytest
 
-from agents.evaluate import DEFAULT_QUESTIONS, EvalQuestion, is_declined, load_questions, score, summarize
 from configs.settings import ConfigError, load_settings
+from lab.agent.evaluate import DEFAULT_QUESTIONS, EvalQuestion, is_declined, load_questions, score, summarize
 
 
 def test_the_shipped_question_set_covers_every_kind_over_the_starter_kb():

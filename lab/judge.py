@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from agents.safety.factory import build_guard
+from configs.errors import AppError
 from configs.settings import CONFIG_DIR, AppSettings
 
 if TYPE_CHECKING:
@@ -101,7 +103,7 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 _QUOTED = re.compile(r'"[^"]*"|“[^”]*”')
 
 
-class JudgeError(RuntimeError):
+class JudgeError(AppError, RuntimeError):
     """The judge cannot be built as asked; the message says what to do instead."""
 
 
@@ -156,20 +158,8 @@ def is_refusal(answer: str) -> bool:
 
 
 def build_judge(use_guard: bool = False, settings: AppSettings | None = None) -> RefusalJudge:
-    """The judge, with the project's safety guard on the answer when asked for.
-
-    agents is imported here, not at module level: finetune sits below agents in the dependency order
-    (configs <- finetune), so it may only reach the guard lazily, at run time, when the caller wants it.
-    """
-    if not use_guard:
-        return RefusalJudge()
-    try:
-        from agents.safety import build_guard  # lazy on purpose, see the docstring
-    except ImportError as exc:
-        raise JudgeError(
-            f"the safety guard is not available ({exc}); run the judge without the guard"
-        ) from exc
-    return RefusalJudge(build_guard(settings or AppSettings()))
+    """The judge, with the project's safety guard on the answer when asked for."""
+    return RefusalJudge(build_guard(settings or AppSettings())) if use_guard else RefusalJudge()
 
 
 def read_labelled_set(path: Path | str = DEFAULT_LABELLED_SET) -> list[dict[str, str]]:

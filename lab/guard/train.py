@@ -1,6 +1,6 @@
 """Train the embedded safety classifier's heads, reproducibly, into agents/safety/weights/.
 
-    python -m agents.safety.train [--config ...] [--data-dir ../shared/data] [--output agents/safety/weights]
+    python -m lab.guard.train [--config ...] [--data-dir ../shared/data] [--output agents/safety/weights]
 
 Same data + seed + library versions -> the same weights: samples and splits are seeded hashes, the
 cross-validation folds, the MLP's initialisation and its mini-batches are seeded, and lbfgs logistic
@@ -23,20 +23,20 @@ from typing import Any, Literal
 import numpy as np
 
 from agents.safety.classifier import request_features, response_features
-from agents.safety.cli import base_parser, run, settings_from
 from agents.safety.encoder import EMBEDDING_DTYPE
 from agents.safety.heads import Head, StageHeads, save_heads
-from agents.safety.metrics import binary_metrics, choose_threshold
-from agents.safety.training_data import (
+from agents.safety.verdict import HAZARD_CATEGORIES
+from configs.settings import EMBEDDED_EMBEDDER, PROJECT_ROOT
+from lab.guard.cli import base_parser, run, settings_from
+from lab.guard.metrics import binary_metrics, choose_threshold
+from lab.guard.training_data import (
     Example,
     SafetyData,
     SplitSizes,
     request_training_set,
     response_training_set,
-    sha256_file,
 )
-from agents.safety.verdict import HAZARD_CATEGORIES
-from configs.settings import EMBEDDED_EMBEDDER, PROJECT_ROOT
+from lab.hashing import file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def embed_texts(texts: list[str], embedder: str, cache: Path | None = None) -> d
 def make_model(model: str, seed: int):
     from sklearn.linear_model import LogisticRegression
 
-    from agents.safety.mlp import TorchMLPClassifier
+    from lab.guard.mlp import TorchMLPClassifier
 
     if model == "mlp":
         return TorchMLPClassifier(MLP_HIDDEN, MLP_ALPHA, MLP_EPOCHS, seed)
@@ -196,7 +196,7 @@ def data_file_records(data: SafetyData) -> list[dict[str, Any]]:
             name = f"repo:{resolved.relative_to(PROJECT_ROOT)}"
         else:
             name = f"data:{resolved.relative_to(data.data_dir.resolve())}"
-        records.append({"file": name, "sha256": sha256_file(path), "bytes": path.stat().st_size})
+        records.append({"file": name, "sha256": file_sha256(path), "bytes": path.stat().st_size})
     return records
 
 
@@ -260,7 +260,7 @@ def train(
         "training": {"request": request_result.report, "response": response_result.report},
         "data_files": data_file_records(data),
         "library_versions": library_versions(),
-        "command": "python -m agents.safety.train",
+        "command": "python -m lab.guard.train",
     }
     save_heads(output, {"request": request_result.heads, "response": response_result.heads}, manifest)
     return manifest
@@ -268,7 +268,7 @@ def train(
 
 def main(args: argparse.Namespace) -> int:
     settings = settings_from(args, {"safety.seed": args.seed})
-    data = SafetyData(settings.safety.data_dir, settings.safety.seed)
+    data = SafetyData(settings.data_dir, settings.safety.seed)
     output = args.output or settings.safety.classifier_path
     manifest = train(data, output, max_fpr=args.max_fpr, threads=args.threads, sizes=SplitSizes(),
                      cache=args.embedding_cache)
@@ -284,7 +284,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = base_parser(__doc__.splitlines()[0])
+    parser = base_parser("python -m lab.guard.train", __doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, help="weights folder (default: safety.classifier_path)")
     parser.add_argument("--seed", type=int, help="default: safety.seed")
     parser.add_argument("--max-fpr", type=float, default=DEFAULT_MAX_FPR,

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from agents.safety.heads import load_heads
-from agents.safety.metrics import binary_metrics, choose_threshold
-from agents.safety.train import DEFAULT_MAX_FPR, data_file_records, train
-from agents.safety.training_data import (
+from configs.settings import load_settings
+from lab.guard.metrics import binary_metrics, choose_threshold
+from lab.guard.train import DEFAULT_MAX_FPR, data_file_records, train
+from lab.guard.training_data import (
     SplitSizes,
     is_refusal,
     normalize,
@@ -20,7 +21,6 @@ from agents.safety.training_data import (
     response_test_sets,
     response_training_set,
 )
-from configs.settings import load_settings
 
 SHIPPED = load_settings().safety.classifier_path
 

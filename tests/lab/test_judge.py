@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agents.safety.verdict import Verdict
-from finetune.judge import (
+from lab.judge import (
     DEFAULT_LABELLED_SET,
     RefusalJudge,
     is_refusal,

@@ -18,18 +18,18 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from configs.settings import AppSettings
 from finetune.data import DataError, load_pairs
-from finetune.evaluation.generation import GenerationSettings, generate_answers
-from finetune.evaluation.metrics import Rate, perplexity, preference_metrics
-from finetune.evaluation.prompts import (
+from finetune.modeling import ModelLoadError, load_model, resolve_device, resolve_dtype, use_4bit
+from lab.alignment.generation import GenerationSettings, generate_answers
+from lab.alignment.metrics import Rate, perplexity, preference_metrics
+from lab.alignment.prompts import (
     PromptSet,
     last_user_text,
     load_prompt_set,
     parse_spec,
     training_prompts,
 )
-from finetune.evaluation.scoring import score_pairs, tokenize_pairs
-from finetune.judge import DEFAULT_LABELLED_SET, RefusalJudge, build_judge, judge_accuracy
-from finetune.modeling import ModelLoadError, load_model, resolve_device, resolve_dtype, use_4bit
+from lab.alignment.scoring import score_pairs, tokenize_pairs
+from lab.judge import DEFAULT_LABELLED_SET, RefusalJudge, build_judge, judge_accuracy
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel

@@ -1,10 +1,10 @@
 """Evaluate safety backends on held-out splits; write benchmarks/results/safety_eval.json.
 
-    python -m agents.safety.evaluate [--config ...] [--backends classifier generator_judge]
+    python -m lab.guard.evaluate [--config ...] [--backends classifier generator_judge]
                                      [--max-per-split N] [--output benchmarks/results/safety_eval.json]
 
 Every verdict goes through the backend's public API one at a time (batch 1, torch on one CPU thread),
-so the latency is what a request pays; the thread's CPU time per verdict is recorded beside it. The splits are the test parts of agents.safety.training_data:
+so the latency is what a request pays; the thread's CPU time per verdict is recorded beside it. The splits are the test parts of lab.guard.training_data:
 none of their rows is used for training or for choosing a threshold.
 """
 
@@ -24,11 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from agents.safety.cli import base_parser, run, settings_from
-from agents.safety.metrics import binary_metrics
-from agents.safety.training_data import Example, SafetyData, SplitSizes, request_test_sets, response_test_sets
 from agents.safety.verdict import HAZARD_CATEGORIES, SafetyGuard, Verdict
 from configs.settings import PROJECT_ROOT, AppSettings
+from lab.guard.cli import base_parser, run, settings_from
+from lab.guard.metrics import binary_metrics
+from lab.guard.training_data import Example, SafetyData, SplitSizes, request_test_sets, response_test_sets
 
 DEFAULT_OUTPUT = PROJECT_ROOT / "benchmarks" / "results" / "safety_eval.json"
 # Reported by Meta for Llama Guard 3 8B on XSTest (safe prompts that look unsafe, plus unsafe contrasts).
@@ -175,11 +175,11 @@ def evaluate(settings: AppSettings, backends: list[str], limit: int | None) -> d
     import torch
 
     torch.set_num_threads(1)  # the latency target is per verdict on one CPU core
-    data = SafetyData(settings.safety.data_dir, settings.safety.seed)
+    data = SafetyData(settings.data_dir, settings.safety.seed)
     sizes = SplitSizes()
     stages = {"request": request_test_sets(data, sizes), "response": response_test_sets(data)}
     report: dict[str, Any] = {
-        "command": "python -m agents.safety.evaluate " + " ".join(sys.argv[1:]),
+        "command": "python -m lab.guard.evaluate " + " ".join(sys.argv[1:]),
         "machine": machine(),
         "splits": {
             stage: {name: {"size": len(rows), "unsafe": sum(e.unsafe for e in rows), "what": SPLIT_NOTES[name]}
@@ -245,7 +245,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = base_parser(__doc__.splitlines()[0])
+    parser = base_parser("python -m lab.guard.evaluate", __doc__.splitlines()[0])
     parser.add_argument("--backends", nargs="+", default=["classifier"],
                         choices=["classifier", "llama_guard", "generator_judge"])
     parser.add_argument("--max-per-split", type=int,

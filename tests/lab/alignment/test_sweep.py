@@ -1,4 +1,4 @@
-"""`python -m finetune.sweep`: the grid, `--set` errors, the selection rule, the runner with stand-in commands,
+"""`python -m lab.alignment.sweep`: the grid, `--set` errors, the selection rule, the runner with stand-in commands,
 and one real 1-point sweep on CPU (the embedded model, one training step, two prompts per set)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from configs.settings import PROJECT_ROOT
-from finetune.sweep import (
+from lab.alignment.sweep import (
     RunResult,
     SweepError,
     SweepOptions,
@@ -109,7 +109,7 @@ def test_dry_run_prints_both_commands_per_point(capsys: pytest.CaptureFixture[st
     assert len(lines) == 4
     assert "-m finetune --config" in lines[0] and "--output_dir" in lines[0]
     assert "--learning_rate 0.0001 --beta 0.3 --use_cpu true" in lines[0]
-    assert "-m finetune.evaluate" in lines[1] and "--beta 0.3" in lines[1] and "--device cpu" in lines[1]
+    assert "-m lab.alignment.evaluate" in lines[1] and "--beta 0.3" in lines[1] and "--device cpu" in lines[1]
     assert str(tmp_path / "sweep" / "run-1" / "val_eval.json") in lines[3]
     # The base model's answers are generated once, at the first point.
     assert "--no-base-answers" not in lines[1] and "--no-base-answers" in lines[3]
@@ -192,8 +192,8 @@ def _fake_eval(
 
 
 def test_a_failed_run_is_reported_and_skipped(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr("finetune.sweep.train_command", _fake_train)
-    monkeypatch.setattr("finetune.sweep.eval_command", _fake_eval)
+    monkeypatch.setattr("lab.alignment.sweep.train_command", _fake_train)
+    monkeypatch.setattr("lab.alignment.sweep.eval_command", _fake_eval)
     converted: list[Path] = []
     monkeypatch.setattr("finetune.modeling.ensure_embedded_model", converted.append)
     options = SweepOptions(
@@ -225,7 +225,7 @@ def test_an_error_inside_one_run_does_not_end_the_sweep(
         return RunResult(f"run-{index}", overrides, status="ok", metrics={"harmful_refusal_rate": 0.95,
                                                                           "benign_refusal_rate": 0.02})  # fmt: skip
 
-    monkeypatch.setattr("finetune.sweep.run_point", run_point)
+    monkeypatch.setattr("lab.alignment.sweep.run_point", run_point)
     monkeypatch.setattr("finetune.modeling.ensure_embedded_model", lambda folder: folder)
     options = SweepOptions(config=EMBEDDED_PROFILE, harmful="h.json", benign="b.json", out=tmp_path)
     record = run_sweep(options, {}, {"beta": [0.1, 0.2]})

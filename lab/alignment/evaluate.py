@@ -1,12 +1,12 @@
-"""`python -m finetune.evaluate`: compare an aligned adapter with its base model.
+"""`python -m lab.alignment.evaluate`: compare an aligned adapter with its base model.
 
 On held-out HH pairs: preference accuracy and mean margin of the implicit reward, and the perplexity of the
 chosen responses under base and adapter. On prompt sets: the share of harmful prompts refused and of benign
-prompts wrongly refused, for base and adapter, decided by `finetune.judge`. Writes metrics.json, report.md,
+prompts wrongly refused, for base and adapter, decided by `lab.judge`. Writes metrics.json, report.md,
 chart.png and answers.jsonl to --out (and the metrics to --results-json when given).
 
 Example (the shipped adapter):
-  python -m finetune.evaluate --adapter outputs/ulma --pairs var/alignment/heldout_pairs.jsonl \\
+  python -m lab.alignment.evaluate --adapter outputs/ulma --pairs var/alignment/heldout_pairs.jsonl \\
     --harmful ../shared/data/safety-prompts/harmful_val.json \\
     --benign ../shared/data/safety-prompts/harmless_val.json:500 \\
     --train-data var/alignment/train.jsonl --out outputs/eval \\
@@ -16,30 +16,28 @@ Example (the shipped adapter):
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from configs.settings import PROJECT_ROOT, ConfigError, load_settings
-from finetune.data import DataError
-from finetune.judge import DEFAULT_LABELLED_SET, JudgeError
-from finetune.modeling import ModelLoadError
+from configs.cli import add_common_arguments, configure_logging, run_cli
+from configs.settings import PROJECT_ROOT, load_settings
+from lab.judge import DEFAULT_LABELLED_SET
 
 if TYPE_CHECKING:
-    from finetune.evaluation.runner import EvalResult
+    from lab.alignment.runner import EvalResult
 
 DEFAULT_OUT = PROJECT_ROOT / "outputs" / "eval"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m finetune.evaluate",
+        prog="python -m lab.alignment.evaluate",
         description="Evaluate a LoRA adapter against its base: preference metrics on held-out pairs, "
         "refusal of harmful prompts and over-refusal of benign ones.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--config", type=Path, help="YAML settings profile (model section)")
+    add_common_arguments(parser, config_help="YAML settings profile (model section)")
     parser.add_argument(
         "--base", help="base model: hub id, local folder or embedded:... (model.name_or_path)"
     )
@@ -87,12 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--samples", type=int, default=5, help="sample answers per split in the report")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.add_argument("--debug", action="store_true", help="debug logging and full tracebacks")
     return parser
 
 
 def write_outputs(result: EvalResult, out_dir: Path, results_json: Path | None, samples: int) -> None:
-    from finetune.evaluation.report import render_markdown, write_answers, write_chart, write_json
+    from lab.alignment.report import render_markdown, write_answers, write_chart, write_json
 
     write_json(result.metrics, out_dir / "metrics.json")
     write_answers(result.answers, out_dir / "answers.jsonl")
@@ -122,49 +119,45 @@ def summary_lines(metrics: dict) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
-    # torch and transformers load only now, so --help and argument errors are instant.
-    from finetune.evaluation.generation import GenerationSettings
-    from finetune.evaluation.runner import EvalOptions, run_evaluation
+    configure_logging(args.debug)
+    return run_cli(lambda: evaluate(args), debug=args.debug)
 
-    try:
-        settings = load_settings(
-            args.config,
-            {
-                "model.name_or_path": args.base,
-                "model.adapter_path": args.adapter or "none",
-                "model.device": args.device,
-            },
-        )
-        options = EvalOptions(
-            pairs=args.pairs,
-            harmful=args.harmful,
-            benign=args.benign,
-            train_data=args.train_data,
-            limit=args.limit,
-            generation=GenerationSettings(
-                max_new_tokens=args.max_new_tokens,
-                batch_size=args.batch_size,
-                repetition_penalty=args.repetition_penalty or settings.model.repetition_penalty,
-                max_input_tokens=settings.model.max_input_tokens,
-            ),
-            score_batch_size=args.score_batch_size,
-            max_length=args.max_length,
-            beta=args.beta,
-            judge_guard=args.judge_guard,
-            base_answers=not args.no_base_answers,
-            labelled_set=args.labelled_set,
-            show_progress=not args.no_progress,
-        )
-        result = run_evaluation(settings, options)
-        write_outputs(result, args.out, args.results_json, args.samples)
-    except (ConfigError, DataError, JudgeError, ModelLoadError, OSError, ValueError) as exc:
-        if args.debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+
+def evaluate(args: argparse.Namespace) -> int:
+    # torch and transformers load only now, so --help and argument errors are instant.
+    from lab.alignment.generation import GenerationSettings
+    from lab.alignment.runner import EvalOptions, run_evaluation
+
+    settings = load_settings(
+        args.config,
+        {
+            "model.name_or_path": args.base,
+            "model.adapter_path": args.adapter or "none",
+            "model.device": args.device,
+        },
+    )
+    options = EvalOptions(
+        pairs=args.pairs,
+        harmful=args.harmful,
+        benign=args.benign,
+        train_data=args.train_data,
+        limit=args.limit,
+        generation=GenerationSettings(
+            max_new_tokens=args.max_new_tokens,
+            batch_size=args.batch_size,
+            repetition_penalty=args.repetition_penalty or settings.model.repetition_penalty,
+            max_input_tokens=settings.model.max_input_tokens,
+        ),
+        score_batch_size=args.score_batch_size,
+        max_length=args.max_length,
+        beta=args.beta,
+        judge_guard=args.judge_guard,
+        base_answers=not args.no_base_answers,
+        labelled_set=args.labelled_set,
+        show_progress=not args.no_progress,
+    )
+    result = run_evaluation(settings, options)
+    write_outputs(result, args.out, args.results_json, args.samples)
     print("\n".join(summary_lines(result.metrics)))
     print(f"wrote {args.out}/metrics.json, report.md, chart.png, answers.jsonl")
     return 0

@@ -1,19 +1,19 @@
-"""`python -m finetune.sweep`: tune ULMA hyperparameters on a validation split, several runs at once.
+"""`python -m lab.alignment.sweep`: tune ULMA hyperparameters on a validation split, several runs at once.
 
-    python -m finetune.sweep --config configs/finetune/ulma-embedded-aligned.yaml \\
+    python -m lab.alignment.sweep --config configs/finetune/ulma-embedded-aligned.yaml \\
         --set learning_rate=2e-4,4e-4 --set num_train_epochs=2,3 \\
         --harmful var/alignment/harmful_valsplit.json --benign var/alignment/harmless_valsplit.json \\
         --out outputs/sweep --parallel 2
 
 The grid is the product of the `--set key=v1,v2,...` lists (keys are `UlmaConfig` fields). Each grid point is
 trained by `python -m finetune --config BASE --output_dir OUT/run-i --key value ...` and then evaluated by
-`python -m finetune.evaluate --adapter OUT/run-i --harmful ... --benign ... --results-json
+`python -m lab.alignment.evaluate --adapter OUT/run-i --harmful ... --benign ... --results-json
 OUT/run-i/val_eval.json`, two subprocesses logging to OUT/run-i/train.log and eval.log. `--parallel K` runs K
 grid points at once: on one H200, `python -m finetune` with this profile took 341 s alone and 385 s beside a
 second run, so two at once did about 1.8x the work per second. Memory bounds K: 3 runs at once used about
 62 GB of an H200, about 21 GB each (the profile's earlier 16,384-token packed rows peaked near 33 GB a
 run). A failed run is reported and skipped.
-Only the first grid point also generates the base model's answers (`finetune.evaluate --no-base-answers` for
+Only the first grid point also generates the base model's answers (`lab.alignment.evaluate --no-base-answers` for
 the others): they are the same at every point, so generating them again repeated a whole generation pass.
 
 Selection rule (also written into sweep.json): among the finished runs whose benign refusal rate is at most
@@ -46,10 +46,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from configs.settings import ConfigError
+from configs.cli import configure_logging, run_cli
+from configs.errors import AppError
 from finetune.data import LOCAL_SUFFIXES
-from finetune.evaluation.prompts import parse_spec
-from finetune.modeling import ModelLoadError
+from lab.alignment.prompts import parse_spec
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +72,11 @@ BASE_KEYS = ("base_harmful_refusal_rate", "base_benign_refusal_rate", "base_chos
 RESERVED = {"output_dir": "the sweep sets it to OUT/run-i"}
 
 
-class SweepError(ValueError):
+# Exit status when no run met the bounds (configs.cli: tools' own result codes start at 3).
+EXIT_NONE_SELECTED = 3
+
+
+class SweepError(AppError, ValueError):
     """A sweep option that cannot work; the message says what to change."""
 
 
@@ -237,7 +241,7 @@ def eval_command(
 ) -> list[str]:
     """The base model's answers are the same at every grid point: only the first run generates them."""
     command = [
-        sys.executable, "-m", "finetune.evaluate",
+        sys.executable, "-m", "lab.alignment.evaluate",
         "--base", str(profile_value(profile, overrides, "model_name_or_path")),
         "--adapter", str(out_dir),
         "--harmful", options.harmful,
@@ -469,7 +473,7 @@ def print_table(record: dict[str, Any]) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m finetune.sweep",
+        prog="python -m lab.alignment.sweep",
         description="Grid search over UlmaConfig fields: train and evaluate each grid point on validation "
         "prompt sets, K at a time, and select the run by its refusal rates.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -559,31 +563,26 @@ def run_sweep(options: SweepOptions, profile: dict[str, Any], axes: dict[str, li
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args.debug)
     # bitsandbytes announces at import that an optional hub-downloaded CPU kernel is absent; it is not needed.
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
-    try:
-        options, profile, axes = plan(args)
-        grid = expand_grid(axes)
-        if args.dry_run:
-            for i, point in enumerate(grid):
-                out_dir = run_dir(options.out, i)
-                print(shlex.join(train_command(options, point, out_dir)))
-                print(shlex.join(eval_command(options, profile, point, out_dir, i)))
-            return 0
-        options.check(len(grid))
-        record = run_sweep(options, profile, axes)
-    except (ConfigError, SweepError, ModelLoadError) as exc:
-        if args.debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_cli(lambda: sweep(args), debug=args.debug)
+
+
+def sweep(args: argparse.Namespace) -> int:
+    options, profile, axes = plan(args)
+    grid = expand_grid(axes)
+    if args.dry_run:
+        for i, point in enumerate(grid):
+            out_dir = run_dir(options.out, i)
+            print(shlex.join(train_command(options, point, out_dir)))
+            print(shlex.join(eval_command(options, profile, point, out_dir, i)))
+        return 0
+    options.check(len(grid))
+    record = run_sweep(options, profile, axes)
     print_table(record)
     print(f"wrote {options.out / 'sweep.json'} and {options.out / 'sweep.md'}")
-    return 0 if record["selected"] else 1
-
+    return 0 if record["selected"] else EXIT_NONE_SELECTED
 
 if __name__ == "__main__":
     sys.exit(main())

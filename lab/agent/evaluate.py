@@ -1,4 +1,4 @@
-"""`python -m agents.evaluate`: the straight-line graph vs. the agentic one, on one question set, in one run.
+"""`python -m lab.agent.evaluate`: the straight-line graph vs. the agentic one, on one question set, in one run.
 
 Over the shipped knowledge base (ingest/starter_kb, ingested into a fresh store unless --persist-dir says
 otherwise), it reports per workflow: retrieval hit rate (answerable and follow-up questions whose expected
@@ -23,9 +23,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
+from configs.cli import add_common_arguments, configure_logging, run_cli
 from configs.settings import CONFIG_DIR, PROJECT_ROOT, AppSettings, ConfigError, load_settings
 
-logger = logging.getLogger("agents.evaluate")
+logger = logging.getLogger("lab.agent.evaluate")
 
 DEFAULT_QUESTIONS = CONFIG_DIR / "agent_eval.jsonl"
 DEFAULT_OUTPUT = PROJECT_ROOT / "benchmarks" / "results" / "agent_eval.json"
@@ -139,9 +140,9 @@ async def run_workflow(settings: AppSettings, parts: Any, questions: list[EvalQu
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m agents.evaluate", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m lab.agent.evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="YAML settings profile (see configs/)")
+    add_common_arguments(parser, config_help="YAML settings profile (see configs/)")
     parser.add_argument("--questions", type=Path, default=DEFAULT_QUESTIONS, help="JSONL question set")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="where the JSON results go")
     parser.add_argument("--workflows", nargs="+", choices=WORKFLOWS, default=list(WORKFLOWS))
@@ -149,14 +150,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--persist-dir", type=Path,
                         help="existing Chroma store to use (default: a fresh one with the starter KB)")
     parser.add_argument("--limit", type=int, help="only the first N questions")
-    parser.add_argument("--debug", action="store_true", help="debug logging; tracebacks on the console")
     return parser.parse_args(argv)
 
 
 def evaluate(args: argparse.Namespace, persist_dir: Path) -> dict[str, Any]:
     from tqdm import tqdm
 
-    from agents.runtime import load_parts
+    from agents.parts import load_parts
     from ingest.starter import ensure_starter_kb
 
     questions = load_questions(args.questions)[: args.limit]
@@ -167,7 +167,7 @@ def evaluate(args: argparse.Namespace, persist_dir: Path) -> dict[str, Any]:
     if args.persist_dir is None:
         ensure_starter_kb(settings, store=parts.retriever.store)
     report: dict[str, Any] = {
-        "command": "python -m agents.evaluate " + " ".join(sys.argv[1:]),
+        "command": "python -m lab.agent.evaluate " + " ".join(sys.argv[1:]),
         "questions": str(args.questions), "question_count": len(questions),
         "kinds": dict(Counter(question.kind for question in questions)),
         "model": settings.model.name_or_path, "max_new_tokens": settings.model.max_new_tokens,
@@ -199,25 +199,21 @@ def print_table(report: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-    try:
-        if args.persist_dir is not None:
-            report = evaluate(args, args.persist_dir)
-        else:
-            with tempfile.TemporaryDirectory(prefix="agent-eval-") as scratch:
-                report = evaluate(args, Path(scratch) / "chroma")
-    except Exception as exc:
-        if args.debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    configure_logging(args.debug)
+    return run_cli(lambda: run(args), debug=args.debug)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.persist_dir is not None:
+        report = evaluate(args, args.persist_dir)
+    else:
+        with tempfile.TemporaryDirectory(prefix="agent-eval-") as scratch:
+            report = evaluate(args, Path(scratch) / "chroma")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print_table(report)
     print(f"results written to {args.output}")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -11,21 +11,21 @@ import pytest
 import torch
 
 from configs.settings import PROJECT_ROOT, ConfigError, ModelSettings
-from finetune.alignment_data import (
+from finetune.data import DataError, DataReport, load_pairs, pointwise_rows, records_fingerprint
+from lab.alignment.data import (
     VALSPLIT_FILES,
     BuildOptions,
     RefusalTemplates,
     build_alignment_data,
     carve_validation,
-    file_sha256,
     main,
     trim_to_sentence,
     write_build,
 )
-from finetune.data import DataError, DataReport, load_pairs, pointwise_rows, records_fingerprint
-from finetune.evaluation.generation import Answer, GenerationSettings
-from finetune.evaluation.prompts import load_prompt_set, normalise_prompt
-from finetune.judge import RefusalJudge
+from lab.alignment.generation import Answer, GenerationSettings
+from lab.alignment.prompts import load_prompt_set, normalise_prompt
+from lab.hashing import file_sha256
+from lab.judge import RefusalJudge
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -84,7 +84,7 @@ def test_trim_to_sentence(text: str, trimmed: str | None) -> None:
 
 def test_help() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "finetune.alignment_data", "--help"],
+        [sys.executable, "-m", "lab.alignment.data", "--help"],
         check=False,
         cwd=PROJECT_ROOT,
         capture_output=True,
@@ -233,7 +233,7 @@ def _build(options: BuildOptions):
 def test_validation_split_is_disjoint_from_training_and_evaluation(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, carve_inputs: dict[str, Path]
 ) -> None:
-    monkeypatch.setattr("finetune.alignment_data._base_answers", _fake_base_answers)
+    monkeypatch.setattr("lab.alignment.data._base_answers", _fake_base_answers)
     options = _carve_options(carve_inputs, tmp_path / "out")
     result = _build(options)
     write_build(result, options.out_dir)
@@ -270,7 +270,7 @@ def test_validation_split_is_disjoint_from_training_and_evaluation(
 def test_zero_disables_the_validation_split(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, carve_inputs: dict[str, Path]
 ) -> None:
-    monkeypatch.setattr("finetune.alignment_data._base_answers", _fake_base_answers)
+    monkeypatch.setattr("lab.alignment.data._base_answers", _fake_base_answers)
     out = tmp_path / "out"
     write_build(_build(_carve_options(carve_inputs, out)), out)
     result = _build(_carve_options(carve_inputs, out, val_harmful=0, val_harmless=0))
@@ -296,7 +296,7 @@ def test_negative_validation_size_is_one_line_error(
 def test_harmless_refusal_negatives_share_the_prompt_with_a_positive(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, carve_inputs: dict[str, Path]
 ) -> None:
-    monkeypatch.setattr("finetune.alignment_data._base_answers", _fake_base_answers)
+    monkeypatch.setattr("lab.alignment.data._base_answers", _fake_base_answers)
     result = _build(_carve_options(carve_inputs, tmp_path / "out", harmless_refusal_negatives=3))
 
     negatives = [r for r in result.train if r["source"] == "harmless:refusal"]

@@ -1,4 +1,4 @@
-"""`python -m finetune.evaluate` end to end on CPU: the embedded model, a small random LoRA, --limit."""
+"""`python -m lab.alignment.evaluate` end to end on CPU: the embedded model, a small random LoRA, --limit."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from configs.settings import PROJECT_ROOT, LoraSettings, ModelSettings
-from finetune.evaluate import main
 from finetune.modeling import load_model
+from lab.alignment.evaluate import main
 
 PAIRS = [
     (
@@ -92,7 +92,7 @@ def _base_chosen_perplexity_by_hand() -> float:
 
 def test_help_is_instant_and_complete() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "finetune.evaluate", "--help"],
+        [sys.executable, "-m", "lab.alignment.evaluate", "--help"],
         check=False,
         cwd=PROJECT_ROOT,
         capture_output=True,
@@ -120,7 +120,7 @@ def test_help_is_instant_and_complete() -> None:
 def test_missing_prompt_file_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["--harmful", str(tmp_path / "nope.json"), "--out", str(tmp_path / "out"), "--no-progress"])
     err = capsys.readouterr().err.strip()
-    assert code == 1
+    assert code == 2
     assert err.startswith("error: prompt file not found") and "\n" not in err
 
 

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from finetune.data import DataError
-from finetune.evaluation.metrics import Rate, perplexity, preference_metrics, wilson_interval
-from finetune.evaluation.prompts import load_prompt_set, normalise_prompt, parse_spec
-from finetune.evaluation.report import render_markdown, write_chart
-from finetune.evaluation.runner import check_targets
+from lab.alignment.metrics import Rate, perplexity, preference_metrics, wilson_interval
+from lab.alignment.prompts import load_prompt_set, normalise_prompt, parse_spec
+from lab.alignment.report import render_markdown, write_chart
+from lab.alignment.runner import check_targets
 
 
 def _wilson_by_hand(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:

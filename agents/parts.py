@@ -1,0 +1,40 @@
+"""Load the agent's parts from settings: prompts, generator, retriever and guard (slow, blocking).
+
+A host (the API) loads them first and can use them before the graph is compiled, e.g. to ingest the starter
+knowledge base through the retriever's own store: a second Chroma client on the same directory can hang.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from agents.generator import Generator
+from agents.prompts import PromptTemplates, load_prompts
+from agents.safety.factory import build_guard
+from agents.safety.verdict import SafetyGuard
+from configs.settings import AppSettings
+from retrieval.retriever import Retriever, build_retriever
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AgentParts:
+    prompts: PromptTemplates
+    generator: Generator
+    retriever: Retriever
+    guard: SafetyGuard
+
+
+def load_parts(settings: AppSettings) -> AgentParts:
+    """Load prompts, generator, retriever and guard. Blocking: run it in a worker thread from async code."""
+    started = time.perf_counter()
+    prompts = load_prompts(settings.agent.prompts_path)  # first: a bad template fails before slow loads
+    generator = Generator.load(settings.model)
+    retriever = build_retriever(settings)
+    guard = build_guard(settings, judge=generator.generate)
+    logger.info("agent parts loaded in %.1f s (prompts %s, guard %s)",
+                time.perf_counter() - started, prompts.version, guard.name)
+    return AgentParts(prompts, generator, retriever, guard)
