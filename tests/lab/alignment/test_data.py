@@ -97,7 +97,7 @@ def test_help() -> None:
 
 
 def test_bad_holdout_fraction_is_one_line_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    assert main(["--holdout-fraction", "1.5", "--out", str(tmp_path)]) == 1
+    assert main(["--holdout-fraction", "1.5", "--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == "error: --holdout-fraction must be between 0 and 1 (exclusive)"
 
 
@@ -289,7 +289,7 @@ def test_validation_larger_than_the_file_is_one_line_error(carve_inputs: dict[st
 def test_negative_validation_size_is_one_line_error(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    assert main(["--val-harmless", "-1", "--out", str(tmp_path)]) == 1
+    assert main(["--val-harmless", "-1", "--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == "error: --val-harmful and --val-harmless must be 0 or more"
 
 
@@ -317,7 +317,7 @@ def test_harmless_refusal_negatives_share_the_prompt_with_a_positive(
 def test_negative_refusal_negatives_is_one_line_error(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    assert main(["--harmless-refusal-negatives", "-2", "--out", str(tmp_path)]) == 1
+    assert main(["--harmless-refusal-negatives", "-2", "--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == "error: --harmless-refusal-negatives must be 0 or more"
 
 
