@@ -1,24 +1,16 @@
-"""The web chat page at / and the API docs, every asset served from this process (no CDN: works offline)."""
+"""The API docs (Swagger UI), every asset served from this process (no CDN: works offline)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import swagger_ui_bundle
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 SWAGGER_PREFIX = "/static/swagger"
 
 router = APIRouter(include_in_schema=False)
-
-
-@router.get("/")
-async def chat_page() -> FileResponse:
-    return FileResponse(STATIC_DIR / "index.html")
 
 
 @router.get("/docs")
@@ -33,6 +25,5 @@ async def docs() -> HTMLResponse:
 
 
 def mount_static(app: FastAPI) -> None:
-    # The more specific mount first: /static/swagger is the swagger-ui-bundle package's own folder.
+    # The swagger-ui-bundle package's own folder of Swagger UI assets.
     app.mount(SWAGGER_PREFIX, StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger")
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
