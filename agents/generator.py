@@ -32,6 +32,20 @@ class GenerationError(AppError, RuntimeError):
     """Generation failed; the message says why."""
 
 
+class GenerationStats:
+    """Running totals a host can export: tokens generated and seconds the generator was busy."""
+
+    def __init__(self) -> None:
+        self.tokens = 0
+        self.busy_seconds = 0.0
+        self._lock = threading.Lock()
+
+    def record(self, tokens: int, seconds: float) -> None:
+        with self._lock:
+            self.tokens += tokens
+            self.busy_seconds += seconds
+
+
 def configure_cpu_threads(threads: int | None) -> None:
     """Size torch's intra-op pool for CPU serving; None: half the cores.
 
@@ -57,6 +71,7 @@ class Generator:
         # Reentrant: a guard that judges with this same model (generator_judge) generates from the thread
         # that is consuming a stream, and must not wait on itself.
         self._lock = threading.RLock()
+        self.stats = GenerationStats()
 
     @classmethod
     def load(cls, settings: ModelSettings) -> Generator:
@@ -120,9 +135,11 @@ class Generator:
         def run() -> None:
             import torch
 
+            started = time.perf_counter()
             try:
                 with torch.inference_mode():
-                    self.model.generate(**kwargs)
+                    output = self.model.generate(**kwargs)
+                self.stats.record(output.shape[-1] - input_ids.shape[-1], time.perf_counter() - started)
             except BaseException as exc:  # re-raised in the consumer below
                 failure.append(exc)
                 streamer.end()

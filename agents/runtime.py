@@ -22,7 +22,8 @@ async def open_agent(settings: AppSettings, parts: AgentParts) -> AsyncIterator[
             from agents.agentic.runtime import make_agentic_nodes
 
             agentic = make_agentic_nodes(settings, parts)
-            yield ChatAgent(build_agentic_graph(agentic, checkpointer), agentic.prompts.version)
+            yield ChatAgent(build_agentic_graph(agentic, checkpointer), agentic.prompts.version,
+                            parts.generator.stats)
         else:
             nodes = AgentNodes(
                 guard=parts.guard,
@@ -32,4 +33,4 @@ async def open_agent(settings: AppSettings, parts: AgentParts) -> AsyncIterator[
                 settings=settings.agent,
                 top_k=settings.retrieval.top_k,
             )
-            yield ChatAgent(build_graph(nodes, checkpointer), parts.prompts.version)
+            yield ChatAgent(build_graph(nodes, checkpointer), parts.prompts.version, parts.generator.stats)

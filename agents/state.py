@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, TypedDict
 
@@ -36,6 +38,7 @@ class AgentState:
     request_verdict: Verdict | None = None
     response_verdict: Verdict | None = None
     route: list[str] = field(default_factory=list)  # the nodes this turn visited, in order
+    owner: str | None = None  # the caller who created the thread; only they may continue it
 
 
 @dataclass(frozen=True)
@@ -49,10 +52,11 @@ class TurnContext:
     cancelled: threading.Event = field(default_factory=threading.Event)
 
 
-def turn_input(message: str) -> dict:
-    """The graph input for one user turn."""
+def turn_input(message: str, *, owner: str | None = None, history: Sequence[AnyMessage] = ()) -> dict:
+    """The graph input for one user turn (after `history`, for a turn whose caller keeps the history)."""
     return {
-        "messages": [HumanMessage(content=message)],
+        "messages": [*history, HumanMessage(content=message, id=str(uuid.uuid4()))],
+        "owner": owner,
         "documents": [],
         "request_verdict": None,
         "response_verdict": None,

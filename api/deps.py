@@ -1,20 +1,27 @@
-"""Dependencies of the routes, as Annotated aliases: settings, the agent, the API-key check."""
+"""Dependencies of the routes, as Annotated aliases: settings, the agent, the caller, rate limit, turn queue."""
 
 from __future__ import annotations
 
-import secrets
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from agents.chat import ChatAgent
-from api.errors import NotReady, Unauthorized
+from api.auth import DEV_CALLER_ID, Caller
+from api.errors import Forbidden, NotReady, Overloaded, RateLimited, Unauthorized
+from api.ratelimit import retry_after_header
 from api.service import ServiceState
+from api.turns import QueueFull
 from configs.settings import AppSettings
 
 _bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <api key>")
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="or X-API-Key: <api key>")
+
+LOOPBACK = frozenset({"127.0.0.1", "::1"})
+# A full queue drains at about one turn per few seconds on CPU: a short wait is the honest hint.
+QUEUE_RETRY_AFTER_S = 2
 
 
 def get_service(request: Request) -> ServiceState:
@@ -34,27 +41,64 @@ SettingsDep = Annotated[AppSettings, Depends(get_settings)]
 def get_agent(service: ServiceDep) -> ChatAgent:
     if service.agent is None:
         reason = f"the agent failed to load ({service.failure})" if service.failure else "models are loading"
-        raise NotReady(f"{reason}; retry when GET /readyz answers 200")
+        raise NotReady(f"{reason}; retry when GET /readyz answers 200", {"Retry-After": "5"})
     return service.agent
 
 
 AgentDep = Annotated[ChatAgent, Depends(get_agent)]
 
 
-def require_api_key(
-    settings: SettingsDep,
+def get_caller(
+    request: Request,
+    service: ServiceDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     header_key: Annotated[str | None, Depends(_api_key_header)],
-) -> None:
-    """With api.api_keys set, every chat call must carry one of them; with none set, the API is open."""
-    keys = settings.api.api_keys
-    if not keys:
-        return
+) -> Caller:
+    """The caller behind the request's API key; in development mode, the one local caller."""
+    if service.keys.dev_mode:
+        client = request.client.host if request.client else None
+        if client not in LOOPBACK:
+            raise Forbidden("development mode serves this machine only; configure api.api_keys to serve others")
+        return Caller(DEV_CALLER_ID)
     presented = bearer.credentials if bearer else header_key
-    if presented is None:
+    if not presented:
         raise Unauthorized("missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
-    if not any(secrets.compare_digest(presented.encode(), key.encode()) for key in keys):
+    caller = service.keys.identify(presented)
+    if caller is None:
         raise Unauthorized("invalid API key")
+    request.state.caller_id = caller.id  # for the access log
+    return caller
 
 
-ApiKeyDep = Depends(require_api_key)
+CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+def rate_limited_caller(caller: CallerDep, service: ServiceDep) -> Caller:
+    wait = service.rate_limiter.acquire(caller.id)
+    if wait > 0:
+        service.metrics.rejected.labels("rate_limited").inc()
+        limit = service.settings.api.rate_limit_per_minute
+        raise RateLimited(f"rate limit of {limit} requests a minute reached; retry after {wait:.1f} s",
+                          {"Retry-After": retry_after_header(wait)})
+    return caller
+
+
+async def turn_slot(service: ServiceDep) -> AsyncIterator[None]:
+    """A place in the turn queue for the whole request, a streamed response included."""
+    try:
+        service.turns.admit()
+    except QueueFull as exc:
+        service.metrics.rejected.labels("queue_full").inc()
+        raise Overloaded(f"the service is at capacity ({exc}); retry shortly",
+                         {"Retry-After": str(QUEUE_RETRY_AFTER_S)}) from None
+    service.metrics.queue_depth.set(service.turns.depth)
+    try:
+        yield
+    finally:
+        service.turns.release()
+        service.metrics.queue_depth.set(service.turns.depth)
+
+
+# A chat turn: authenticated, within the caller's rate, the agent loaded, a place in the queue.
+TurnCallerDep = Annotated[Caller, Depends(rate_limited_caller)]
+TurnSlotDep = Depends(turn_slot)

@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from agents.chat import ThreadNotFound
 from agents.generator import GenerationError
 from retrieval.store import VectorStoreError
 
@@ -28,9 +29,10 @@ class ApiError(Exception):
     status_code = 500
     code = "internal_error"
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.headers = headers or {}
 
 
 class InvalidRequest(ApiError):
@@ -42,15 +44,39 @@ class Unauthorized(ApiError):
     status_code = 401
     code = "unauthorized"
 
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, {"WWW-Authenticate": "Bearer"})
+
+
+class Forbidden(ApiError):
+    status_code = 403
+    code = "forbidden"
+
+
+class RateLimited(ApiError):
+    status_code = 429
+    code = "rate_limited"
+
 
 class NotReady(ApiError):
     status_code = 503
     code = "not_ready"
 
 
+class Overloaded(ApiError):
+    status_code = 503
+    code = "overloaded"
+
+
+class GenerationTimeout(ApiError):
+    status_code = 504
+    code = "generation_timeout"
+
+
 # Errors from the layers below, with what the client is told.
 _PROJECT_ERRORS: dict[type[Exception], tuple[int, str, str]] = {
     GenerationError: (500, "generation_failed", "the model failed to generate an answer; try again"),
+    ThreadNotFound: (404, "thread_not_found", "no such conversation for this API key; omit thread_id to start one"),
     VectorStoreError: (503, "knowledge_base_unavailable", "the knowledge base is unavailable; retry later"),
 }
 _UNEXPECTED = (500, "internal_error", "internal error; the server log has the details")
@@ -84,8 +110,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         response = error_body(*client_error(exc))
-        if isinstance(exc, Unauthorized):
-            response.headers["WWW-Authenticate"] = "Bearer"
+        response.headers.update(exc.headers)
         return response
 
     @app.exception_handler(RequestValidationError)
@@ -97,7 +122,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error_body(exc.status_code, f"http_{exc.status_code}", str(exc.detail))
+        response = error_body(exc.status_code, f"http_{exc.status_code}", str(exc.detail))
+        response.headers.update(exc.headers or {})  # e.g. a 405's Allow
+        return response
 
     @app.middleware("http")
     async def _unhandled_errors(request: Request, call_next: CallNext) -> Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import sys
@@ -11,6 +12,18 @@ from typing import Any
 # Attributes every LogRecord has; anything else on a record came from `extra=` and is logged as a field
 # (uvicorn's `color_message` repeats the message with terminal colour codes).
 _STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName", "color_message"}
+
+
+# The id of the request being served, set by the access-log middleware; every record logged while
+# serving it carries it (the agent's "turn done" line included).
+request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+
+
+class RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id") and (current := request_id.get()) is not None:
+            record.request_id = current
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -35,6 +48,7 @@ def configure_logging(*, json_lines: bool, level: int = logging.INFO) -> None:
     handler = logging.StreamHandler(sys.stderr)
     text_format = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     handler.setFormatter(JsonFormatter() if json_lines else logging.Formatter(text_format))
+    handler.addFilter(RequestIdFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -22,7 +22,10 @@ class ChatRequest(BaseModel):
     # A misspelt or unsupported field is the client's mistake to hear about, not to have silently ignored.
     model_config = ConfigDict(extra="forbid")
 
-    message: str = Field(min_length=1, description="the user's message (at most api.max_message_chars)")
+    message: str = Field(
+        min_length=1, description="the user's message (at most api.max_message_chars)",
+        json_schema_extra={"pattern": r"\S"},  # not blank: what the validator below enforces
+    )
     thread_id: ThreadId | None = Field(None, description="omit to start a new conversation")
 
     @field_validator("message")
@@ -53,10 +56,15 @@ class Safety(BaseModel):
     response: Verdict | None = Field(description="null when the request was refused before generation")
     refused: bool
 
+    @classmethod
+    def from_turn(cls, turn: TurnResult) -> Safety:
+        return cls(request=turn.request_verdict, response=turn.response_verdict, refused=turn.refused)
+
 
 class ChatResponse(BaseModel):
     answer: str
     thread_id: str
+    message_id: str = Field(description="the answer's id in the conversation")
     sources: list[Source]
     safety: Safety
     route: list[str] = Field(
@@ -70,8 +78,9 @@ class ChatResponse(BaseModel):
         return cls(
             answer=turn.answer,
             thread_id=turn.thread_id,
+            message_id=turn.message_id,
             sources=[Source.from_document(document) for document in turn.documents],
-            safety=Safety(request=turn.request_verdict, response=turn.response_verdict, refused=turn.refused),
+            safety=Safety.from_turn(turn),
             route=turn.route,
         )
 
@@ -87,6 +96,20 @@ class RetractData(BaseModel):
 class StreamError(BaseModel):
     detail: str
     code: str
+
+
+class ErrorBody(BaseModel):
+    detail: str = Field(description="what went wrong and what to do about it")
+    code: str = Field(description="machine-readable, e.g. unauthorized, rate_limited, overloaded")
+
+
+class FieldError(BaseModel):
+    field: str
+    reason: str
+
+
+class ValidationErrorBody(ErrorBody):
+    errors: list[FieldError]
 
 
 class Health(BaseModel):

@@ -1,4 +1,5 @@
-"""The service's lifetime state: the agent once it has loaded, or why it failed to."""
+"""The service's lifetime state: the agent once it has loaded (or why it failed to), the accepted keys,
+the rate limiter, the turn queue and the metrics."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 
 from agents.chat import ChatAgent
+from api.auth import KeyStore
+from api.metrics import ServiceMetrics
+from api.ratelimit import RateLimiter
+from api.turns import TurnQueue
 from configs.settings import AppSettings
 
 logger = logging.getLogger(__name__)
@@ -33,10 +38,15 @@ async def start_agent(settings: AppSettings, stack: AsyncExitStack) -> ChatAgent
 class ServiceState:
     """Loads the agent in the background, so /healthz answers while the models load."""
 
-    def __init__(self, settings: AppSettings, starter: AgentStarter) -> None:
+    def __init__(self, settings: AppSettings, starter: AgentStarter, keys: KeyStore) -> None:
         self.settings = settings
+        self.keys = keys
         self.agent: ChatAgent | None = None
         self.failure: str | None = None
+        self.rate_limiter = RateLimiter(settings.api.rate_limit_per_minute)
+        self.turns = TurnQueue(settings.api.max_queued_turns)
+        self.metrics = ServiceMetrics(lambda: self.agent.generation_stats if self.agent else None)
+        self.metrics.queue_capacity.set(settings.api.max_queued_turns)
         self._starter = starter
         self._stack = AsyncExitStack()
         self._task: asyncio.Task[None] | None = None
@@ -58,4 +68,7 @@ class ServiceState:
         if self._task is not None and not self._task.done():
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        # uvicorn has let in-flight requests finish or cancelled them (api.shutdown_grace_s); a cancelled
+        # turn still tidies its thread, so wait for that before closing the memory under it.
+        await self.turns.drain(timeout_s=5.0)
         await self._stack.aclose()

@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from configs.errors import AppError
@@ -153,8 +153,28 @@ class AgentSettings(BaseModel):
 class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8000, gt=0, lt=65536)
-    api_keys: list[str] = Field(default_factory=list, description="empty: no auth (development)")
+    dev_mode: bool = Field(
+        False, description="local development: no API keys; the service then binds 127.0.0.1 only"
+    )
+    api_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="bearer tokens the service accepts, raw or as 'sha256:<hex digest>'; required unless dev_mode",
+    )
     max_message_chars: int = Field(4000, gt=0)
+    max_messages: int = Field(
+        32, gt=0, description="messages one /v1/chat/completions request may carry (bounded history)"
+    )
+    max_body_bytes: int = Field(262_144, gt=0, description="larger request bodies get 413 before parsing")
+    rate_limit_per_minute: int = Field(60, ge=0, description="chat requests per key and minute; 0: unlimited")
+    max_queued_turns: int = Field(
+        8, gt=0, description="turns admitted at once (running or waiting for the generator); more get 503"
+    )
+    generation_timeout_s: float = Field(120.0, gt=0, description="a turn running longer is cancelled")
+    shutdown_grace_s: int = Field(
+        10, ge=0, description="on SIGTERM, in-flight requests get this long to finish, then are cancelled"
+    )
+    cors_origins: list[str] = Field(default_factory=list, description="browser origins allowed; empty: CORS off")
+    model_id: str = Field("aligned-rag", description="the model name /v1/models lists")
     log_json: bool = True
 
 
@@ -176,7 +196,7 @@ class AppSettings(BaseSettings):
     @field_validator("api")
     @classmethod
     def _no_placeholder_keys(cls, api: ApiSettings) -> ApiSettings:
-        if any(key in {"changeme", "secret", ""} for key in api.api_keys):
+        if any(key.get_secret_value() in {"changeme", "secret", ""} for key in api.api_keys):
             raise ValueError("api.api_keys holds a placeholder key; set real keys or none")
         return api
 

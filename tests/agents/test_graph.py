@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import threading
 
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
-from agents.chat import ChatAgent, DoneEvent, RetractEvent, TokenEvent
+from agents.chat import ChatAgent, DoneEvent, RetractEvent, ThreadNotFound, TokenEvent
 from agents.memory import checkpoint_serde, open_checkpointer
 from configs.settings import AgentSettings
 
@@ -197,3 +199,43 @@ async def test_closing_a_stream_early_stops_the_generation(make_graph):
 
     assert await asyncio.to_thread(generation_ended.wait, 5)
     assert generator.pieces_sent < 10  # of 201: the node stopped at its next piece
+
+
+async def test_a_thread_belongs_to_the_owner_that_created_it(make_graph):
+    graph, *_ = make_graph(checkpointer=InMemorySaver(serde=checkpoint_serde()))
+    agent = ChatAgent(graph, "test")
+    await agent.ask(BENIGN, "mem-1", owner="alice")
+
+    with pytest.raises(ThreadNotFound):
+        await agent.ask("What did I ask before?", "mem-1", owner="mallory")
+    follow_up = await agent.ask("And how do I change it?", "mem-1", owner="alice")
+    assert follow_up.thread_id == "mem-1"
+    state = await graph.aget_state({"configurable": {"thread_id": "mem-1"}})
+    assert len(state.values["messages"]) == 4  # mallory's question never entered alice's thread
+
+
+async def test_a_stream_closed_mid_answer_leaves_no_orphan_question_in_memory(make_graph):
+    graph, *_ = make_graph(checkpointer=InMemorySaver(serde=checkpoint_serde()))
+    agent = ChatAgent(graph, "test")
+    await agent.ask(BENIGN, "t1")
+
+    stream = agent.stream("And how do I change it?", "t1")
+    assert isinstance(await anext(stream), TokenEvent)  # the answer has started
+    await stream.aclose()  # the client went away
+
+    state = await graph.aget_state({"configurable": {"thread_id": "t1"}})
+    assert [m.type for m in state.values["messages"]] == ["human", "ai"]
+    assert state.values["messages"][0].text == BENIGN
+    again = await agent.ask("And how do I change it?", "t1")  # the thread still works
+    assert again.route[-1] == "safety_out"
+
+
+async def test_a_stateless_turn_answers_after_the_callers_history_and_stores_nothing(make_graph):
+    saver = InMemorySaver(serde=checkpoint_serde())
+    graph, _, _, generator = make_graph(checkpointer=saver)
+    history = [HumanMessage("My name is Ada."), AIMessage("Hello Ada.")]
+    result = await ChatAgent(graph, "test").ask(BENIGN, None, history=history)
+
+    assert result.thread_id is None and result.message_id
+    assert [m["content"] for m in generator.prompts[0][1:]] == ["My name is Ada.", "Hello Ada.", BENIGN]
+    assert list(saver.list(None)) == []

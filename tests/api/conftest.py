@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import subprocess
@@ -17,6 +18,7 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "test-key-3f9a1c"
+OTHER_KEY = "other-key-77b2e0"
 MAX_MESSAGE_CHARS = 500
 READY_TIMEOUT_S = 240
 
@@ -25,7 +27,9 @@ READY_TIMEOUT_S = 240
 class Server:
     base_url: str
     log_path: Path
+    pid: int
     api_key: str = API_KEY
+    other_key: str = OTHER_KEY
     max_message_chars: int = MAX_MESSAGE_CHARS
 
     def client(self, **kwargs) -> httpx.Client:
@@ -64,7 +68,10 @@ def server(tmp_path_factory) -> Iterator[Server]:
         "vector_store": {"persist_dir": str(root / "chroma")},
         "agent": {"sqlite_path": str(root / "checkpoints.sqlite")},
         "model": {"max_new_tokens": 48},
-        "api": {"api_keys": [API_KEY], "max_message_chars": MAX_MESSAGE_CHARS},
+        # The second key is stored hashed, as a deployment would; generous rate limit: the suite is one client.
+        "api": {"api_keys": [API_KEY, f"sha256:{hashlib.sha256(OTHER_KEY.encode()).hexdigest()}"],
+                "max_message_chars": MAX_MESSAGE_CHARS, "rate_limit_per_minute": 10_000,
+                "max_body_bytes": 65_536},
     }))
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
@@ -77,11 +84,14 @@ def server(tmp_path_factory) -> Iterator[Server]:
         )
     try:
         wait_until_ready(process, base_url, log_path)
-        yield Server(base_url, log_path)
+        yield Server(base_url, log_path, process.pid)
     finally:
         process.terminate()
         try:
-            process.wait(timeout=20)
+            returncode = process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+            pytest.fail("the server did not stop within 30 s of SIGTERM")
+    # Idle at the end of the session: SIGTERM is a requested stop, not a failure.
+    assert returncode == 0, log_path.read_text()[-2000:]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import uuid
 
 import httpx
@@ -159,3 +160,56 @@ def test_the_server_logs_json_lines(server):
     assert any(r["message"] == "ready" and "startup_s" in r for r in records)
     assert any(r.get("request_id") and "latency_ms" in r for r in records)
     assert "Traceback" not in server.log_path.read_text()
+
+
+def test_a_thread_belongs_to_the_key_that_started_it(server):
+    with server.client() as owner, server.client(headers={"Authorization": f"Bearer {server.other_key}"}) as other:
+        started = owner.post("/v1/chat", json={"message": HARMFUL, "thread_id": "owned-1"})
+        assert started.status_code == 200
+        for path in ("/v1/chat", STREAM):
+            response = other.post(path, json={"message": "What did I ask?", "thread_id": "owned-1"})
+            assert response.status_code == 404 and response.json()["code"] == "thread_not_found"
+        assert other.post("/v1/chat", json={"message": HARMFUL, "thread_id": "theirs-1"}).status_code == 200
+
+
+def test_a_chunked_body_over_the_limit_is_refused_before_it_is_all_sent(server):
+    host, port = server.base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"POST /v1/chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Authorization: Bearer " + server.api_key.encode() + b"\r\nTransfer-Encoding: chunked\r\n\r\n")
+        chunk = b"x" * 16_384
+        for _ in range(5):  # 80 KB of a body that would go on for ever; the limit is 64 KB
+            sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        reply = b""
+        while b"}" not in reply and (data := sock.recv(4096)):  # headers, then the JSON body
+            reply += data
+        reply = reply.decode()
+    assert reply.startswith("HTTP/1.1 413") and "body_too_large" in reply
+
+
+def test_wrong_content_type_gets_415_and_a_wrong_method_405_with_allow(server):
+    with server.client() as client:
+        plain = client.post("/v1/chat", content=b"hello", headers={"content-type": "text/plain"})
+        wrong = client.delete("/v1/chat/completions")
+    assert plain.status_code == 415 and plain.json()["code"] == "unsupported_media_type"
+    assert wrong.status_code == 405 and wrong.headers["allow"] == "POST"
+
+
+def test_metrics_count_requests_refusals_and_tokens(server):
+    with server.client() as client:
+        client.post("/v1/chat", json={"message": HARMFUL})
+        text = client.get("/metrics").text
+    assert 'rag_http_requests_total{method="POST",route="/v1/chat",status="200"}' in text
+    assert 'rag_refusals_total{category="S9",stage="request"}' in text or 'stage="request"' in text
+    assert "rag_generated_tokens_total" in text and "rag_generator_busy_seconds_total" in text
+    assert "rag_turn_queue_depth" in text and "rag_http_request_seconds_bucket" in text
+
+
+def test_the_request_id_is_in_the_header_and_every_log_line_of_the_turn(server):
+    with server.client(headers={"X-Request-ID": "trace-abc-123"}) as client:
+        response = client.post("/v1/chat", json={"message": HARMFUL})
+    assert response.headers["x-request-id"] == "trace-abc-123"
+    records = [json.loads(line) for line in server.log_path.read_text().splitlines() if line.startswith("{")]
+    tagged = [r["message"] for r in records if r.get("request_id") == "trace-abc-123"]
+    assert "turn done" in tagged and any(m.startswith("POST /v1/chat") for m in tagged)
+    assert server.api_key not in server.log_path.read_text()
