@@ -29,7 +29,7 @@ def test_ingest_and_search_through_a_chroma_server(
     second = ingest_paths([docs], settings)
 
     assert (first.chunks_added, second.chunks_added, second.chunks_present) == (2, 0, 2)
-    assert not settings.vector_store.persist_dir.exists()  # nothing went to the embedded store
+    assert not (settings.vector_store.persist_dir / "chroma.sqlite3").exists()  # no embedded store was made
     hits = build_retriever(settings).search("How often does the ferry leave?")
     assert Path(hits[0].source).name == "ferry.md"
     assert open_store(settings)._collection.count() == 2
