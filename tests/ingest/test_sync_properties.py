@@ -18,16 +18,17 @@ from unittest.mock import patch
 import chromadb
 import pytest
 from chromadb.config import Settings as ChromaSettings
-from hypothesis import HealthCheck, settings, strategies as st
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from langchain_chroma import Chroma
 from langchain_core.embeddings import Embeddings
 
 from configs.settings import load_settings
+from ingest import pipeline
 from ingest.chunking import chunk_document
 from ingest.loaders import load_document
 from ingest.manifest import Manifest
-from ingest import pipeline
 from ingest.pipeline import ingest_paths
 from retrieval.store import index_path
 
