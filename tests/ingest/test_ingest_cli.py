@@ -60,14 +60,14 @@ def test_ingests_a_folder_and_prints_the_summary(sample_docs: Path, tmp_path: Pa
 
     result = run_cli(sample_docs, "--persist-dir", db, "--collection", "cli_kb")
 
-    assert result.returncode == 3, result.stderr  # done, but some files were skipped
+    assert result.returncode == 4, result.stderr  # done, but some files were skipped
     summary = result.stdout.strip()
     assert SUMMARY.match(summary).groups()[:4] == ("6", "5", "0", "2")
     assert "broken.pdf (not a valid PDF)" in summary and "data.xyz (unsupported type)" in summary
     assert "Traceback" not in result.stderr
 
     # Re-run in-process (the embedding model is already loaded here) against the same store.
-    assert main([str(sample_docs), "--persist-dir", str(db), "--collection", "cli_kb"]) == 3
+    assert main([str(sample_docs), "--persist-dir", str(db), "--collection", "cli_kb"]) == 4
     assert SUMMARY.match(capsys.readouterr().out.strip()).groups()[:4] == ("6", "0", "5", "2")
 
 
