@@ -53,6 +53,7 @@ def to_context_documents(chunks: Sequence[RetrievedChunk]) -> list[ContextDocume
             id=chunk.id,
             source=chunk.source,
             title=str(chunk.metadata.get("title") or chunk.source),
+            citation=chunk.citation,
             score=chunk.score,
             text=chunk.text,
         )

@@ -21,6 +21,7 @@ class ContextDocument(TypedDict):
     id: str
     source: str
     title: str
+    citation: str  # source with heading path or page: "docs/guide.md > Setup", "manual.pdf, page 3"
     score: float
     text: str
 

@@ -108,11 +108,27 @@ class IngestSettings(BaseModel):
     chunk_overlap: int = Field(120, ge=0)
     starter_kb_dir: Path = PROJECT_ROOT / "ingest" / "starter_kb"
     ingest_starter_on_startup: bool = True
+    write_batch: int = Field(
+        256, gt=0, description="chunks embedded and committed together; one commit is all-or-nothing"
+    )
+    jsonl_text_field: str = Field("text", min_length=1, description="JSONL: the field holding a record's text")
+    jsonl_metadata_fields: list[str] = Field(
+        default_factory=list, description="JSONL: record fields copied into every chunk's metadata"
+    )
 
 
 class RetrievalSettings(BaseModel):
     top_k: int = Field(4, gt=0, le=50)
     min_relevance: float = Field(0.25, ge=0.0, le=1.0, description="cosine similarity floor")
+    search_type: Literal["similarity", "mmr"] = Field(
+        "similarity", description="mmr: maximal marginal relevance, trading similarity for diversity"
+    )
+    fetch_k: int = Field(20, gt=0, le=500, description="candidates per list before MMR or fusion")
+    mmr_lambda: float = Field(0.5, ge=0.0, le=1.0, description="1: pure similarity, 0: pure diversity")
+    hybrid: bool = Field(
+        True, description="fuse BM25 (SQLite FTS5 beside the collection) with dense search by reciprocal rank"
+    )
+    rrf_k: int = Field(60, gt=0, description="reciprocal rank fusion constant: score = sum 1 / (rrf_k + rank)")
 
 
 class SafetySettings(BaseModel):

@@ -1,24 +1,36 @@
-"""Read one file into plain text sections, one loader per format, chosen by file suffix."""
+"""Read one file into plain-text sections, one loader per format, chosen by file suffix.
+
+A section is the unit the chunker splits: a Markdown or DOCX section under its heading path, a PDF
+page, a JSONL record. Its heading, page and record metadata travel into every chunk cut from it.
+"""
 
 from __future__ import annotations
 
 import io
+import json
 import logging
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import yaml
+
 from configs.errors import AppError
+from configs.settings import IngestSettings
 
 logger = logging.getLogger(__name__)
 
-DocumentKind = Literal["text", "markdown", "pdf", "html"]
-_MARKDOWN_HEADING = re.compile(r"^#\s+(.+?)\s*#*\s*$", re.MULTILINE)
+DocumentKind = Literal["text", "markdown", "pdf", "html", "docx", "jsonl"]
+MetadataValue = str | int | float | bool
+_ATX_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+_FENCE = re.compile(r"^\s*(```|~~~)")
+_FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.DOTALL)
 _BLANK_RUNS = re.compile(r"\n{3,}")
 # Page furniture, not content: it would otherwise be repeated in every chunk of a site.
-_HTML_NOISE_TAGS = ["script", "style", "noscript", "template", "nav", "footer"]
+_HTML_NOISE_TAGS = ["script", "style", "noscript", "template", "nav", "footer", "aside", "form", "svg", "iframe"]
+HEADING_SEPARATOR = " > "
 
 
 class DocumentLoadError(AppError):
@@ -33,6 +45,8 @@ class DocumentLoadError(AppError):
 class Section:
     text: str
     page: int | None = None  # 1-based, PDFs only
+    heading: str | None = None  # "Chapter > Section", Markdown and DOCX only
+    metadata: dict[str, MetadataValue] = field(default_factory=dict)  # JSONL record fields
 
 
 @dataclass(frozen=True)
@@ -40,19 +54,66 @@ class LoadedDocument:
     title: str
     kind: DocumentKind
     sections: list[Section]
+    problems: list[str] = field(default_factory=list)  # records skipped inside an otherwise usable file
 
 
-def load_text(path: Path) -> LoadedDocument:
+def sections_under_headings(blocks: Iterable[tuple[int | None, str]]) -> list[Section]:
+    """(heading level or None, text) blocks -> one section per heading, named by its heading path."""
+    path: list[tuple[int, str]] = []
+    sections: list[Section] = []
+    lines: list[str] = []
+
+    def close() -> None:
+        text = "\n".join(lines).strip()
+        if text:
+            heading = HEADING_SEPARATOR.join(title for _, title in path) or None
+            sections.append(Section(text, heading=heading))
+        lines.clear()
+
+    for level, text in blocks:
+        if level is None:
+            lines.append(text)
+            continue
+        close()
+        path = [(lvl, title) for lvl, title in path if lvl < level] + [(level, text.strip())]
+        lines.append(text.strip())  # the heading's words belong to its section's text, for search
+    close()
+    return sections
+
+
+def load_text(path: Path, settings: IngestSettings) -> LoadedDocument:
     return LoadedDocument(path.stem, "text", [Section(_read_utf8(path))])
 
 
-def load_markdown(path: Path) -> LoadedDocument:
+def load_markdown(path: Path, settings: IngestSettings) -> LoadedDocument:
     text = _read_utf8(path)
-    heading = _MARKDOWN_HEADING.search(text)
-    return LoadedDocument(heading.group(1) if heading else path.stem, "markdown", [Section(text)])
+    title = None
+    front = _FRONT_MATTER.match(text)
+    if front:
+        text = text[front.end() :]
+        try:
+            meta = yaml.safe_load(front.group(1))
+        except yaml.YAMLError:
+            meta = None
+        if isinstance(meta, dict) and meta.get("title"):
+            title = str(meta["title"])
+    blocks: list[tuple[int | None, str]] = []
+    in_fence = False
+    for line in text.splitlines():
+        if _FENCE.match(line):
+            in_fence = not in_fence
+        heading = None if in_fence else _ATX_HEADING.match(line)
+        if heading:
+            level = len(heading.group(1))
+            blocks.append((level, heading.group(2)))
+            if title is None and level == 1:
+                title = heading.group(2)
+        else:
+            blocks.append((None, line))
+    return LoadedDocument(title or path.stem, "markdown", sections_under_headings(blocks))
 
 
-def load_html(path: Path) -> LoadedDocument:
+def load_html(path: Path, settings: IngestSettings) -> LoadedDocument:
     from bs4 import BeautifulSoup
 
     # Bytes, so BeautifulSoup honours the page's declared charset.
@@ -67,7 +128,7 @@ def load_html(path: Path) -> LoadedDocument:
     return LoadedDocument(title or path.stem, "html", [Section(text)])
 
 
-def load_pdf(path: Path) -> LoadedDocument:
+def load_pdf(path: Path, settings: IngestSettings) -> LoadedDocument:
     from pypdf import PdfReader
 
     data = _read_bytes(path)
@@ -88,22 +149,83 @@ def load_pdf(path: Path) -> LoadedDocument:
     return LoadedDocument(str(title), "pdf", pages)
 
 
-LOADERS: dict[str, Callable[[Path], LoadedDocument]] = {
+def load_docx(path: Path, settings: IngestSettings) -> LoadedDocument:
+    import docx
+
+    data = _read_bytes(path)
+    try:
+        document = docx.Document(io.BytesIO(data))
+    except Exception as exc:  # python-docx raises zip and XML errors; an encrypted DOCX is not a zip
+        logger.debug("python-docx failed on %s", path, exc_info=True)
+        raise DocumentLoadError("not a valid DOCX (encrypted or damaged?)") from exc
+    title = document.core_properties.title or None
+    blocks: list[tuple[int | None, str]] = []
+    for paragraph in document.paragraphs:
+        style = paragraph.style.name if paragraph.style is not None else ""
+        level = _docx_heading_level(style)
+        if style == "Title" and title is None:
+            title = paragraph.text.strip() or None
+        blocks.append((level, paragraph.text) if paragraph.text.strip() or level is None else (None, ""))
+    for table in document.tables:  # tables after the prose: their cells are content too
+        for row in table.rows:
+            blocks.append((None, " | ".join(cell.text.strip() for cell in row.cells)))
+    return LoadedDocument(title or path.stem, "docx", sections_under_headings(blocks))
+
+
+def _docx_heading_level(style: str) -> int | None:
+    if style.startswith("Heading "):
+        suffix = style.removeprefix("Heading ")
+        return int(suffix) if suffix.isdigit() else None
+    return None
+
+
+def load_jsonl(path: Path, settings: IngestSettings) -> LoadedDocument:
+    """One section per record: `ingest.jsonl_text_field` is the text, `jsonl_metadata_fields` ride along."""
+    text_field, wanted = settings.jsonl_text_field, settings.jsonl_metadata_fields
+    sections: list[Section] = []
+    problems: list[str] = []
+    for number, line in enumerate(_read_utf8(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            problems.append(f"line {number}: not JSON")
+            continue
+        text = record.get(text_field) if isinstance(record, dict) else None
+        if not isinstance(text, str) or not text.strip():
+            problems.append(f"line {number}: no text in field {text_field!r}")
+            continue
+        metadata = {key: _metadata_value(record[key]) for key in wanted if record.get(key) is not None}
+        sections.append(Section(text, heading=str(metadata.get("title", "")) or None, metadata=metadata))
+    if not sections and problems:
+        raise DocumentLoadError(f"no usable records ({problems[0]})")
+    return LoadedDocument(path.stem, "jsonl", sections, problems)
+
+
+def _metadata_value(value: object) -> MetadataValue:
+    # Chroma stores scalars only; lists and objects keep their JSON form.
+    return value if isinstance(value, str | int | float | bool) else json.dumps(value, ensure_ascii=False)
+
+
+LOADERS: dict[str, Callable[[Path, IngestSettings], LoadedDocument]] = {
     ".txt": load_text,
     ".md": load_markdown,
     ".markdown": load_markdown,
     ".html": load_html,
     ".htm": load_html,
     ".pdf": load_pdf,
+    ".docx": load_docx,
+    ".jsonl": load_jsonl,
 }
 
 
-def load_document(path: Path) -> LoadedDocument:
+def load_document(path: Path, settings: IngestSettings | None = None) -> LoadedDocument:
     """Load a supported file; raises DocumentLoadError for anything that yields no usable text."""
     loader = LOADERS.get(path.suffix.lower())
     if loader is None:
         raise DocumentLoadError("unsupported type")
-    document = loader(path)
+    document = loader(path, settings or IngestSettings())
     if not any(section.text.strip() for section in document.sections):
         raise DocumentLoadError("empty")
     return document

@@ -1,17 +1,28 @@
-"""Top-k search over the knowledge base, scored by cosine similarity."""
+"""Search over the knowledge base: dense top-k or MMR, optionally fused with BM25, filtered by metadata.
+
+Every result's `score` is its cosine similarity to the query, whichever list found it, so one
+relevance floor (`retrieval.min_relevance`) means the same thing in every mode; the order of the
+results is the mode's own (fused rank, MMR selection).
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from langchain_chroma import Chroma
+from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
 from configs.settings import AppSettings, RetrievalSettings
-from retrieval.store import open_store
+from retrieval.lexical import LexicalIndex
+from retrieval.store import index_path, open_store
 
 logger = logging.getLogger(__name__)
+
+Where = dict[str, Any]  # a Chroma metadata filter, e.g. {"source": "docs/faq.md"} or {"page": {"$gte": 3}}
 
 
 @dataclass(frozen=True)
@@ -22,39 +33,135 @@ class RetrievedChunk:
     score: float  # cosine similarity: higher is more relevant
     metadata: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def citation(self) -> str:
+        """Where the passage is: "docs/guide.md > Setup > Install" or "manual.pdf, page 3"."""
+        if self.metadata.get("heading"):
+            return f"{self.source} > {self.metadata['heading']}"
+        if self.metadata.get("page") is not None:
+            return f"{self.source}, page {self.metadata['page']}"
+        return self.source
+
+
+@dataclass
+class _Candidate:
+    text: str
+    metadata: dict[str, Any]
+    embedding: np.ndarray | None = None
+    similarity: float | None = None
+
+
+def reciprocal_rank_fusion(rankings: Sequence[Sequence[str]], k: int) -> list[str]:
+    """Ids ordered by sum of 1 / (k + rank) over the rankings (Cormack et al., 2009)."""
+    scores: dict[str, float] = {}
+    for ranking in rankings:
+        for rank, item in enumerate(ranking, start=1):
+            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
+    return sorted(scores, key=lambda item: scores[item], reverse=True)
+
 
 class Retriever:
-    """Embeds a query, asks Chroma for its nearest chunks, and drops the weakly related ones."""
+    """Embeds a query once, gathers candidates (dense, and BM25 when hybrid), ranks, drops weak ones."""
 
-    def __init__(self, store: Chroma, settings: RetrievalSettings) -> None:
+    def __init__(self, store: Chroma, settings: RetrievalSettings, lexical: LexicalIndex | None = None) -> None:
         self.store = store
         self.settings = settings
+        self.lexical = lexical
 
-    def search(self, query: str, k: int | None = None) -> list[RetrievedChunk]:
+    def search(
+        self,
+        query: str,
+        k: int | None = None,
+        *,
+        where: Where | None = None,
+        search_type: str | None = None,
+        hybrid: bool | None = None,
+    ) -> list[RetrievedChunk]:
+        """The best `k` chunks for `query`; keyword arguments override the settings for this call."""
         if not query or not query.strip():
             raise ValueError("the search query is empty; pass the text to search for")
         k = self.settings.top_k if k is None else k
         if k < 1:
             raise ValueError(f"k must be at least 1, not {k}")
-        # The collection uses cosine distance over normalized vectors: similarity = 1 - distance.
-        hits = self.store.similarity_search_with_score(query, k=k)
-        chunks = [
-            RetrievedChunk(
-                id=document.id or "",
-                text=document.page_content,
-                source=str(document.metadata.get("source", "")),
-                score=1.0 - distance,
-                metadata=dict(document.metadata),
-            )
-            for document, distance in hits
-        ]
+        search_type = search_type or self.settings.search_type
+        if search_type not in ("similarity", "mmr"):
+            raise ValueError(f"search_type must be 'similarity' or 'mmr', not {search_type!r}")
+        hybrid = self.settings.hybrid if hybrid is None else hybrid
+        mmr = search_type == "mmr"
+        pool = max(k, self.settings.fetch_k) if (mmr or hybrid) else k
+
+        query_vector = np.asarray(self.store.embeddings.embed_query(query), dtype=np.float32)
+        candidates, ranking = self._dense(query_vector, pool, where, with_embeddings=mmr)
+        if hybrid and self.lexical is not None:
+            lexical_ranking = self.lexical.search(query, pool)
+            fused = reciprocal_rank_fusion([ranking, lexical_ranking], self.settings.rrf_k)[:pool]
+            self._fetch_missing([i for i in fused if i not in candidates], candidates, query_vector, where)
+            ranking = [i for i in fused if i in candidates]  # a filtered-out lexical hit is not a candidate
+        if mmr:
+            ranking = self._mmr(query_vector, ranking, candidates, k)
+        chunks = [self._chunk(i, candidates[i]) for i in ranking[:k]]
         relevant = [chunk for chunk in chunks if chunk.score >= self.settings.min_relevance]
         logger.debug(
-            "query %r: %d hits, %d at or above relevance %.2f",
-            query[:80], len(chunks), len(relevant), self.settings.min_relevance,
+            "query %r (%s%s): %d hits, %d at or above relevance %.2f", query[:80], search_type,
+            "+bm25" if hybrid else "", len(chunks), len(relevant), self.settings.min_relevance,
         )
-        return sorted(relevant, key=lambda chunk: chunk.score, reverse=True)
+        return relevant
+
+    def _dense(
+        self, query_vector: np.ndarray, n: int, where: Where | None, *, with_embeddings: bool
+    ) -> tuple[dict[str, _Candidate], list[str]]:
+        include = ["documents", "metadatas", "distances"] + (["embeddings"] if with_embeddings else [])
+        result = self.store._collection.query(
+            query_embeddings=[query_vector.tolist()], n_results=n, where=where or None, include=include
+        )
+        candidates: dict[str, _Candidate] = {}
+        embeddings = result.get("embeddings")
+        for position, chunk_id in enumerate(result["ids"][0]):
+            candidates[chunk_id] = _Candidate(
+                text=result["documents"][0][position],
+                metadata=dict(result["metadatas"][0][position] or {}),
+                # The collection uses cosine distance over normalized vectors: similarity = 1 - distance.
+                similarity=1.0 - result["distances"][0][position],
+                embedding=np.asarray(embeddings[0][position]) if with_embeddings else None,
+            )
+        return candidates, list(result["ids"][0])
+
+    def _fetch_missing(
+        self, ids: list[str], candidates: dict[str, _Candidate], query_vector: np.ndarray, where: Where | None
+    ) -> None:
+        """Lexical hits that dense search did not return: read them, and score them by cosine too."""
+        if not ids:
+            return
+        got = self.store._collection.get(
+            ids=ids, where=where or None, include=["documents", "metadatas", "embeddings"]
+        )
+        for position, chunk_id in enumerate(got["ids"]):
+            embedding = np.asarray(got["embeddings"][position], dtype=np.float32)
+            candidates[chunk_id] = _Candidate(
+                text=got["documents"][position],
+                metadata=dict(got["metadatas"][position] or {}),
+                embedding=embedding,
+                similarity=float(query_vector @ embedding),
+            )
+
+    def _mmr(self, query_vector: np.ndarray, ranking: list[str], candidates: dict[str, _Candidate], k: int) -> list[str]:
+        with_vectors = [i for i in ranking if candidates[i].embedding is not None]
+        if not with_vectors:
+            return []
+        matrix = np.stack([candidates[i].embedding for i in with_vectors])
+        chosen = maximal_marginal_relevance(query_vector, matrix, lambda_mult=self.settings.mmr_lambda, k=k)
+        return [with_vectors[index] for index in chosen]
+
+    @staticmethod
+    def _chunk(chunk_id: str, candidate: _Candidate) -> RetrievedChunk:
+        return RetrievedChunk(
+            id=chunk_id,
+            text=candidate.text,
+            source=str(candidate.metadata.get("source", "")),
+            score=float(candidate.similarity or 0.0),
+            metadata=candidate.metadata,
+        )
 
 
-def build_retriever(settings: AppSettings) -> Retriever:
-    return Retriever(open_store(settings), settings.retrieval)
+def build_retriever(settings: AppSettings, store: Chroma | None = None) -> Retriever:
+    return Retriever(store or open_store(settings), settings.retrieval, LexicalIndex(index_path(settings)))

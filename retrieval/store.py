@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -46,6 +47,29 @@ def open_store(settings: AppSettings) -> Chroma:
     )
     _check_collection(store, store_settings.collection, embedder_name)
     return store
+
+
+def index_path(settings: AppSettings) -> Path:
+    """The SQLite file beside the collection: the ingest manifest and the BM25 index.
+
+    It lives in `persist_dir` also in server mode (named after the server), so one ingest host
+    keeps the manifest for a collection it writes on a server.
+    """
+    store = settings.vector_store
+    if store.server_url:
+        url = urlparse(store.server_url)
+        return store.persist_dir / f"{store.collection}@{url.hostname}_{url.port or 'default'}.index.sqlite"
+    return store.persist_dir / f"{store.collection}.index.sqlite"
+
+
+def drop_collection(settings: AppSettings) -> bool:
+    """Delete the knowledge-base collection; False when there was none."""
+    client = _open_client(settings)
+    name = settings.vector_store.collection
+    if name not in {collection.name for collection in client.list_collections()}:
+        return False
+    client.delete_collection(name)
+    return True
 
 
 def _chroma_settings() -> ChromaSettings:

@@ -28,7 +28,7 @@ COMMANDS: dict[str, list[str]] = {
     "lab.agent.evaluate": [],
 }
 # Benchmarks take no settings profile; they are checked for --help only.
-HELP_ONLY = ["benchmarks.train_throughput"]
+HELP_ONLY = ["benchmarks.train_throughput", "benchmarks.retrieval", "benchmarks.retrieval_quality"]
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -13,7 +13,10 @@ import pytest
 from ingest.__main__ import main
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SUMMARY = re.compile(r"^(\d+) files?, (\d+) chunks added, (\d+) already present, (\d+) skipped(: .*)?$")
+SUMMARY = re.compile(
+    r"^(\d+) files?: \d+ ingested, \d+ unchanged, \d+ removed; "
+    r"chunks: (\d+) added, (\d+) already present, \d+ removed; (\d+) skipped(: .*)?$"
+)
 
 
 def run_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -27,7 +30,8 @@ def run_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
 def test_help_lists_every_flag() -> None:
     result = run_cli("--help")
     assert result.returncode == 0
-    for flag in ("--config", "--collection", "--persist-dir", "--server-url", "--debug", ".pdf"):
+    for flag in ("--config", "--collection", "--persist-dir", "--server-url", "--debug", "--prune", "--delete",
+                 "--reset", ".pdf", ".docx", ".jsonl"):
         assert flag in result.stdout
 
 
@@ -56,14 +60,14 @@ def test_ingests_a_folder_and_prints_the_summary(sample_docs: Path, tmp_path: Pa
 
     result = run_cli(sample_docs, "--persist-dir", db, "--collection", "cli_kb")
 
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 4, result.stderr  # done, but some files were skipped
     summary = result.stdout.strip()
     assert SUMMARY.match(summary).groups()[:4] == ("6", "5", "0", "2")
     assert "broken.pdf (not a valid PDF)" in summary and "data.xyz (unsupported type)" in summary
     assert "Traceback" not in result.stderr
 
     # Re-run in-process (the embedding model is already loaded here) against the same store.
-    assert main([str(sample_docs), "--persist-dir", str(db), "--collection", "cli_kb"]) == 0
+    assert main([str(sample_docs), "--persist-dir", str(db), "--collection", "cli_kb"]) == 4
     assert SUMMARY.match(capsys.readouterr().out.strip()).groups()[:4] == ("6", "0", "5", "2")
 
 

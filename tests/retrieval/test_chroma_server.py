@@ -29,7 +29,17 @@ def test_ingest_and_search_through_a_chroma_server(
     second = ingest_paths([docs], settings)
 
     assert (first.chunks_added, second.chunks_added, second.chunks_present) == (2, 0, 2)
-    assert not settings.vector_store.persist_dir.exists()  # nothing went to the embedded store
+    assert not (settings.vector_store.persist_dir / "chroma.sqlite3").exists()  # no embedded store was made
     hits = build_retriever(settings).search("How often does the ferry leave?")
     assert Path(hits[0].source).name == "ferry.md"
     assert open_store(settings)._collection.count() == 2
+
+    # Sync over HTTP too: a changed file replaces its chunk, a deleted one is pruned, hybrid search sees it.
+    (docs / "ferry.md").write_text("# Ferry\n\nThe island ferry now leaves the harbour every half hour.\n")
+    (docs / "library.txt").unlink()
+    synced = ingest_paths([docs], settings, prune=True)
+    assert (synced.chunks_added, synced.files_removed, synced.chunks_removed) == (1, 1, 2)
+    store = open_store(settings)
+    assert store._collection.count() == 1
+    best = build_retriever(settings).search("ferry half hour", hybrid=True)[0]
+    assert "half hour" in best.text and best.citation == "docs/ferry.md > Ferry"

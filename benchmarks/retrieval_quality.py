@@ -1,0 +1,89 @@
+"""Retrieval quality on kb-pagerduty-ir (dev): hit rate @1/@4 and MRR@10, dense vs hybrid.
+
+    python -m benchmarks.retrieval_quality            # writes benchmarks/results/retrieval_quality.json
+
+Each answerable row of qa.jsonl names the files that hold its answer; a hit is a retrieved chunk from
+one of them. A follow-up row is searched with both turns joined, as the agent does when the last turn
+alone finds nothing. The relevance floor is off (0), so the figures measure ranking only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from configs.settings import PROJECT_ROOT, load_settings
+from ingest.pipeline import ingest_paths
+from retrieval.retriever import build_retriever
+
+DEFAULT_KB = PROJECT_ROOT.parent / "shared" / "data" / "kb-pagerduty-ir"
+RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "retrieval_quality.json"
+DEPTH = 10
+
+
+def load_questions(qa_path: Path) -> list[tuple[str, set[str]]]:
+    """(query, answer sources relative to docs/) for every answerable row."""
+    rows = [json.loads(line) for line in qa_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [("\n".join(row["turns"]), set(row["sources"])) for row in rows if row["answerable"]]
+
+
+def evaluate(kb_dir: Path, persist_dir: Path) -> dict[str, Any]:
+    settings = load_settings(overrides={
+        "vector_store.persist_dir": persist_dir, "vector_store.collection": "kb_pagerduty",
+        "retrieval.min_relevance": 0.0,
+    })
+    started = time.perf_counter()
+    report = ingest_paths([kb_dir / "docs"], settings)
+    ingest_s = time.perf_counter() - started
+    retriever = build_retriever(settings)
+    questions = load_questions(kb_dir / "qa.jsonl")
+    results: dict[str, Any] = {"questions": len(questions), "chunks": report.chunks_added + report.chunks_present,
+                               "ingest_s": round(ingest_s, 1)}
+    for mode, hybrid in (("dense", False), ("hybrid", True)):
+        ranks = []
+        for query, sources in questions:
+            hits = retriever.search(query, k=DEPTH, hybrid=hybrid)
+            found = [hit.source.removeprefix("docs/") in sources for hit in hits]
+            ranks.append(found.index(True) + 1 if True in found else None)
+        results[mode] = {
+            "hit_at_1": round(sum(r == 1 for r in ranks if r) / len(ranks), 3),
+            "hit_at_4": round(sum(1 for r in ranks if r and r <= 4) / len(ranks), 3),
+            f"mrr_at_{DEPTH}": round(sum(1 / r for r in ranks if r) / len(ranks), 3),
+        }
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kb", type=Path, default=DEFAULT_KB, help="folder holding docs/ and qa.jsonl")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        results = evaluate(args.kb, Path(tmp) / "chroma")
+    import chromadb
+    import sentence_transformers
+
+    results.update({
+        "command": "python -m benchmarks.retrieval_quality " + " ".join(argv or sys.argv[1:]),
+        "data": "kb-pagerduty-ir qa.jsonl (dev set), answerable rows",
+        "embedder": "all-MiniLM-L6-v2 (packaged)", "device": f"CPU, {platform.machine()}",
+        "versions": {"python": platform.python_version(), "chromadb": chromadb.__version__,
+                     "sentence_transformers": sentence_transformers.__version__},
+        "date": time.strftime("%Y-%m-%d"),
+    })
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"{'mode':8} {'hit@1':>6} {'hit@4':>6} {'MRR@10':>7}")
+    for mode in ("dense", "hybrid"):
+        row = results[mode]
+        print(f"{mode:8} {row['hit_at_1']:6.3f} {row['hit_at_4']:6.3f} {row[f'mrr_at_{DEPTH}']:7.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
