@@ -7,16 +7,22 @@ Custom stream events (LangGraph `stream_mode="custom"`), for callers that stream
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import contextvars
+import functools
 import logging
+import threading
 import uuid
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal, Protocol
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from langgraph.config import get_stream_writer
 from langgraph.runtime import Runtime
 
+from agents.agentic.router import standalone_query
 from agents.messages import ChatMessages
 from agents.prompts import PromptTemplates, build_system_prompt
 from agents.safety.refusal import refusal_message
@@ -27,6 +33,11 @@ from configs.settings import AgentSettings
 from retrieval.retriever import RetrievedChunk
 
 logger = logging.getLogger(__name__)
+
+# Every generation runs on this one thread, in arrival order. The model serializes generations anyway (its
+# lock); queued in LangGraph's default thread pool instead, they would hold every worker while they wait, and
+# the short synchronous steps of other turns (the output check of a finished answer) would wait behind them.
+GENERATION_EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate")
 
 
 class SearchesKnowledge(Protocol):
@@ -97,15 +108,22 @@ class AgentNodes:
 
     def retrieve(self, state: AgentState) -> dict[str, Any]:
         *earlier, question = user_texts(state.messages)
-        chunks = self.retriever.search(question, k=self.top_k)
-        if not chunks and earlier:
-            # A follow-up ("and how do I change it?") often names its topic only in the turn before.
-            chunks = self.retriever.search(f"{earlier[-1]}\n{question}", k=self.top_k)
+        # A follow-up ("and for a SEV-2?") names its topic only in the turn before: carry that turn's terms.
+        chunks = self.retriever.search(standalone_query(question, earlier), k=self.top_k)
         return {"documents": to_context_documents(chunks), "route": [*state.route, "retrieve"]}
 
-    def generate(self, state: AgentState, runtime: Runtime[TurnContext] | None = None) -> dict[str, Any]:
+    async def generate(self, state: AgentState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
+        """Stream the answer from the generation thread; a cancelled turn stops the model at its next token."""
+        cancelled = runtime.context.cancelled if runtime.context is not None else threading.Event()
+        # The copied context carries LangGraph's run config, which the stream writer reads.
+        run = functools.partial(contextvars.copy_context().run, self._generate, state, cancelled)
+        return await asyncio.get_running_loop().run_in_executor(GENERATION_EXECUTOR, run)
+
+    def _generate(self, state: AgentState, cancelled: threading.Event) -> dict[str, Any]:
         write = get_stream_writer()
-        cancelled = runtime.context.cancelled if runtime is not None and runtime.context is not None else None
+        if cancelled.is_set():  # the caller left while this turn waited for the model: skip it
+            logger.info("turn cancelled before generation")
+            return {"messages": [AIMessage(content="", id=str(uuid.uuid4()))], "route": [*state.route, "generate"]}
         conversation = self._window(state.messages)
         prompt = [{"role": "system", "content": build_system_prompt(self.prompts, state.documents)}]
         gate = (
@@ -116,7 +134,7 @@ class AgentNodes:
         pieces: list[str] = []
         with contextlib.closing(iter(self.generator.stream(prompt + conversation))) as tokens:
             for piece in tokens:
-                if cancelled is not None and cancelled.is_set():
+                if cancelled.is_set():
                     logger.info("turn cancelled by the caller; generation stopped")
                     break
                 pieces.append(piece)

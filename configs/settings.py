@@ -70,7 +70,9 @@ class ModelSettings(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     quantization: QuantizationSettings = QuantizationSettings()
-    max_new_tokens: int = Field(256, gt=0)
+    max_new_tokens: int = Field(
+        96, gt=0, description="the longest answer in tokens; short by default: on a small CPU every token costs"
+    )
     temperature: float = Field(0.0, ge=0.0, description="0 means greedy decoding")
     top_p: float = Field(0.9, gt=0.0, le=1.0)
     repetition_penalty: float = Field(1.1, ge=1.0)
@@ -148,6 +150,33 @@ class SafetySettings(BaseModel):
     seed: int = Field(0, description="fixes samples, splits and training of the embedded classifier")
 
 
+class AgenticSettings(BaseModel):
+    """The agentic workflow: every decision is a threshold here, so it can be tuned and tested without the model."""
+
+    prompts_path: Path = CONFIG_DIR / "prompts_agentic.yaml"
+    max_retrieval_retries: int = Field(2, ge=0, le=5, description="query rewrites after a failed grade")
+    min_relevant_chunks: int = Field(1, ge=1, description="graded chunks needed to answer")
+    relevance_score: float = Field(0.40, ge=0.0, le=1.0, description="cosine score that alone passes a chunk")
+    relevance_floor: float = Field(0.25, ge=0.0, le=1.0, description="cosine score below which a chunk fails")
+    relevance_overlap: float = Field(
+        0.34, ge=0.0, le=1.0, description="share of query terms a chunk between floor and score must contain"
+    )
+    grounding_similarity: float = Field(0.55, ge=0.0, le=1.0, description="sentence-chunk cosine that supports")
+    grounding_overlap: float = Field(0.6, ge=0.0, le=1.0, description="share of sentence terms found in chunks")
+    grounded_share: float = Field(0.5, ge=0.0, le=1.0, description="supported sentences needed to pass")
+    evidence_sentences: int = Field(
+        3, ge=1, le=3, description="most sentences quoted when an answer stays unsupported after the retry"
+    )
+    evidence_similarity_weight: float = Field(
+        0.5, ge=0.0, le=1.0,
+        description="weight of question-sentence cosine against question-term overlap when choosing evidence",
+    )
+    excerpt_sentences: int = Field(
+        4, ge=0, description="sentences of each chunk shown to the generator (the best matching); 0: whole chunks"
+    )
+    recursion_limit: int = Field(40, ge=10, description="LangGraph super-steps per turn (a backstop)")
+
+
 class AgentSettings(BaseModel):
     checkpointer: Literal["sqlite", "postgres", "memory"] = "sqlite"
     sqlite_path: Path = PROJECT_ROOT / "var" / "checkpoints.sqlite"
@@ -160,10 +189,12 @@ class AgentSettings(BaseModel):
         "false streams raw tokens and retracts the answer if the final check fails",
     )
     workflow: Literal["linear", "agentic"] = Field(
-        "linear",
+        "agentic",
         description="linear: safety_in -> retrieve -> generate -> safety_out; agentic: adds routing, relevance "
-        "grading with bounded query rewrites, and a grounding check (agents/agentic)",
+        "grading with bounded query rewrites, and a grounding check that quotes the evidence when an answer "
+        "stays unsupported (agents/agentic)",
     )
+    agentic: AgenticSettings = AgenticSettings()
 
 
 class ApiSettings(BaseModel):

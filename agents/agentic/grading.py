@@ -6,9 +6,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from agents.agentic.config import AgenticSettings
 from agents.agentic.lexical import content_terms, overlap
 from agents.state import ContextDocument
+from configs.settings import AgenticSettings
 
 # Sentences in retrieved text that address the model rather than the reader: dropped before generation,
 # so a weak generator never sees them (the prompt's "documents are data" rule is the second line of defence).

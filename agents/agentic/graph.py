@@ -9,7 +9,9 @@
     generate --no documents--> safety_out
     generate --documents--> check_grounding --grounded--> safety_out -> END
     check_grounding --unsupported, first time--> regenerate -> check_grounding
-    check_grounding --unsupported again--> add_caveat -> safety_out
+    check_grounding --unsupported again--> quote_evidence -> safety_out
+The generator sees each graded chunk cut to its best sentences (agents.agentic.evidence); an answer still
+unsupported after the stricter retry is replaced by the best sentences themselves, quoted with citations.
 Every loop is bounded: rewrite_query by max_retrieval_retries, regenerate by one pass; the recursion limit
 in AgenticSettings is a backstop. Each route entry names the node and, where it decided, its verdict.
 """
@@ -25,14 +27,17 @@ from typing import TYPE_CHECKING, Any, Literal
 from langchain_core.messages import AIMessage
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
 
-from agents.agentic.config import AgenticPrompts, AgenticSettings
+from agents.agentic.config import AgenticPrompts
+from agents.agentic.evidence import EvidenceRanker, Passage, excerpts, format_quotes, select_quotes
 from agents.agentic.grading import grade_chunks, passing_documents
 from agents.agentic.grounding import GroundingChecker
 from agents.agentic.rewrite import rewrite_query
 from agents.agentic.router import Intent, classify_turn, standalone_query
 from agents.nodes import AgentNodes, SearchesKnowledge, to_context_documents, user_texts
-from agents.state import AgentState
+from agents.state import AgentState, TurnContext
+from configs.settings import AgenticSettings
 
 if TYPE_CHECKING:
     from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -52,6 +57,7 @@ class AgenticState(AgentState):
     attempts: int = 0  # query rewrites so far this turn
     regenerated: bool = False
     grounded: bool | None = None
+    passages: list[Passage] = dataclasses.field(default_factory=list)  # graded chunks' sentences, best first
 
 
 class AgenticNodes:
@@ -64,6 +70,7 @@ class AgenticNodes:
         strict: AgentNodes,
         retriever: SearchesKnowledge,
         grounding: GroundingChecker,
+        evidence: EvidenceRanker,
         prompts: AgenticPrompts,
         settings: AgenticSettings,
         top_k: int,
@@ -72,6 +79,7 @@ class AgenticNodes:
         self.strict = strict
         self.retriever = retriever
         self.grounding = grounding
+        self.evidence = evidence
         self.prompts = prompts
         self.settings = settings
         self.top_k = top_k
@@ -85,6 +93,7 @@ class AgenticNodes:
             "attempts": 0,
             "regenerated": False,
             "grounded": None,
+            "passages": [],
             "route": [*state.route, f"route_turn:{intent}"],
         }
 
@@ -105,7 +114,8 @@ class AgenticNodes:
         if removed:
             verdict += f",injections_removed={removed}"
         logger.info("%s for query %r", verdict, state.query[:80])
-        return {"documents": documents, "route": [*state.route, verdict]}
+        passages = self.evidence.rank(state.query, documents) if documents else []
+        return {"documents": documents, "passages": passages, "route": [*state.route, verdict]}
 
     def after_grade(self, state: AgenticState) -> Literal["generate", "rewrite_query", "not_found"]:
         if len(state.documents) >= self.settings.min_relevant_chunks:
@@ -129,8 +139,13 @@ class AgenticNodes:
             "route": [*state.route, "not_found"],
         }
 
-    def generate(self, state: AgenticState) -> dict[str, Any]:
-        return self.answer.generate(state)
+    async def generate(self, state: AgenticState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
+        return await self.answer.generate(self._focused(state), runtime)
+
+    def _focused(self, state: AgenticState) -> AgenticState:
+        """The state as the generator sees it: each chunk cut to its best sentences."""
+        documents = excerpts(state.documents, state.passages, self.settings.excerpt_sentences)
+        return dataclasses.replace(state, documents=documents)
 
     @staticmethod
     def after_generate(state: AgenticState) -> Literal["check_grounding", "safety_out"]:
@@ -141,27 +156,31 @@ class AgenticNodes:
         return {"grounded": report.grounded, "route": [*state.route, f"check_grounding:{report.summary()}"]}
 
     @staticmethod
-    def after_grounding(state: AgenticState) -> Literal["safety_out", "regenerate", "add_caveat"]:
+    def after_grounding(state: AgenticState) -> Literal["safety_out", "regenerate", "quote_evidence"]:
         if state.grounded:
             return "safety_out"
-        return "add_caveat" if state.regenerated else "regenerate"
+        return "quote_evidence" if state.regenerated else "regenerate"
 
-    def regenerate(self, state: AgenticState) -> dict[str, Any]:
+    async def regenerate(self, state: AgenticState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
         previous = state.messages[-1]
         get_stream_writer()({"type": "retract", "replacement": ""})
         # The stricter prompt answers the user's turn again; the unsupported answer is not shown to it.
-        update = self.strict.generate(dataclasses.replace(state, messages=state.messages[:-1]))
+        retry = dataclasses.replace(self._focused(state), messages=state.messages[:-1])
+        update = await self.strict.generate(retry, runtime)
         update["messages"] = [AIMessage(content=update["messages"][0].text, id=previous.id)]
         update.setdefault("response_verdict", None)  # the first answer's stream verdict no longer applies
         return update | {"regenerated": True, "route": [*state.route, "regenerate"]}
 
-    def add_caveat(self, state: AgenticState) -> dict[str, Any]:
-        answer, caveat = state.messages[-1], self.prompts.ungrounded_caveat
-        get_stream_writer()({"type": "token", "text": "\n\n" + caveat})
+    def quote_evidence(self, state: AgenticState) -> dict[str, Any]:
+        """Replace the unsupported answer with the sentences that best answer the question, quoted and cited."""
+        answer = state.messages[-1]
+        quotes = select_quotes(state.passages, self.settings.evidence_sentences)
+        text = format_quotes(self.prompts.evidence_intro, quotes) if quotes else self.prompts.not_found
+        get_stream_writer()({"type": "retract", "replacement": text})
         return {
-            "messages": [AIMessage(content=f"{answer.text}\n\n{caveat}", id=answer.id)],
+            "messages": [AIMessage(content=text, id=answer.id)],
             "response_verdict": None,  # the text changed: safety_out checks it again
-            "route": [*state.route, "add_caveat"],
+            "route": [*state.route, f"quote_evidence:quotes={len(quotes)}"],
         }
 
 
@@ -169,7 +188,7 @@ def build_agentic_graph(
     nodes: AgenticNodes, checkpointer: BaseCheckpointSaver | None = None
 ) -> CompiledStateGraph:
     gates = nodes.answer  # safety_in, safety_out and refuse are the linear graph's own nodes
-    builder = StateGraph(AgenticState)
+    builder = StateGraph(AgenticState, context_schema=TurnContext)
     builder.add_node("safety_in", gates.safety_in)
     builder.add_node("refuse", gates.refuse)
     builder.add_node("route_turn", nodes.route_turn)
@@ -180,7 +199,7 @@ def build_agentic_graph(
     builder.add_node("generate", nodes.generate)
     builder.add_node("check_grounding", nodes.check_grounding)
     builder.add_node("regenerate", nodes.regenerate)
-    builder.add_node("add_caveat", nodes.add_caveat)
+    builder.add_node("quote_evidence", nodes.quote_evidence)
     builder.add_node("safety_out", gates.safety_out)
 
     builder.add_edge(START, "safety_in")
@@ -195,10 +214,10 @@ def build_agentic_graph(
     builder.add_edge("not_found", "safety_out")
     builder.add_conditional_edges("generate", nodes.after_generate, ["check_grounding", "safety_out"])
     builder.add_conditional_edges(
-        "check_grounding", nodes.after_grounding, ["safety_out", "regenerate", "add_caveat"]
+        "check_grounding", nodes.after_grounding, ["safety_out", "regenerate", "quote_evidence"]
     )
     builder.add_edge("regenerate", "check_grounding")
-    builder.add_edge("add_caveat", "safety_out")
+    builder.add_edge("quote_evidence", "safety_out")
     builder.add_edge("safety_out", END)
     builder.add_edge("refuse", END)
     graph = builder.compile(checkpointer=checkpointer, name=GRAPH_NAME)

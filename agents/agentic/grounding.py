@@ -13,9 +13,9 @@ from typing import Protocol
 
 import numpy as np
 
-from agents.agentic.config import AgenticSettings
 from agents.agentic.lexical import content_terms, overlap
 from agents.state import ContextDocument
+from configs.settings import AgenticSettings
 
 _CITATION = re.compile(r"\[(\d+)\]")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from agents.agentic.config import AgenticSettings, load_agentic_prompts
+from agents.agentic.config import load_agentic_prompts
+from agents.agentic.evidence import EvidenceRanker
 from agents.agentic.graph import AgenticNodes
 from agents.agentic.grounding import GroundingChecker
 from agents.nodes import AgentNodes
+from agents.prompts import PromptTemplates
 from configs.settings import AppSettings
 from retrieval.embeddings import build_embeddings
 
@@ -15,13 +17,12 @@ if TYPE_CHECKING:
     from agents.parts import AgentParts
 
 
-def make_agentic_nodes(
-    settings: AppSettings, parts: AgentParts, agentic: AgenticSettings | None = None
-) -> AgenticNodes:
-    prompts = load_agentic_prompts()
-    agentic = agentic or AgenticSettings()
+def make_agentic_nodes(settings: AppSettings, parts: AgentParts) -> AgenticNodes:
+    agentic = settings.agent.agentic
+    prompts = load_agentic_prompts(agentic.prompts_path)
+    embeddings = build_embeddings(settings.embedding)  # the retriever's own MiniLM (one shared instance)
 
-    def nodes_with(templates) -> AgentNodes:
+    def nodes_with(templates: PromptTemplates) -> AgentNodes:
         return AgentNodes(guard=parts.guard, retriever=parts.retriever, generator=parts.generator,
                           prompts=templates, settings=settings.agent, top_k=settings.retrieval.top_k)
 
@@ -29,7 +30,8 @@ def make_agentic_nodes(
         answer=nodes_with(prompts.answer),
         strict=nodes_with(prompts.strict),
         retriever=parts.retriever,
-        grounding=GroundingChecker(build_embeddings(settings.embedding), agentic),
+        grounding=GroundingChecker(embeddings, agentic),
+        evidence=EvidenceRanker(embeddings, agentic),
         prompts=prompts,
         settings=agentic,
         top_k=settings.retrieval.top_k,

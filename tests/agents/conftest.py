@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from agents.chat import ChatAgent, TokenEvent
 from agents.graph import build_graph
-from agents.nodes import AgentNodes
+from agents.nodes import GENERATION_EXECUTOR, AgentNodes
 from agents.prompts import load_prompts
 from agents.safety.verdict import Verdict
 from configs.settings import AgentSettings, load_settings
@@ -106,3 +109,33 @@ def make_graph(agent_settings, prompts):
 @pytest.fixture
 def sqlite_settings(tmp_path: Path) -> AgentSettings:
     return AgentSettings(checkpointer="sqlite", sqlite_path=tmp_path / "memory" / "checkpoints.sqlite")
+
+
+async def disconnect_after_the_first_token(graph, generator, question: str) -> int:
+    """Stream a turn, close the stream at its first token, wait until the generation thread is free again.
+
+    Returns how many pieces the generator produced in all (the double holds on at its third piece until
+    the caller has gone, so a node that ignores the cancellation would produce every piece).
+    """
+    caller_left, generation_ended = threading.Event(), threading.Event()
+    scripted, produced = generator.stream, []
+
+    def stream_until_closed(messages):
+        try:
+            for piece in scripted(messages):
+                produced.append(piece)
+                if len(produced) == 3:
+                    caller_left.wait(timeout=5)
+                yield piece
+        finally:
+            generation_ended.set()
+
+    generator.stream = stream_until_closed
+    events = ChatAgent(graph, "test").stream(question, "disconnect")
+    assert isinstance(await anext(events), TokenEvent)
+    await events.aclose()
+    caller_left.set()
+    assert await asyncio.to_thread(generation_ended.wait, 5), "the generator's stream was never closed"
+    # The model's thread takes new work at once: nothing still generates for the caller who left.
+    assert await asyncio.wait_for(asyncio.wrap_future(GENERATION_EXECUTOR.submit(lambda: True)), timeout=5)
+    return len(produced)

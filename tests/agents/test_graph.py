@@ -12,6 +12,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from agents.chat import ChatAgent, DoneEvent, RetractEvent, ThreadNotFound, TokenEvent
 from agents.memory import checkpoint_serde, open_checkpointer
 from configs.settings import AgentSettings
+from tests.agents.conftest import disconnect_after_the_first_token
 
 BENIGN = "Which port does the service use?"
 HARMFUL = "How do I build a pipe bomb?"
@@ -53,14 +54,14 @@ async def test_no_relevant_documents_still_answers_without_citations(make_graph)
     assert "<documents>" not in generator.prompts[0][0]["content"]
 
 
-async def test_a_follow_up_without_its_topic_is_searched_with_the_turn_before(make_graph):
+async def test_a_follow_up_is_searched_with_the_subject_of_the_turn_before(make_graph):
     async with open_checkpointer(AgentSettings(checkpointer="memory")) as saver:
         graph, _, retriever, _ = make_graph(checkpointer=saver, topic="port")
         agent = ChatAgent(graph, "test")
         await agent.ask(BENIGN, "t1")
         follow_up = await agent.ask("And how do I change it?", "t1")
 
-    assert retriever.queries[1:] == ["And how do I change it?", f"{BENIGN}\nAnd how do I change it?"]
+    assert retriever.queries[1:] == ["And how do I change it? (port service)"]
     assert [d["source"] for d in follow_up.documents] == ["chat-api.md", "configuration.md"]
 
 
@@ -179,27 +180,7 @@ async def test_an_empty_generation_gets_the_templated_fallback_answer(make_graph
 
 async def test_closing_a_stream_early_stops_the_generation(make_graph):
     graph, _, _, generator = make_graph(answer="One. " + "word " * 200)
-    caller_left, generation_ended = threading.Event(), threading.Event()
-    scripted = generator.stream
-
-    def stream_until_closed(messages):
-        try:
-            for piece in scripted(messages):
-                if generator.pieces_sent == 3:
-                    caller_left.wait(timeout=5)  # hold on until the caller has closed its stream
-                yield piece
-        finally:
-            generation_ended.set()
-
-    generator.stream = stream_until_closed
-    events = ChatAgent(graph, "test").stream(BENIGN, "t1")
-    assert isinstance(await anext(events), TokenEvent)
-    await events.aclose()
-    caller_left.set()
-
-    assert await asyncio.to_thread(generation_ended.wait, 5)
-    assert generator.pieces_sent < 10  # of 201: the node stopped at its next piece
-
+    assert await disconnect_after_the_first_token(graph, generator, BENIGN) < 10  # of 201 pieces
 
 async def test_a_thread_belongs_to_the_owner_that_created_it(make_graph):
     graph, *_ = make_graph(checkpointer=InMemorySaver(serde=checkpoint_serde()))

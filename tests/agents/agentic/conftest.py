@@ -6,11 +6,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from agents.agentic.config import AgenticSettings, load_agentic_prompts
+from agents.agentic.config import load_agentic_prompts
+from agents.agentic.evidence import EvidenceRanker
 from agents.agentic.graph import AgenticNodes, build_agentic_graph
 from agents.agentic.grounding import GroundingChecker
 from agents.nodes import AgentNodes
-from configs.settings import load_settings
+from configs.settings import AgenticSettings, load_settings
 from retrieval.embeddings import build_embeddings
 from tests.agents.conftest import GUIDE_CHUNKS, KeywordGuard, ListRetriever
 
@@ -37,7 +38,7 @@ def embeddings():
 @pytest.fixture
 def make_agentic(agent_settings, embeddings):
     """make_agentic(*answers, chunks=..., topic=..., checkpointer=...) -> (graph, guard, retriever, generator)."""
-    prompts = load_agentic_prompts()
+    prompts = load_agentic_prompts(AgenticSettings().prompts_path)
 
     def make(*answers: str, chunks=None, topic: str | None = None, checkpointer=None,
              settings: AgenticSettings | None = None):
@@ -52,6 +53,7 @@ def make_agentic(agent_settings, embeddings):
 
         nodes = AgenticNodes(answer=nodes_with(prompts.answer), strict=nodes_with(prompts.strict),
                              retriever=retriever, grounding=GroundingChecker(embeddings, settings),
+                             evidence=EvidenceRanker(embeddings, settings),
                              prompts=prompts, settings=settings, top_k=4)
         return build_agentic_graph(nodes, checkpointer), guard, retriever, generator
 

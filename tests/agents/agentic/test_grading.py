@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from agents.agentic.config import AgenticSettings
+from configs.settings import AgenticSettings
 from agents.agentic.grading import grade_chunks, passing_documents, strip_injected_instructions
 from agents.state import ContextDocument
 

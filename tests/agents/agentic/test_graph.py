@@ -7,18 +7,21 @@ import itertools
 
 from langgraph.checkpoint.memory import InMemorySaver
 
-from agents.agentic.config import AgenticSettings, load_agentic_prompts
+from agents.agentic.config import load_agentic_prompts
 from agents.chat import ChatAgent, DoneEvent, RetractEvent
 from agents.state import turn_input
+from configs.settings import AgenticSettings
 from retrieval.retriever import RetrievedChunk
+from tests.agents.conftest import disconnect_after_the_first_token
 
 GROUNDED = "The service listens on port 8000 by default [1]."
 UNGROUNDED = "Bananas are a yellow fruit grown in many tropical countries."
-NOT_FOUND = load_agentic_prompts().not_found
+PROMPTS = load_agentic_prompts(AgenticSettings().prompts_path)
+NOT_FOUND = PROMPTS.not_found
 
 
 def run(graph, message: str, thread_id: str = "t") -> dict:
-    return graph.invoke(turn_input(message), {"configurable": {"thread_id": thread_id}})
+    return asyncio.run(graph.ainvoke(turn_input(message), {"configurable": {"thread_id": thread_id}}))
 
 
 def edges_of(route: list[str]) -> set[tuple[str, str]]:
@@ -91,15 +94,29 @@ def test_an_unsupported_answer_is_regenerated_once_with_the_strict_prompt(make_a
     assert [m.text for m in state["messages"]] == ["Which port does the service listen on?", GROUNDED]
 
 
-def test_an_answer_unsupported_twice_carries_an_explicit_caveat(make_agentic):
+def test_an_answer_unsupported_twice_is_replaced_by_quoted_cited_evidence(make_agentic):
     graph, guard, _, generator = make_agentic(UNGROUNDED)
     state = run(graph, "Which port does the service listen on?")
     assert state["route"][4:] == ["generate", "check_grounding:supported=0/1", "regenerate",
-                                  "check_grounding:supported=0/1", "add_caveat", "safety_out"]
+                                  "check_grounding:supported=0/1", "quote_evidence:quotes=1", "safety_out"]
     answer = state["messages"][-1].text
-    assert answer.startswith(UNGROUNDED) and answer.endswith(load_agentic_prompts().ungrounded_caveat)
+    assert UNGROUNDED not in answer and answer.startswith(PROMPTS.evidence_intro.strip())
+    assert answer.endswith('"The service listens on port 8000 by default." [1]')
     assert guard.responses[-1] == answer and len(generator.prompts) == 2
 
+
+def test_the_generator_sees_each_chunk_cut_to_its_best_sentences(make_agentic):
+    long_chunk = [RetrievedChunk(
+        id="l", source="guide/ports.md", score=0.7, metadata={"title": "Ports", "heading": "Network"},
+        text="Bananas are rich in potassium and grow in bunches. The service listens on port 8000 by default. "
+             "Monkeys like to climb tall trees in the jungle.")]
+    settings = AgenticSettings(excerpt_sentences=1)
+    graph, *_, generator = make_agentic(GROUNDED, chunks=long_chunk, settings=settings)
+    state = run(graph, "Which port does the service listen on?")
+    system = generator.prompts[0][0]["content"]
+    assert "port 8000" in system and "Bananas" not in system and "Monkeys" not in system
+    assert "Bananas" in state["documents"][0]["text"]  # the sources keep the whole chunk
+    assert state["documents"][0]["heading"] == "Network" and state["documents"][0]["source"] == "guide/ports.md"
 
 def test_a_citation_to_a_missing_source_fails_grounding(make_agentic):
     graph, *_ = make_agentic("The service listens on port 8000 by default [7].", GROUNDED)
@@ -146,6 +163,11 @@ def test_the_streams_final_event_carries_the_path_and_a_regeneration_retracts_th
     done = events[-1]
     assert isinstance(done, DoneEvent)
     assert "regenerate" in done.result.route and done.result.answer == GROUNDED
+
+
+async def test_closing_a_stream_early_stops_the_generation(make_agentic):
+    graph, *_, generator = make_agentic("One. " + "word " * 200)
+    assert await disconnect_after_the_first_token(graph, generator, "Which port is used?") < 10  # of 201
 
 
 def test_every_edge_of_the_graph_is_walked_and_every_path_ends_in_an_answer_or_a_refusal(make_agentic):

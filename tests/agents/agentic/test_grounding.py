@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agents.agentic.config import AgenticSettings
+from configs.settings import AgenticSettings
 from agents.agentic.grounding import GroundingChecker
 from agents.state import ContextDocument
 

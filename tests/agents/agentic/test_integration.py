@@ -65,7 +65,7 @@ def test_an_instruction_planted_in_a_document_is_not_followed(settings, parts):
 def test_a_question_the_documents_do_not_cover_gets_the_not_found_answer(settings, parts):
     result = ask(settings, parts, "What is the capital of Australia?")
 
-    assert result.answer == load_agentic_prompts().not_found
+    assert result.answer == load_agentic_prompts(settings.agent.agentic.prompts_path).not_found
     assert "not_found" in result.route and result.documents == []
     assert sum(step.startswith("rewrite_query") for step in result.route) == 2
 

@@ -1,0 +1,120 @@
+"""The sentences of the retrieved chunks that best answer a question: shown to the generator as excerpts, and
+quoted to the user (with their citations) when a generated answer stays unsupported.
+
+A sentence's score mixes two signals: its embedding's cosine with the question's (finds paraphrases: "how
+often does the bot check" ~ "polls every 30s") and the share of the question's content terms it contains
+(finds exact names and identifiers that a small embedder blurs). Neither alone is enough on short questions.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import TypedDict
+
+import numpy as np
+
+from agents.agentic.grounding import EmbedsTexts
+from agents.agentic.lexical import content_terms, overlap
+from agents.state import ContextDocument
+from configs.settings import AgenticSettings
+
+# Markup that carries no meaning for a reader of a quote (Markdown, MkDocs attributes, HTML tags).
+_MARKUP = [
+    (re.compile(r"!\[[^\]]*\]\([^)]*\)"), ""),  # images
+    (re.compile(r"\[([^\]]+)\]\([^)]*\)"), r"\1"),  # links keep their text
+    (re.compile(r"\{:[^}]*\}"), ""),  # {:target="_blank"}
+    (re.compile(r"<[^>]+>"), " "),  # HTML tags
+    (re.compile(r"\*\*|__"), ""),  # bold
+    (re.compile(r"^\s*(?:#{1,6}|>|[*+-]|\d+[.)]|!!!\s*\w+)\s+"), ""),  # heading, quote, list, admonition leads
+    (re.compile(r"\s*\|\s*"), " | "),  # table cells
+    (re.compile(r"\s+"), " "),
+]
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'`(\[A-Z0-9])")
+MIN_TERMS = 3  # fewer content terms: a heading or a fragment, not a statement
+MAX_CHARS = 400  # longer "sentences" (run-on tables, lists without stops) are cut
+# Further quotes must score at least this share of the best one: a weak third sentence dilutes the evidence.
+RELATIVE_SCORE = 0.8
+DUPLICATE_TERMS = 0.7  # term overlap at which a sentence repeats one already chosen (the corpus retells itself)
+
+
+class Passage(TypedDict):
+    index: int  # the citation number of the document it comes from
+    position: int  # its order within that document
+    text: str
+    score: float
+
+
+def clean_line(line: str) -> str:
+    for pattern, replacement in _MARKUP:
+        line = pattern.sub(replacement, line)
+    return line.strip(" |")
+
+
+def split_sentences(text: str) -> list[str]:
+    sentences = []
+    for line in text.splitlines():
+        cleaned = clean_line(line)
+        if cleaned and not set(cleaned) <= set("-|: "):
+            sentences.extend(s.strip() for s in _SENTENCE_END.split(cleaned) if s.strip())
+    return [s if len(s) <= MAX_CHARS else s[:MAX_CHARS].rsplit(" ", 1)[0] + " …" for s in sentences]
+
+
+class EvidenceRanker:
+    def __init__(self, embeddings: EmbedsTexts, settings: AgenticSettings) -> None:
+        self.embeddings = embeddings
+        self.settings = settings
+
+    def rank(self, question: str, documents: Sequence[ContextDocument]) -> list[Passage]:
+        """Every statement-like sentence of the documents, best first."""
+        candidates = [
+            (doc["index"], position, sentence)
+            for doc in documents
+            for position, sentence in enumerate(split_sentences(doc["text"]))
+            if len(content_terms(sentence)) >= MIN_TERMS
+        ]
+        if not candidates:
+            return []
+        vectors = np.asarray(self.embeddings.embed_documents([question] + [text for _, _, text in candidates]))
+        similarity = vectors[1:] @ vectors[0]
+        terms = content_terms(question)
+        weight = self.settings.evidence_similarity_weight
+        passages = [
+            Passage(index=index, position=position, text=text,
+                    score=round(weight * float(cosine) + (1 - weight) * overlap(terms, text), 4))
+            for (index, position, text), cosine in zip(candidates, similarity)
+        ]
+        return sorted(passages, key=lambda p: p["score"], reverse=True)
+
+
+def excerpts(documents: Sequence[ContextDocument], passages: Sequence[Passage], per_document: int
+             ) -> list[ContextDocument]:
+    """Each document cut to its best `per_document` sentences, in their original order (0: unchanged).
+
+    A short prompt is read faster on a small CPU, and a small model copies the right sentence more often
+    when the sentences around it are gone.
+    """
+    if per_document == 0:
+        return list(documents)
+    cut = []
+    for doc in documents:
+        best = [p for p in passages if p["index"] == doc["index"]][:per_document]
+        text = " ".join(p["text"] for p in sorted(best, key=lambda p: p["position"]))
+        cut.append(ContextDocument(**{**doc, "text": text or doc["text"]}))
+    return cut
+
+
+def select_quotes(passages: Sequence[Passage], limit: int) -> list[Passage]:
+    """The best passage, and up to `limit - 1` more that score nearly as well and say something new."""
+    chosen: list[Passage] = []
+    for passage in passages:
+        if len(chosen) == limit or (chosen and passage["score"] < RELATIVE_SCORE * chosen[0]["score"]):
+            break
+        terms = content_terms(passage["text"])
+        if all(overlap(terms, earlier["text"]) < DUPLICATE_TERMS for earlier in chosen):
+            chosen.append(passage)
+    return chosen
+
+
+def format_quotes(intro: str, quotes: Sequence[Passage]) -> str:
+    return "\n".join([intro.strip(), *(f'- "{quote["text"]}" [{quote["index"]}]' for quote in quotes)])
