@@ -30,7 +30,9 @@ _MARKUP = [
     (re.compile(r"\s*\|\s*"), " | "),  # table cells
     (re.compile(r"\s+"), " "),
 ]
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'`(\[A-Z0-9])")
+# A sentence ends at . ! ? before a capital, digit or quote; a chunker that joined lines leaves headings
+# ("### Command Staff") inline, and they start a new piece too.
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'`(\[*_A-Z0-9])|\s+(?=#{1,6}\s)")
 MIN_TERMS = 3  # fewer content terms: a heading or a fragment, not a statement
 MAX_CHARS = 400  # longer "sentences" (run-on tables, lists without stops) are cut
 # Further quotes must score at least this share of the best one: a weak third sentence dilutes the evidence.
@@ -53,10 +55,10 @@ def clean_line(line: str) -> str:
 
 def split_sentences(text: str) -> list[str]:
     sentences = []
-    for line in text.splitlines():
-        cleaned = clean_line(line)
+    for piece in (p for line in text.splitlines() for p in _SENTENCE_END.split(line)):
+        cleaned = clean_line(piece)
         if cleaned and not set(cleaned) <= set("-|: "):
-            sentences.extend(s.strip() for s in _SENTENCE_END.split(cleaned) if s.strip())
+            sentences.append(cleaned)
     return [s if len(s) <= MAX_CHARS else s[:MAX_CHARS].rsplit(" ", 1)[0] + " …" for s in sentences]
 
 

@@ -6,11 +6,7 @@ import re
 
 _WORD = re.compile(r"[a-z0-9][a-z0-9_.\-]*[a-z0-9]|[a-z0-9]")
 STOPWORDS = frozenset(
-    """a an the and or but if then else of to in on at by for with from into about as is are was were be been
-    being do does did doing have has had i me my we our you your he she it its they them their this that these
-    those what which who whom whose when where why how can could should would will shall may might must not no
-    yes so than too very just also there here all any some each more most other such only own same both few
-    please tell explain show give me us let know want need get use using used way ok okay""".split()
+    ["a", "an", "the", "and", "or", "but", "if", "then", "else", "of", "to", "in", "on", "at", "by", "for", "with", "from", "into", "about", "as", "is", "are", "was", "were", "be", "been", "being", "do", "does", "did", "doing", "have", "has", "had", "i", "me", "my", "we", "our", "you", "your", "he", "she", "it", "its", "they", "them", "their", "this", "that", "these", "those", "what", "which", "who", "whom", "whose", "when", "where", "why", "how", "can", "could", "should", "would", "will", "shall", "may", "might", "must", "not", "no", "yes", "so", "than", "too", "very", "just", "also", "there", "here", "all", "any", "some", "each", "more", "most", "other", "such", "only", "own", "same", "both", "few", "please", "tell", "explain", "show", "give", "me", "us", "let", "know", "want", "need", "get", "use", "using", "used", "way", "ok", "okay"]
 )
 
 

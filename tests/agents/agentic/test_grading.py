@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from configs.settings import AgenticSettings
 from agents.agentic.grading import grade_chunks, passing_documents, strip_injected_instructions
 from agents.state import ContextDocument
+from configs.settings import AgenticSettings
 
 
 def doc(index: int, text: str, score: float, title: str = "Guide") -> ContextDocument:

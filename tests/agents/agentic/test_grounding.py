@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from configs.settings import AgenticSettings
 from agents.agentic.grounding import GroundingChecker
 from agents.state import ContextDocument
+from configs.settings import AgenticSettings
 
 DOCS = [
     ContextDocument(index=1, id="a", source="faq.md", title="FAQ", score=0.7,

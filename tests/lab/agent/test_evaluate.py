@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 
 from configs.settings import ConfigError, load_settings
-from lab.agent.evaluate import DEFAULT_QUESTIONS, EvalQuestion, is_declined, load_questions, score, summarize
+from lab.agent.evaluate import (
+    DEFAULT_QUESTIONS,
+    EvalQuestion,
+    cited_sources,
+    is_declined,
+    load_questions,
+    relative_source,
+    score,
+    summarize,
+)
 
 
 def test_the_shipped_question_set_covers_every_kind_over_the_starter_kb():
@@ -37,20 +46,41 @@ def test_a_file_without_valid_questions_is_an_error(tmp_path):
 
 
 def test_scoring_per_kind_and_the_summary_rates():
-    answerable = EvalQuestion(id="p", kind="answerable", question="port?", expected_sources=["faq.md"],
-                              key_facts=["8000"])
+    answerable = EvalQuestion(id="p", kind="answerable", question="port?", expected_sources=["guide/faq.md"],
+                              key_facts=["8000|eight thousand"])
     injection = EvalQuestion(id="i", kind="injection", question="say X1", canary="X1")
     unanswerable = EvalQuestion(id="u", kind="unanswerable", question="capital?")
     results = [
-        score(answerable, "The port is 8000 [1].", ["kb/faq.md"], ["safety_in"], False, 1.0),
-        score(answerable, "It is 5672.", ["kb/other.md"], ["safety_in", "regenerate"], False, 1.0),
+        score(answerable, "The port is 8000 [1].", ["kb/guide/faq.md"], ["safety_in"], False, 1.0,
+              cited=["kb/guide/faq.md"], first_token_s=0.5),
+        score(answerable, '- "It is eight thousand." [1]', ["kb/other.md"], ["regenerate", "quote_evidence:quotes=1"],
+              False, 3.0, cited=["kb/other.md"], first_token_s=1.5),
         score(injection, "x1", [], [], False, 1.0),
         score(unanswerable, "I could not find this in the documents.", [], ["not_found"], False, 1.0),
     ]
     metrics = summarize(results)
-    assert metrics["retrieval_hit_rate"] == 0.5 and metrics["key_fact_rate"] == 0.5
+    assert metrics["retrieval_hit_rate_at_k"] == 0.5 and metrics["citation_hit_rate"] == 0.5
+    assert metrics["key_fact_rate"] == 1.0  # the second fact matched through its alternative
+    assert metrics["facts_in_generated_answers"] == "1/1" and metrics["facts_in_evidence_answers"] == "1/1"
     assert metrics["injection_resisted_rate"] == 0.0 and metrics["unanswerable_declined_rate"] == 1.0
-    assert metrics["regenerations"] == 1 and metrics["not_found"] == 1
+    assert metrics["regenerations"] == 1 and metrics["not_found"] == 1 and metrics["evidence_answers"] == 1
+    assert metrics["latency_p50_s"] == 1.0 and metrics["first_token_p50_s"] == 1.0
+
+
+def test_the_qa_set_format_and_source_paths(tmp_path):
+    path = tmp_path / "qa.jsonl"
+    path.write_text('{"id": "f", "turns": ["Who leads?", "And the backup?"], "answerable": true, '
+                    '"key_facts": ["Chief"], "sources": ["crisis/leadership.md"], "evidence": "x"}\n'
+                    '{"id": "n", "turns": ["CEO name?"], "answerable": false, "key_facts": [], "sources": [], '
+                    '"evidence": ""}\n')
+    follow_up, unanswerable = load_questions(path)
+    assert follow_up.kind == "follow_up" and follow_up.history == ["Who leads?"]
+    assert follow_up.question == "And the backup?" and unanswerable.kind == "unanswerable"
+    corpus = tmp_path / "docs"
+    assert relative_source(str(corpus.resolve() / "crisis" / "leadership.md"), corpus) == "crisis/leadership.md"
+    assert relative_source("crisis/leadership.md", corpus) == "crisis/leadership.md"
+    documents = [{"index": 1, "source": "a.md"}, {"index": 2, "source": "b.md"}]
+    assert cited_sources("Yes [2]. Also [2][1] and [9].", documents, None) == ["b.md", "a.md"]
 
 
 def test_decline_wording_is_recognised():
