@@ -14,6 +14,8 @@ Intent = Literal["conversation", "knowledge"]
 _CONVERSATIONAL = re.compile(
     r"^\s*(?:(?:hi|hello|hey|good (?:morning|afternoon|evening)|thanks?(?: you)?|thank you|cheers|bye|goodbye"
     r"|ok(?:ay)?|great|cool|nice)\b[\s!.,]*(?:there|so much|a lot|again)?[\s!.,]*$"
+    # A turn that only introduces the user ("Hi, I'm Ada."): remembered from the conversation, not searched for.
+    r"|^\s*(?:(?:hi|hello|hey)\b[\s!.,]*)?(?:my name is|i'm|i am|call me)\s+[\w'-]+(?:\s+[\w'-]+)?[\s!.]*$"
     r"|how are you\b|who are you\b|what(?:'s| is) my name\b|what did i (?:just )?(?:say|ask)\b"
     r"|(?:what|which) was my (?:last|previous|first) question\b)",
     re.IGNORECASE,

@@ -140,6 +140,16 @@ def test_a_follow_up_is_retrieved_with_the_previous_turns_topic(make_agentic):
     assert len(state["messages"]) == 4
 
 
+def test_what_the_user_said_earlier_reaches_the_generator_on_a_conversation_turn(make_agentic):
+    graph, _, retriever, generator = make_agentic("Nice to meet you, Ada.", "Your name is Ada.",
+                                                  checkpointer=InMemorySaver())
+    run(graph, "My name is Ada.", "memory")
+    state = run(graph, "What is my name?", "memory")
+    assert retriever.queries == [] and state["messages"][-1].text == "Your name is Ada."
+    assert [m["content"] for m in generator.prompts[-1][1:]] == ["My name is Ada.", "Nice to meet you, Ada.",
+                                                                  "What is my name?"]
+
+
 def test_instructions_planted_in_a_document_never_reach_the_generator(make_agentic):
     planted = [RetrievedChunk(
         id="p", source="port.md", score=0.7, metadata={"title": "Ports"},

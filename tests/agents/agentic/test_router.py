@@ -7,13 +7,15 @@ from agents.agentic.router import classify_turn, is_follow_up, standalone_query
 
 
 @pytest.mark.parametrize("message", ["Hello!", "hi there", "Thanks a lot!", "thank you", "How are you?",
-                                     "What is my name?", "What did I just ask?", "bye"])
+                                     "What is my name?", "What did I just ask?", "bye",
+                                     "My name is Ada.", "Hi, I'm Ada Lovelace!"])
 def test_small_talk_and_questions_about_the_chat_are_conversation(message):
     assert classify_turn(message) == "conversation"
 
 
 @pytest.mark.parametrize("message", ["How do I change the port?", "Hello, how do I ingest PDFs?",
-                                     "Thanks. Which file types are supported?", "What is the capital of France?"])
+                                     "Thanks. Which file types are supported?", "What is the capital of France?",
+                                     "My name is Ada. How do I page the Incident Commander?"])
 def test_everything_else_goes_to_the_knowledge_base(message):
     assert classify_turn(message) == "knowledge"
 
