@@ -38,8 +38,10 @@ class ChatRequest(BaseModel):
 
 class Source(BaseModel):
     index: int = Field(description="the number the answer cites, as [index]")
-    source: str
+    source: str = Field(description="the file, relative to the folder it was ingested from where recorded")
     title: str
+    heading: str | None = Field(None, description="the section the passage sits under, when recorded")
+    page: str | None = Field(None, description="the page (PDF), when recorded")
     score: float = Field(description="cosine similarity to the question")
     snippet: str
 
@@ -48,6 +50,7 @@ class Source(BaseModel):
         text = " ".join(document["text"].split())
         snippet = text if len(text) <= SNIPPET_CHARS else text[: SNIPPET_CHARS - 1].rstrip() + "…"
         return cls(index=document["index"], source=document["source"], title=document["title"],
+                   heading=document.get("heading"), page=document.get("page"),
                    score=round(document["score"], 4), snippet=snippet)
 
 
