@@ -40,8 +40,7 @@ class Source(BaseModel):
     index: int = Field(description="the number the answer cites, as [index]")
     source: str = Field(description="the file, relative to the folder it was ingested from where recorded")
     title: str
-    heading: str | None = Field(None, description="the section the passage sits under, when recorded")
-    page: str | None = Field(None, description="the page (PDF), when recorded")
+    citation: str = Field(description='where the passage is: "guide.md > Setup > Install", "manual.pdf, page 3"')
     score: float = Field(description="cosine similarity to the question")
     snippet: str
 
@@ -50,7 +49,7 @@ class Source(BaseModel):
         text = " ".join(document["text"].split())
         snippet = text if len(text) <= SNIPPET_CHARS else text[: SNIPPET_CHARS - 1].rstrip() + "…"
         return cls(index=document["index"], source=document["source"], title=document["title"],
-                   heading=document.get("heading"), page=document.get("page"),
+                   citation=document.get("citation") or document["source"],
                    score=round(document["score"], 4), snippet=snippet)
 
 

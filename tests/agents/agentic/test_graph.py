@@ -116,7 +116,7 @@ def test_the_generator_sees_each_chunk_cut_to_its_best_sentences(make_agentic):
     system = generator.prompts[0][0]["content"]
     assert "port 8000" in system and "Bananas" not in system and "Monkeys" not in system
     assert "Bananas" in state["documents"][0]["text"]  # the sources keep the whole chunk
-    assert state["documents"][0]["heading"] == "Network" and state["documents"][0]["source"] == "guide/ports.md"
+    assert state["documents"][0]["citation"] == "guide/ports.md > Network"
 
 def test_a_citation_to_a_missing_source_fails_grounding(make_agentic):
     graph, *_ = make_agentic("The service listens on port 8000 by default [7].", GROUNDED)
