@@ -3,7 +3,7 @@
     python -m finetune --config configs/finetune/ulma-embedded.yaml            # minutes on CPU
     python -m finetune --config configs/finetune/ulma-llama31-8b.yaml          # the production recipe
     python -m finetune --config ... --resume                                   # after a crash or kill
-    accelerate launch -m finetune --config ...                                 # several GPUs (DDP)
+    accelerate launch --config_file configs/accelerate/ddp.yaml -m finetune --config ...   # several GPUs
 
 Every `UlmaConfig` field is a flag (`--beta 0.2`, `--max-steps 50`, `--output-dir out/x`); flags override the
 YAML profile. The output directory ends up holding the LoRA adapter, the tokenizer, README.md (model card),
@@ -112,7 +112,9 @@ def train(config: Any, *, resume: bool = False) -> Any:
     checkpoint = config.resume_from_checkpoint or last_checkpoint(output_dir, resume)
     _ = config.device  # sets up the process group and this process's GPU before 4-bit weights are placed
 
-    data = prepare_data(config, load_tokenizer(config.model_settings()))
+    # The first process converts the embedded model and fills the datasets cache; the others then read them.
+    with config.main_process_first(desc="model files and data"):
+        data = prepare_data(config, load_tokenizer(config.model_settings()))
     check_data(config, data.train, data.eval)  # before the minutes a large model takes to load
     model, tokenizer = load_model(
         config.model_settings(),
@@ -135,6 +137,8 @@ def train(config: Any, *, resume: bool = False) -> Any:
         (output_dir / DATA_FILE).write_text(json.dumps(data.summary(), indent=2), encoding="utf-8")
     trainer.train(resume_from_checkpoint=checkpoint)
     final_metrics = final_evaluation(trainer) if data.eval is not None else {}
+    if trainer.is_fsdp_enabled:  # the adapter as one file, not one shard per process
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
     trainer.save_model(str(output_dir))
     if trainer.is_world_process_zero():
         plot_training_curves(read_metrics(output_dir / METRICS_FILE), output_dir / CURVES_FILE)
