@@ -187,5 +187,6 @@ def run(argv: list[str]) -> int:
     print(f"adapter, model card and metrics in {config.output_dir}")
     return 0
 
+
 if __name__ == "__main__":
     sys.exit(main())

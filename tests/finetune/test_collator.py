@@ -34,6 +34,10 @@ def test_flattened_batch_restarts_positions_per_sequence():
     assert torch.equal(batch["ref_sum_logps"], torch.tensor([-1.5, -1.5]))
 
 
+def _cost(lengths: list[int], batch: list[int], *, padded: bool) -> int:
+    return max(lengths[i] for i in batch) * len(batch) if padded else sum(lengths[i] for i in batch)
+
+
 def test_token_budget_batches_cover_every_row_once_within_budget():
     lengths = [30, 100, 70, 20, 90, 50, 60, 10, 80, 40]
     for padded in (False, True):
@@ -41,7 +45,7 @@ def test_token_budget_batches_cover_every_row_once_within_budget():
         batches = list(sampler)
         assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
         for batch in batches:
-            cost = max(lengths[i] for i in batch) * len(batch) if padded else sum(lengths[i] for i in batch)
+            cost = _cost(lengths, batch, padded=padded)
             assert cost <= 200
         sampler.set_epoch(1)
         assert len(list(sampler)) == len(sampler) == len(batches)
@@ -78,7 +82,7 @@ def test_token_budget_batches_are_dealt_to_processes_without_repeats_or_drops(pa
         for rank, batches in enumerate(ranks):
             assert batches == order[rank::world_size]
             for batch in batches:
-                cost = max(lengths[i] for i in batch) * len(batch) if padded else sum(lengths[i] for i in batch)
+                cost = _cost(lengths, batch, padded=padded)
                 assert 0 < cost <= 400
 
 
