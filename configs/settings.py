@@ -48,6 +48,10 @@ class QuantizationSettings(BaseModel):
     quant_type: Literal["nf4", "fp4"] = "nf4"
     double_quant: bool = True
     compute_dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+    quant_storage: Literal["uint8", "bfloat16", "float16", "float32"] = Field(
+        "uint8",
+        description="dtype the packed 4-bit weights are stored in; FSDP shards them only as a float dtype",
+    )
 
 
 class LoraSettings(BaseModel):

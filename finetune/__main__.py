@@ -3,7 +3,7 @@
     python -m finetune --config configs/finetune/ulma-embedded.yaml            # minutes on CPU
     python -m finetune --config configs/finetune/ulma-llama31-8b.yaml          # the production recipe
     python -m finetune --config ... --resume                                   # after a crash or kill
-    accelerate launch -m finetune --config ...                                 # several GPUs (DDP)
+    accelerate launch --config_file configs/accelerate/ddp.yaml -m finetune --config ...   # several GPUs
 
 Every `UlmaConfig` field is a flag (`--beta 0.2`, `--max-steps 50`, `--output-dir out/x`); flags override the
 YAML profile. The output directory ends up holding the LoRA adapter, the tokenizer, README.md (model card),
@@ -84,6 +84,21 @@ def last_checkpoint(output_dir: Path, resume: bool) -> str | None:
     return checkpoint
 
 
+def check_processes(config: Any) -> None:
+    """A launcher's processes that the Trainer does not see as one job would each train alone and overwrite
+    one another's outputs: on a machine without GPUs, transformers joins them only with --use_cpu."""
+    import torch.distributed as dist
+
+    from finetune.ulma_config import UlmaConfigError
+
+    launched = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    if launched != config.world_size:
+        raise UlmaConfigError(
+            f"{launched} processes were launched, but each would train alone: on a machine without GPUs "
+            "pass --use_cpu true"
+        )
+
+
 def final_evaluation(trainer: Any) -> dict[str, float]:
     """The held-out metrics at the last step: logged already when an evaluation fell on it, else run now."""
     step = trainer.state.global_step
@@ -95,6 +110,8 @@ def final_evaluation(trainer: Any) -> dict[str, float]:
 
 def train(config: Any, *, resume: bool = False) -> Any:
     """Train and save into `config.output_dir` (the adapter folder); returns the `UlmaTrainer`."""
+    from transformers import set_seed
+
     from finetune.callbacks import (
         CONFIG_FILE,
         METRICS_FILE,
@@ -111,9 +128,15 @@ def train(config: Any, *, resume: bool = False) -> Any:
     output_dir = Path(config.output_dir)
     checkpoint = config.resume_from_checkpoint or last_checkpoint(output_dir, resume)
     _ = config.device  # sets up the process group and this process's GPU before 4-bit weights are placed
+    check_processes(config)
 
-    data = prepare_data(config, load_tokenizer(config.model_settings()))
+    # The first process converts the embedded model and fills the datasets cache; the others then read them.
+    with config.main_process_first(desc="model files and data"):
+        data = prepare_data(config, load_tokenizer(config.model_settings()))
     check_data(config, data.train, data.eval)  # before the minutes a large model takes to load
+    # The fresh LoRA weights are drawn when the model is built, before the Trainer seeds anything: seed here, so a
+    # run (and each of its processes) starts from the adapter its seed says.
+    set_seed(config.seed)
     model, tokenizer = load_model(
         config.model_settings(),
         lora=config.lora_settings(),
@@ -135,6 +158,8 @@ def train(config: Any, *, resume: bool = False) -> Any:
         (output_dir / DATA_FILE).write_text(json.dumps(data.summary(), indent=2), encoding="utf-8")
     trainer.train(resume_from_checkpoint=checkpoint)
     final_metrics = final_evaluation(trainer) if data.eval is not None else {}
+    if trainer.is_fsdp_enabled:  # the adapter as one file, not one shard per process
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
     trainer.save_model(str(output_dir))
     if trainer.is_world_process_zero():
         plot_training_curves(read_metrics(output_dir / METRICS_FILE), output_dir / CURVES_FILE)
@@ -161,6 +186,7 @@ def run(argv: list[str]) -> int:
         return EXIT_INTERRUPTED
     print(f"adapter, model card and metrics in {config.output_dir}")
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -78,10 +78,18 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
     length times the row count when padded (then rows are grouped by length to waste little padding).
 
     The batches are formed once, so every epoch has the same number of steps (the Trainer's schedule and
-    `--resume` rely on that); their order is reshuffled every epoch.
+    `--resume` rely on that); their order is reshuffled every epoch, identically in every process.
+
+    Under data parallelism accelerate deals the batches out round-robin (process r takes batches r, r + W, ...);
+    for every process to get the same number without repeating or dropping a row, the batch count is made a
+    multiple of `world_size` by halving the batches with the most rows. Process r's k-th micro-batch is then
+    batch k * W + r of the one-process order, so W processes with G accumulation steps see exactly the
+    micro-batches one process with W * G accumulation steps does.
     """
 
-    def __init__(self, lengths: Sequence[int], max_tokens: int, *, padded: bool, seed: int) -> None:
+    def __init__(
+        self, lengths: Sequence[int], max_tokens: int, *, padded: bool, seed: int, world_size: int = 1
+    ) -> None:
         if max(lengths) > max_tokens:
             raise ValueError(
                 f"max_tokens_per_batch={max_tokens} is below the longest row ({max(lengths)} tokens)"
@@ -105,6 +113,20 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
             longest, total = max(longest, length), total + length
         if batch:
             self.batches.append(batch)
+        self._split_for(world_size)
+
+    def _split_for(self, world_size: int) -> None:
+        while len(self.batches) % world_size:
+            largest = max(range(len(self.batches)), key=lambda i: len(self.batches[i]))
+            batch = self.batches[largest]
+            if len(batch) < 2:
+                raise ValueError(
+                    f"{len(self.batches)} one-row micro-batches cannot be dealt evenly to {world_size} processes "
+                    "without repeating or dropping a row: use more rows or fewer processes"
+                )
+            # Fewer rows never cost more tokens, padded or flattened, so both halves stay within the budget.
+            half = len(batch) // 2
+            self.batches[largest : largest + 1] = [batch[:half], batch[half:]]
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch

@@ -116,7 +116,7 @@ def build_bnb_config(quantization: QuantizationSettings) -> BitsAndBytesConfig:
         bnb_4bit_quant_type=quantization.quant_type,
         bnb_4bit_use_double_quant=quantization.double_quant,
         bnb_4bit_compute_dtype=getattr(torch, quantization.compute_dtype),
-        bnb_4bit_quant_storage=torch.uint8,
+        bnb_4bit_quant_storage=getattr(torch, quantization.quant_storage),
     )
 
 

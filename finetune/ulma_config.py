@@ -51,6 +51,13 @@ class UlmaConfig(TrainingArguments):
         default="bfloat16",
         metadata={"help": "Compute dtype of the 4-bit layers: bfloat16 | float16 | float32."},
     )
+    bnb_4bit_quant_storage: Literal["uint8", "bfloat16", "float16", "float32"] = field(
+        default="uint8",
+        metadata={
+            "help": "dtype the packed 4-bit weights are stored in: uint8, or (FSDP, which shards only float "
+            "tensors together with the rest) the model dtype, bfloat16."
+        },
+    )
     model_dtype: Literal["auto", "bfloat16", "float16", "float32"] = field(
         default="auto",
         metadata={
@@ -294,7 +301,9 @@ class UlmaConfig(TrainingArguments):
             adapter_path="none",  # training starts from the bare base, never from a shipped adapter
             dtype=self.model_dtype,
             quantization=QuantizationSettings(
-                load_in_4bit=self.load_in_4bit, compute_dtype=self.bnb_4bit_compute_dtype
+                load_in_4bit=self.load_in_4bit,
+                compute_dtype=self.bnb_4bit_compute_dtype,
+                quant_storage=self.bnb_4bit_quant_storage,
             ),
             **extra,
         )

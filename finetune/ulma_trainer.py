@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from accelerate.utils import gather_object
+from accelerate.utils import broadcast_object_list, gather_object
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import EvalPrediction, Trainer
@@ -59,6 +59,8 @@ class UlmaTrainer(Trainer):
         )
         # compute_loss returns a per-micro-batch mean, so the Trainer must average over accumulation steps.
         self.model_accepts_loss_kwargs = False
+        if self.is_fsdp_enabled:
+            check_fsdp(args, model)
         self._window = torch.zeros(8, dtype=torch.float64, device=self.args.device)
         if args.precompute_ref_logps and args.needs_reference:
             self.train_dataset = self.with_reference_logps(
@@ -182,6 +184,7 @@ class UlmaTrainer(Trainer):
             self.args.max_tokens_per_batch,
             padded=not self.args.padding_free,
             seed=self.args.seed,
+            world_size=self.args.world_size,
         )
         loader = DataLoader(
             self.train_dataset,
@@ -203,8 +206,13 @@ class UlmaTrainer(Trainer):
             / REF_CACHE_DIR
             / f"{name}-{fingerprint}-{'all' if positives else 'neg'}.npy"
         )
-        if cache.is_file():
-            values = np.load(cache)
+        # The main process decides and reads the cache, and every process takes its values: a process that
+        # saw the file differently (another node's disk, a write in flight) would otherwise skip the
+        # collective computation the others run, and hang them.
+        values = np.load(cache) if self.is_world_process_zero() and cache.is_file() else None
+        if self.args.world_size > 1:
+            values = broadcast_object_list([values])[0]
+        if values is not None:
             logger.info("reference log-probs for %s loaded from %s", name, cache)
         else:
             scores = np.asarray(dataset["score"])
@@ -350,3 +358,27 @@ def check_model(args: UlmaConfig, model: torch.nn.Module) -> None:
             f"{config.model_type} caps its final logits, which response_only_logits does not reproduce; "
             "pass --response_only_logits false"
         )
+
+
+def check_fsdp(args: UlmaConfig, model: torch.nn.Module) -> None:
+    """What FSDP (accelerate's FullyShardedDataParallel) cannot run; DDP runs all of it."""
+    problems = []
+    if args.precompute_ref_logps and args.needs_reference:
+        problems.append(
+            "the reference log-probs are precomputed before training, but FSDP shards (and, with "
+            "cpu_ram_efficient_loading, fills) the model only when training starts: pass "
+            "--precompute_ref_logps false (a reference forward per step)"
+        )
+    if args.response_only_logits:
+        problems.append(
+            "response_only_logits runs lm_head on hidden states taken from inside the model's forward, "
+            "outside the hooks by which FSDP gathers weights and finishes the backward (never verified "
+            "there): pass --response_only_logits false"
+        )
+    if getattr(model, "is_loaded_in_4bit", False) and args.bnb_4bit_quant_storage == "uint8":
+        problems.append(
+            "FSDP flattens each layer's weights into one tensor of one float dtype, and 4-bit weights stored as "
+            "uint8 cannot join it: pass --bnb_4bit_quant_storage bfloat16 (the model dtype)"
+        )
+    if problems:
+        raise UlmaConfigError("under FSDP " + "; ".join(problems))
