@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from configs.settings import AppSettings
 from finetune.data import DataError, load_pairs
-from finetune.modeling import ModelLoadError, load_model, resolve_device, resolve_dtype, use_4bit
+from finetune.modeling import (
+    ModelLoadError,
+    load_model,
+    resolve_device,
+    resolve_dtype,
+    served_precision,
+    use_4bit,
+)
 from lab.alignment.generation import GenerationSettings, generate_answers
 from lab.alignment.metrics import Rate, perplexity, preference_metrics
 from lab.alignment.prompts import (
@@ -104,6 +111,9 @@ def use_variant(model: PreTrainedModel, variant: Variant) -> Iterator[None]:
 
 def run_evaluation(settings: AppSettings, options: EvalOptions) -> EvalResult:
     options.check()
+    if settings.model.adapter_path:  # measured on the precision the service serves it in
+        served = served_precision(settings.model, Path(settings.model.adapter_path))
+        settings = settings.model_copy(update={"model": served})
     started = time.perf_counter()
     timings: dict[str, float] = {}
     judge = build_judge(options.judge_guard, settings)
