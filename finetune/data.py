@@ -300,6 +300,17 @@ def tokenize_example(
     raise MalformedRowError(f"too long: the last turn and response exceed max_length={max_length}")
 
 
+def end_of_turn_ids(tokenizer: PreTrainedTokenizerBase) -> set[int]:
+    """Ids of the tokens that can close a turn: the named special tokens and every added token marked special.
+
+    The named ones alone are not enough: transformers' GGUF conversion of SmolLM2 names `<|im_start|>` as
+    eos, bos and pad, so `all_special_ids` lacks `<|im_end|>`, and a response mask built from it dropped the
+    end of turn from the labels: the model was never taught to stop.
+    """
+    added = {token_id for token_id, token in tokenizer.added_tokens_decoder.items() if token.special}
+    return set(tokenizer.all_special_ids) | added
+
+
 def _encode(
     tokenizer: PreTrainedTokenizerBase, conversation: list[Message], response: str
 ) -> dict[str, list[int]]:
@@ -315,7 +326,7 @@ def _encode(
     response_end = response_start + len(response)
     # Offsets rather than a separately tokenized prompt: BPE merges across the boundary cannot shift labels.
     encoding = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
-    end_of_turn = set(tokenizer.all_special_ids)
+    end_of_turn = end_of_turn_ids(tokenizer)
     input_ids: list[int] = []
     labels: list[int] = []
     for token_id, (start, _end) in zip(encoding["input_ids"], encoding["offset_mapping"], strict=True):

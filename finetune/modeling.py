@@ -209,7 +209,10 @@ def load_model(
     attn_implementation: str = "sdpa",
     fp32_frozen_weights: bool = False,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Base + adapter. Training: a fresh trainable LoRA (from `lora`). Serving: `settings.adapter_path`."""
+    """Base + adapter. Training: a fresh trainable LoRA (from `lora`). Serving: `settings.adapter_path`, on the
+    base precision the adapter was trained and validated on (`served_precision`)."""
+    if not for_training and settings.adapter_path:
+        settings = served_precision(settings, Path(settings.adapter_path))
     tokenizer = load_tokenizer(settings)
     model = load_base_model(
         settings,
@@ -226,6 +229,26 @@ def load_model(
     if not for_training:
         model.eval()
     return model, tokenizer
+
+
+def served_precision(settings: ModelSettings, adapter_dir: Path) -> ModelSettings:
+    """The settings with 4-bit turned off when `load_in_4bit` is "auto" and the adapter was trained on a
+    full-precision base (its resolved ulma_config.yaml says `load_in_4bit: never`).
+
+    An adapter's refusals were measured to move with the base's precision (the earlier adapter, validated in
+    bf16, refused 72.5% instead of 84% of one harmful set on an NF4 base), so "auto" serves the precision it
+    was validated in rather than NF4 on CUDA. An explicit "always" still wins.
+    """
+    import yaml
+
+    config = adapter_dir / "ulma_config.yaml"
+    if settings.quantization.load_in_4bit != "auto" or not config.is_file():
+        return settings
+    if (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("load_in_4bit") != "never":
+        return settings
+    logger.info("%s was trained and validated on a full-precision base: serving it so", adapter_dir)
+    quantization = settings.quantization.model_copy(update={"load_in_4bit": "never"})
+    return settings.model_copy(update={"quantization": quantization})
 
 
 def attach_adapter(model: PreTrainedModel, adapter_path: str | Path) -> PreTrainedModel:

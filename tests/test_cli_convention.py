@@ -22,6 +22,7 @@ COMMANDS: dict[str, list[str]] = {
     "lab.alignment.data": [],
     "lab.alignment.sweep": ["--set", "beta=0.1", "--harmful", "h.json", "--benign", "b.json", "--out", "var/none"],
     "lab.alignment.evaluate": [],
+    "lab.alignment.sets": [],
     "lab.guard.train": [],
     "lab.guard.evaluate": [],
     "lab.guard.generate_answers": [],

@@ -13,6 +13,10 @@ Three sources, written into one JSONL file that `finetune.data.pointwise_rows` r
     (score 0): the same refusal texts that (b) rewards on harmful prompts are pushed down on benign ones, so
     the model learns that the prompt, not the refusal's wording, decides (ULMA's point-wise negatives need no
     pairing; here they share the prompt with a positive).
+(d) with `--lookalikes FILE` (repeatable; the train split of `python -m lab.alignment.sets`): safe prompts that
+    sound harmful ("How can I kill a Python process?"). The base model's answer is a positive and a written
+    refusal a negative, each written `--lookalike-repeat` times: the boundary is taught from both sides, next
+    to the harmful prompts whose refusals are positives.
 
 Prompts that occur in the evaluation sets (`--exclude`) are never used. Then, before anything else, a seeded
 validation split of the harmful and harmless training prompts (`--val-harmful`, `--val-harmless`; 0 disables)
@@ -158,13 +162,22 @@ class BuildOptions:
     # moved an earlier adapter from refusing 46% to 96% of held-out harmful prompts.
     harmful_repeat: int = 1
     harmless_refusal_negatives: int = 0
+    lookalikes: list[str] = field(default_factory=list)
+    lookalike_repeat: int = 1
     val_harmful: int = 50
     val_harmless: int = 400
     templates: Path = DEFAULT_TEMPLATES
     show_progress: bool = False
 
     def input_files(self) -> list[Path]:
-        return [self.hh, Path(parse_spec(self.harmful_train)[0]), self.harmless_train, self.templates]
+        lookalikes = [Path(parse_spec(spec)[0]) for spec in self.lookalikes]
+        return [
+            self.hh,
+            Path(parse_spec(self.harmful_train)[0]),
+            self.harmless_train,
+            *lookalikes,
+            self.templates,
+        ]
 
     def check(self) -> None:
         if not 0.0 < self.holdout_fraction < 1.0:
@@ -173,6 +186,8 @@ class BuildOptions:
             raise ConfigError("--harmless-n must be 0 or more")
         if self.harmful_repeat < 1:
             raise ConfigError("--harmful-repeat must be 1 or more")
+        if self.lookalike_repeat < 1:
+            raise ConfigError("--lookalike-repeat must be 1 or more")
         if self.harmless_refusal_negatives < 0:
             raise ConfigError("--harmless-refusal-negatives must be 0 or more")
         if self.val_harmful < 0 or self.val_harmless < 0:
@@ -232,7 +247,18 @@ def build_alignment_data(
     harmful_val_dropped = _count_in(Path(parse_spec(options.harmful_train)[0]), held_for_validation)
     harmless_val_dropped = _count_in(options.harmless_train, held_for_validation)
     harmless = random.Random(options.seed).sample(harmless_pool, min(options.harmless_n, len(harmless_pool)))
-    answers = _base_answers(model_settings, generation, harmful + harmless, options.show_progress)
+    lookalikes = list(
+        dict.fromkeys(
+            last_user_text(c)
+            for spec in options.lookalikes
+            for c in load_prompt_set(spec, excluded | held_for_validation).conversations
+        )
+    )
+    answers = _base_answers(
+        model_settings, generation, harmful + harmless + lookalikes, options.show_progress
+    )
+    lookalike_answers = answers[len(harmful) + len(harmless) :]
+    answers = answers[: len(harmful) + len(harmless)]
 
     harmful_counts = {
         "prompts": len(harmful),
@@ -282,6 +308,7 @@ def build_alignment_data(
             train.append(pointwise_record(prompt, refusal, 0.0, "harmless:refusal"))
             harmless_counts["refusal_negatives"] += 1
     counts["harmless"] = harmless_counts
+    counts["lookalikes"] = add_lookalikes(train, lookalikes, lookalike_answers, templates, judge, options)
     counts["excluded_eval_prompts"] = len(excluded)
 
     manifest = {
@@ -294,6 +321,8 @@ def build_alignment_data(
         "hh_limit": options.hh_limit,
         "harmful_repeat": options.harmful_repeat,
         "harmless_refusal_negatives": options.harmless_refusal_negatives,
+        "lookalikes": options.lookalikes,
+        "lookalike_repeat": options.lookalike_repeat,
         "validation": {
             kind: {
                 "file": VALSPLIT_FILES[kind],
@@ -313,6 +342,34 @@ def build_alignment_data(
         "seconds": round(time.perf_counter() - started, 1),
     }
     return BuildResult(train, heldout, manifest, validation)
+
+
+def add_lookalikes(
+    train: list[dict[str, Any]],
+    prompts: list[str],
+    answers: list[Answer],
+    templates: RefusalTemplates,
+    judge: RefusalJudge,
+    options: BuildOptions,
+) -> dict[str, int]:
+    """(d): the base model's helpful answer as a positive and a written refusal as a negative per prompt; a
+    prompt the base itself refused, or whose answer has no full sentence, gives no row at all."""
+    counts = {"prompts": len(prompts), "kept": 0, "dropped_refusal": 0, "dropped_no_full_sentence": 0}
+    for prompt, answer in zip(prompts, answers, strict=True):
+        if judge.is_refusal(answer.text, prompt):
+            counts["dropped_refusal"] += 1
+            continue
+        text = answer.text if answer.finished else trim_to_sentence(answer.text)
+        if not text:
+            counts["dropped_no_full_sentence"] += 1
+            continue
+        counts["kept"] += 1
+        refusal = templates.refusal(prompt, options.seed)
+        train.extend(
+            [pointwise_record(prompt, text, 1.0, "lookalike:base_answer")] * options.lookalike_repeat
+        )
+        train.extend([pointwise_record(prompt, refusal, 0.0, "lookalike:refusal")] * options.lookalike_repeat)
+    return counts
 
 
 def _count_in(path: Path, prompts: set[str]) -> int:
@@ -368,7 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_common_arguments(parser, config_help="YAML settings profile (model section)")
     parser.add_argument("--base", help="base model that answers the prompts (model.name_or_path)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="model.device")
-    parser.add_argument("--hh", type=Path, default=SHARED_DATA_DIR / "hh-rlhf" / "harmless-base-test.jsonl.gz")
+    parser.add_argument(
+        "--hh", type=Path, default=SHARED_DATA_DIR / "hh-rlhf" / "harmless-base-test.jsonl.gz"
+    )
     parser.add_argument(
         "--harmful-train", default=str(safety_prompts / "harmful_train.json"), metavar="FILE[:N]"
     )
@@ -395,6 +454,16 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         help="the first N kept harmless prompts also get a written refusal with score 0 (against over-refusal)",
+    )
+    parser.add_argument(
+        "--lookalikes",
+        action="append",
+        default=[],
+        metavar="FILE[:N]",
+        help="safe prompts that sound harmful (repeatable): base answer positive, written refusal negative",
+    )
+    parser.add_argument(
+        "--lookalike-repeat", type=int, default=1, help="write each look-alike's rows N times"
     )
     parser.add_argument(
         "--val-harmful", type=int, default=50, help="harmful_train prompts held out for validation (0: none)"
@@ -445,6 +514,8 @@ def build(args: argparse.Namespace) -> int:
         hh_limit=args.hh_limit,
         harmful_repeat=args.harmful_repeat,
         harmless_refusal_negatives=args.harmless_refusal_negatives,
+        lookalikes=args.lookalikes,
+        lookalike_repeat=args.lookalike_repeat,
         val_harmful=args.val_harmful,
         val_harmless=args.val_harmless,
         templates=args.templates,

@@ -56,7 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="FILE[:N]",
-        help="benign prompts, same formats; repeatable",
+        help="benign prompts (plain instructions), same formats; repeatable",
+    )
+    parser.add_argument(
+        "--lookalike",
+        action="append",
+        default=[],
+        metavar="FILE[:N]",
+        help="safe prompts that sound harmful, same formats; repeatable",
     )
     parser.add_argument(
         "--train-data", help="the training file: its prompts are removed from the prompt sets"
@@ -107,6 +114,10 @@ def summary_lines(metrics: dict) -> list[str]:
         "harmful_refusal_rate",
         "base_benign_refusal_rate",
         "benign_refusal_rate",
+        "base_lookalike_refusal_rate",
+        "lookalike_refusal_rate",
+        "base_refusal_ended_rate",
+        "refusal_ended_rate",
         "base_chosen_ppl",
         "chosen_ppl",
         "preference_accuracy",
@@ -140,6 +151,7 @@ def evaluate(args: argparse.Namespace) -> int:
         pairs=args.pairs,
         harmful=args.harmful,
         benign=args.benign,
+        lookalike=args.lookalike,
         train_data=args.train_data,
         limit=args.limit,
         generation=GenerationSettings(

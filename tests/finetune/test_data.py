@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import gzip
 import json
 
@@ -144,6 +145,17 @@ def test_chat_template_labels_cover_the_response_and_end_of_turn_only(tokenizer)
     assert encoded["labels"][first_label:] == encoded["input_ids"][first_label:]
     prompt = tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
     assert tokenizer.decode(encoded["input_ids"][:first_label]) == prompt
+
+
+def test_end_of_turn_stays_labelled_when_the_tokenizer_names_another_eos(tokenizer):
+    """transformers' GGUF conversion on the GPU machine names <|im_start|> as eos, bos and pad; the end of
+    turn must still be a label, or the model never learns to stop."""
+    converted = copy.deepcopy(tokenizer)
+    converted.eos_token = converted.pad_token = "<|im_start|>"
+    assert "<|im_end|>" not in converted.all_special_tokens
+    encoded = tokenize_example(converted, [{"role": "user", "content": "hi"}], "Hello there.", 64)
+    labelled = [token for token in encoded["labels"] if token != IGNORE_INDEX]
+    assert converted.decode(labelled) == "Hello there.<|im_end|>"
 
 
 def test_truncation_drops_the_oldest_turns_and_keeps_the_response(tokenizer, hh_records):

@@ -125,8 +125,14 @@ def test_an_existing_run_folder_is_refused(capsys: pytest.CaptureFixture[str], t
 # ---------------------------------------------------------------- selection
 
 
-def _run(name: str, harmful: float | None, benign: float | None, status: str = "ok") -> RunResult:
-    metrics = {} if harmful is None else {"harmful_refusal_rate": harmful, "benign_refusal_rate": benign}
+def _run(
+    name: str, harmful: float | None, benign: float | None, status: str = "ok", lookalike: float = 0.0
+) -> RunResult:
+    metrics = (
+        {}
+        if harmful is None
+        else {"harmful_min": harmful, "benign_refusal_rate": benign, "lookalike_refusal_rate": lookalike}
+    )
     return RunResult(name, {"beta": 0.1}, status=status, metrics=metrics)
 
 
@@ -145,11 +151,14 @@ def test_selection_takes_the_most_refusing_run_within_the_benign_bound() -> None
 def test_selection_without_a_run_in_bound_takes_the_lowest_benign_rate() -> None:
     runs = [_run("run-0", 0.99, 0.09), _run("run-1", 0.80, 0.07), _run("run-2", 0.85, 0.07)]
     assert select_run(runs, 0.05).name == "run-2"  # 0.07 twice: the higher harmful rate
+    over_lookalikes = [_run("run-0", 0.99, 0.01, lookalike=0.30), _run("run-1", 0.95, 0.02, lookalike=0.08)]
+    assert select_run(over_lookalikes, 0.03, 0.10).name == "run-1"
+    assert select_run(over_lookalikes, 0.03, 0.05).name == "run-1"  # neither in bound: the smaller excess
     assert select_run([_run("run-0", None, None, status="eval_failed")], 0.05) is None
 
 
 def test_record_marks_the_selection_and_the_targets(tmp_path: Path) -> None:
-    options = SweepOptions(config=EMBEDDED_PROFILE, harmful="h.json", benign="b.json", out=tmp_path)
+    options = SweepOptions(config=EMBEDDED_PROFILE, harmful=("h.json",), benign=("b.json",), out=tmp_path)
     runs = [_run("run-0", 0.97, 0.06), _run("run-1", 0.88, 0.03), _run("run-2", None, None, "train_failed")]
     runs[1].metrics["benign_refusal_rate_ci95"] = [0.01, 0.08]
     record = sweep_record(options, {"beta": [0.1]}, runs)
@@ -163,8 +172,8 @@ def test_record_marks_the_selection_and_the_targets(tmp_path: Path) -> None:
     assert [row["targets_met"] for row in record["runs"]] == [False, False, None]
     assert "benign_refusal_rate <= max_benign_refusal" in record["selection_rule"]
     markdown = render_markdown(record)
-    assert "| run-1 * | beta=0.1 | 0.880 | 0.030 [0.010, 0.080] | - | - | ok |" in markdown
-    assert "targets NOT both met" in markdown
+    assert "| run-1 * | beta=0.1 | 0.880 | 0.030 [0.010, 0.080] | 0.000 | - | - | - | ok |" in markdown
+    assert "targets NOT all met" in markdown
 
 
 # ---------------------------------------------------------------- the runner, with stand-in commands
@@ -186,6 +195,7 @@ def _fake_eval(
         "benign_refusal_rate_ci95": [0.0, 0.1],
         "base_harmful_refusal_rate": 0.3,
         "base_benign_refusal_rate": 0.01,
+        "splits": {"harmful": [{"name": "val_h", "refusal_rate": 0.9 + overrides["beta"] / 10}]},
     }
     write = f"import json; json.dump({metrics!r}, open({str(out_dir / 'val_eval.json')!r}, 'w'))"
     return [sys.executable, "-c", write]
@@ -197,7 +207,12 @@ def test_a_failed_run_is_reported_and_skipped(monkeypatch: pytest.MonkeyPatch, t
     converted: list[Path] = []
     monkeypatch.setattr("finetune.modeling.ensure_embedded_model", converted.append)
     options = SweepOptions(
-        config=EMBEDDED_PROFILE, harmful="h.json", benign="b.json", out=tmp_path, parallel=2
+        config=EMBEDDED_PROFILE,
+        harmful=("h.json",),
+        benign=("b.json",),
+        out=tmp_path,
+        parallel=2,
+        max_benign_refusal=0.05,
     )
     record = run_sweep(options, {}, {"beta": [0.3, 0.5, 0.4]})
 
@@ -222,12 +237,12 @@ def test_an_error_inside_one_run_does_not_end_the_sweep(
     def run_point(options, profile, index, overrides, env):
         if index == 0:
             raise OSError("No space left on device")
-        return RunResult(f"run-{index}", overrides, status="ok", metrics={"harmful_refusal_rate": 0.95,
+        return RunResult(f"run-{index}", overrides, status="ok", metrics={"harmful_min": 0.95,
                                                                           "benign_refusal_rate": 0.02})  # fmt: skip
 
     monkeypatch.setattr("lab.alignment.sweep.run_point", run_point)
     monkeypatch.setattr("finetune.modeling.ensure_embedded_model", lambda folder: folder)
-    options = SweepOptions(config=EMBEDDED_PROFILE, harmful="h.json", benign="b.json", out=tmp_path)
+    options = SweepOptions(config=EMBEDDED_PROFILE, harmful=("h.json",), benign=("b.json",), out=tmp_path)
     record = run_sweep(options, {}, {"beta": [0.1, 0.2]})
     assert [row["status"] for row in record["runs"]] == ["failed", "ok"]
     assert record["runs"][0]["error"] == "OSError: No space left on device"
