@@ -164,14 +164,14 @@ def main(argv: list[str] | None = None) -> None:
         "--baseline-sizes",
         type=int,
         nargs="+",
-        default=[8, 12, 16, 24, 32],
+        default=[2, 4, 6, 8, 12, 16],
         help="fair baseline rows per batch to try",
     )
     parser.add_argument("--naive-batch", type=int, default=8, help="rows per unsorted naive-baseline batch")
     parser.add_argument(
         "--variants",
         nargs="+",
-        default=["16384:on", "16384:on:maskpad"],
+        default=["16384:on", "2048:off", "2048:off:maskpad", "8192:off"],
         help="project runs as TOKENS_PER_MICRO_BATCH:on|off[:OPTION...] (gradient checkpointing; options: the "
         "additions packed, liger and the ablations fp32, allref, stepref, fulllogits, maskpad; see Variant)",
     )
