@@ -1,351 +1,147 @@
-"""ULMA training throughput: the standard QLoRA stack vs. the project's trainer, in one process and one run.
+"""ULMA training throughput: the standard QLoRA stack, run as a competent user runs it, vs. the project's trainer.
 
     python -m benchmarks.train_throughput                      # Llama-3.1-8B shape, needs a CUDA GPU
-    python -m benchmarks.train_throughput --shape tiny --steps 3 --device cpu   # smoke test
+    python -m benchmarks.train_throughput --shape tiny --device cpu --rows 24 --warmup 1 --steps 1 \\
+        --baseline-sizes 2 4 --variants 1024:on                # smoke test
 
-(a) baseline: transformers + PEFT + bitsandbytes NF4 loaded the standard way (peft's
-    prepare_model_for_kbit_training), LoRA r16 on all linear layers, SDPA, gradient checkpointing,
-    right-padded batches of a fixed row count, full-vocabulary logits, and a reference forward with the
-    adapter disabled every step, then the ULMA loss.
-(b) project: the model from the project's loader and the real `UlmaTrainer` on the same rows with its default
-    speed flags (bf16 frozen weights, reference log-probs precomputed once and only for the rows whose loss
-    reads them, length-grouped token-budget micro-batches, logits only at response positions), optionally
-    with Liger Kernel's Triton RMSNorm/SwiGLU/RoPE (`:liger`). Both start from the same adapter weights.
-Rows are real HH pairs (../shared/data/hh-rlhf) tokenized by the project's own chat-template code, so the
-sequence lengths are the real ones. Effective tokens are the non-padding tokens of the rows trained on. The
-project's time includes its one-off reference pass over the rows it trains on (amortised over one epoch).
+Rows are real HH pairs (../shared/data/hh-rlhf) tokenized by the project's chat-template code, so the sequence
+lengths are the real ones; the model has the Llama-3.1-8B shape with random weights (speed does not depend on
+values), NF4 + LoRA r16 on all linear layers. Effective tokens are the non-padding tokens of the timed steps.
+
+Every configuration runs in its own process (benchmarks/throughput_runs.py says what each times): first the
+fair baseline's batch size is searched (the largest that keeps its peak under --max-peak-gb), then every
+configuration runs once in the given order; then the fair baseline and the fastest project run under the cap
+run again in reversed order, --repeats times in all, alternating; each row reports the median of its runs.
+The naive baseline (the project's earlier one: unsorted batches of 8 rows, a reference forward every step) is
+kept as a second, labelled row.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
+import datetime
 import json
 import logging
+import multiprocessing
+import os
+import statistics
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from benchmarks.llama_shape import save_random_model
-from configs.settings import (
-    EMBEDDED_GENERATOR,
-    PROJECT_ROOT,
-    SHARED_DATA_DIR,
-    LoraSettings,
-    ModelSettings,
-    QuantizationSettings,
-)
-from finetune.collator import PaddedCollator
+from benchmarks.throughput_runs import Variant, run_job
+from configs.settings import EMBEDDED_GENERATOR, PROJECT_ROOT, SHARED_DATA_DIR, ModelSettings
 from finetune.data import DataReport, load_pairs, pointwise_rows, tokenize_rows
-from finetune.forward import response_logps
-from finetune.losses import pointwise_loss
-from finetune.modeling import load_model, load_tokenizer
+from finetune.modeling import load_tokenizer
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_DATA = str(SHARED_DATA_DIR / "hh-rlhf" / "harmless-base-test.jsonl.gz")
 RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "train_throughput.json"
-
-
-@dataclass
-class Measurement:
-    name: str
-    effective_tokens: int
-    seconds: float
-    peak_gb: float | None  # None on CPU
-    losses: list[float]
-    detail: dict[str, Any]
-
-    @property
-    def tokens_per_s(self) -> float:
-        return self.effective_tokens / self.seconds
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "effective_tokens_per_s": round(self.tokens_per_s, 1),
-            "peak_gb": None if self.peak_gb is None else round(self.peak_gb, 2),
-            "effective_tokens": self.effective_tokens,
-            "seconds": round(self.seconds, 3),
-            **self.detail,
-        }
+FAIR, NAIVE = "fair baseline", "naive baseline"
 
 
 def benchmark_rows(tokenizer: Any, data: str, n_rows: int, max_length: int) -> list[dict]:
     """Point-wise rows (chosen score 1, rejected score 0) of real HH pairs, tokenized by the project."""
     report = DataReport()
     pairs = load_pairs(data, report=report)[: (n_rows + 1) // 2 + 64]
-    return tokenize_rows(tokenizer, pointwise_rows(pairs, report), max_length, report)[:n_rows]
+    rows = tokenize_rows(tokenizer, pointwise_rows(pairs, report), max_length, report)[:n_rows]
+    return [{key: row[key] for key in ("input_ids", "labels", "score", "pair_id")} for row in rows]
 
 
-def _restore(model: torch.nn.Module, initial: dict[str, torch.Tensor]) -> None:
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if name in initial:
-                param.copy_(initial[name])
+class Runner:
+    """Starts each job in a fresh process, by default forked from a server that has already imported torch and
+    the project (no CUDA in it), so a run pays neither the imports nor another run's allocator state."""
 
+    def __init__(
+        self, work_dir: Path, common: dict[str, Any], start_method: str, deadline: float | None
+    ) -> None:
+        self.deadline = deadline  # perf_counter time after which no run starts
+        self.work_dir = work_dir
+        self.common = common
+        # torch.cuda.is_available() through NVML: the cudart query would forbid CUDA in processes forked later.
+        os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+        self.context = multiprocessing.get_context(start_method)
+        if start_method == "forkserver":
+            self.context.set_forkserver_preload(["benchmarks.throughput_runs"])
+        self.count = 0
 
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
-def _reset_peak(device: str) -> None:
-    gc.collect()
-    if device == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
-
-
-def _peak_gb(device: str) -> float | None:
-    return torch.cuda.max_memory_allocated() / 1e9 if device == "cuda" else None
-
-
-def load_qlora(model_dir: Path, device: str, lora_r: int, *, standard: bool) -> tuple[torch.nn.Module, Any]:
-    """from_pretrained in 4-bit NF4 + LoRA (PEFT); `standard` adds prepare_model_for_kbit_training's float32
-    upcast of the unquantized weights, as users' QLoRA scripts do."""
-    settings = ModelSettings(
-        name_or_path=str(model_dir),
-        device=device,
-        quantization=QuantizationSettings(load_in_4bit="always"),
-    )
-    lora = LoraSettings(r=lora_r, alpha=2 * lora_r, dropout=0.0)
-    return load_model(settings, lora=lora, for_training=True, fp32_frozen_weights=standard)
-
-
-def _batches(rows: list[dict], size: int) -> Iterator[list[dict]]:
-    for start in range(0, len(rows) - size + 1, size):
-        yield rows[start : start + size]
-
-
-def run_baseline(
-    model: torch.nn.Module,
-    rows: list[dict],
-    pad_id: int,
-    *,
-    batch_size: int,
-    warmup: int,
-    steps: int,
-    beta: float,
-    device: str,
-) -> Measurement:
-    """(a): padded fixed-size batches, full logits, a reference forward every step."""
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    model.enable_input_require_grads()
-    model.train()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
-    collate = PaddedCollator(pad_id)
-    batches = [collate(chunk) for chunk in _batches(rows, batch_size)][: warmup + steps]
-    if len(batches) < warmup + steps:
-        raise SystemExit(f"only {len(batches)} baseline batches from {len(rows)} rows; lower --steps")
-
-    def step(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        loss = ulma_loss(model, batch, beta, device, response_only=False)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return loss.detach()  # read after the timed loop: no host sync per step, as in the Trainer
-
-    for batch in batches[:warmup]:
-        step(batch)
-    _sync(device)
-    _reset_peak(device)
-    losses, tokens = [], 0
-    start = time.perf_counter()
-    for batch in batches[warmup:]:
-        losses.append(step(batch))
-        tokens += int(batch["attention_mask"].sum())
-    _sync(device)
-    seconds = time.perf_counter() - start
-    padded = sum(int(b["attention_mask"].numel()) for b in batches[warmup:])
-    detail = {"batch_rows": batch_size, "steps": steps, "padding_share": round(1 - tokens / padded, 3)}
-    return Measurement("baseline", tokens, seconds, _peak_gb(device), [float(x) for x in losses], detail)
-
-
-def ulma_loss(
-    model: torch.nn.Module, batch: dict, beta: float, device: str, *, response_only: bool
-) -> torch.Tensor:
-    """The ULMA loss of `batch`: the policy's log-probs, and the adapter-disabled reference's in the same call."""
-    batch = {k: v.to(device) for k, v in batch.items()}
-    causal_lm = model.get_base_model()
-    # bf16 autocast, as transformers' Trainer runs with bf16=True: the fair standard setting.
-    with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
-        sums, counts = response_logps(
-            model, causal_lm, batch, response_only_logits=response_only, chunk_size=1024
-        )
-        with torch.no_grad(), model.disable_adapter():
-            ref_sums, _ = response_logps(
-                model, causal_lm, batch, response_only_logits=response_only, chunk_size=1024
+    def __call__(self, kind: str, name: str, **settings: Any) -> dict[str, Any]:
+        if self.deadline is not None and time.perf_counter() > self.deadline:
+            logger.warning("%s skipped: past --time-budget-s", name)
+            return {"error": "skipped: past --time-budget-s"}
+        self.count += 1
+        result_path = self.work_dir / f"result-{self.count}.json"
+        job = {**self.common, **settings, "kind": kind, "name": name}
+        job["output_dir"] = str(self.work_dir / f"run-{self.count}")
+        logger.info("run %d: %s", self.count, name)
+        start = time.perf_counter()
+        process = self.context.Process(target=run_job, args=(job, str(result_path)))
+        process.start()
+        process.join()
+        if not result_path.is_file():
+            return {"error": f"process ended with exit code {process.exitcode} and no result"}
+        result = json.loads(result_path.read_text())
+        result["process_seconds"] = round(time.perf_counter() - start, 1)
+        if "effective_tokens" in result:
+            result["effective_tokens_per_s"] = result["effective_tokens"] / result["seconds"]
+            logger.info(
+                "%s: %.0f effective tokens/s, peak %s GB",
+                name,
+                result["effective_tokens_per_s"],
+                result["peak_gb"],
             )
-        return pointwise_loss(
-            sums / counts, ref_sums / counts, batch["score"], loss_type="ulma", beta=beta
-        ).loss
+        return result
 
 
-class _TokenCounter:
-    """Wraps the trainer's collator and counts the non-padding tokens of every micro-batch it builds."""
-
-    def __init__(self, collate: Callable[[list[dict]], dict]) -> None:
-        self.collate = collate
-        self.tokens = 0
-
-    def __call__(self, features: list[dict]) -> dict:
-        self.tokens += sum(len(f["input_ids"]) for f in features)
-        return self.collate(features)
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One project run: `TOKENS:on|off[:option...]`. Options switch a lever away from the trainer's default
-    (packed, fp32, allref, stepref, fulllogits) or add Liger kernels (liger), so each lever can be measured
-    alone against the run without it."""
-
-    max_tokens: int
-    gradient_checkpointing: bool
-    options: frozenset[str]
-
-    OPTIONS = frozenset({"grouped", "packed", "liger", "fp32", "allref", "stepref", "fulllogits"})
-    ABLATIONS = frozenset({"fp32", "allref", "stepref", "fulllogits"})
-
-    @classmethod
-    def parse(cls, text: str) -> Variant:
-        budget, *rest = text.split(":")
-        checkpointing, options = (rest[0], rest[1:]) if rest else ("", [])
-        unknown = set(options) - cls.OPTIONS
-        if not budget.isdigit() or checkpointing not in ("on", "off") or unknown:
-            raise SystemExit(f"bad variant {text!r}: TOKENS:on|off[:{'|'.join(sorted(cls.OPTIONS))}]...")
-        if {"fp32", "liger"} <= set(options):
-            raise SystemExit(
-                f"{text}: fp32 runs share the baseline's model, which must stay without Liger's patches"
-            )
-        return cls(int(budget), checkpointing == "on", frozenset(options))
-
-    @property
-    def is_ablation(self) -> bool:
-        """A run with one of the trainer's speed levers switched off: measured, never reported as the project."""
-        return bool(self.options & self.ABLATIONS)
-
-    @property
-    def name(self) -> str:
-        extra = sorted(self.options - {"grouped"})
-        return (
-            f"{self.max_tokens} tok/batch, ckpt {'on' if self.gradient_checkpointing else 'off'}"
-            + "".join(f", {option}" for option in extra)
-        )
-
-
-def run_order(variants: list[Variant]) -> list[Variant]:
-    """fp32 runs first (on the baseline's float32-upcast model), then bf16 ones; Liger runs last in each group,
-    because Liger patches modules (and transformers' RoPE function) for the rest of the process."""
-    return sorted(variants, key=lambda v: ("fp32" not in v.options, "liger" in v.options))
-
-
-def run_project(
-    model: torch.nn.Module,
-    tokenizer: Any,
-    rows: list[dict],
-    variant: Variant,
-    *,
-    warmup: int,
-    steps: int,
-    beta: float,
-    device: str,
-    output_dir: Path,
-) -> Measurement:
-    """(b): the real UlmaTrainer with its speed flags, timed between the end of warm-up and the last step."""
-    import datasets
-    from transformers import TrainerCallback
-
-    from finetune.ulma_config import UlmaConfig
-    from finetune.ulma_trainer import UlmaTrainer
-
-    options = variant.options
-    args = UlmaConfig(
-        output_dir=str(output_dir),
-        max_steps=warmup + steps,
-        per_device_train_batch_size=1,
-        gradient_accumulation_steps=1,
-        max_tokens_per_batch=variant.max_tokens,
-        max_length=min(variant.max_tokens, 2048),
-        beta=beta,
-        learning_rate=1e-5,
-        warmup_steps=0,
-        gradient_checkpointing=variant.gradient_checkpointing,
-        padding_free="packed" in options,
-        use_liger_kernel="liger" in options,
-        reference_for_positives="allref" in options,
-        precompute_ref_logps="stepref" not in options,
-        response_only_logits="fulllogits" not in options,
-        eval_strategy="no",
-        save_strategy="no",
-        logging_steps=10_000,
-        bf16=device == "cuda",
-        use_cpu=device == "cpu",
-        disable_tqdm=True,
-        dataloader_pin_memory=False,
-    )
-    dataset = datasets.Dataset.from_list([{**row, "length": len(row["input_ids"])} for row in rows])
-    total_tokens = sum(dataset["length"])
-    _reset_peak(device)
-    start = time.perf_counter()
-    trainer = UlmaTrainer(model, args, train_dataset=dataset, processing_class=tokenizer)
-    _sync(device)
-    reference_seconds = time.perf_counter() - start
-    counter = _TokenCounter(trainer.data_collator)
-    trainer.data_collator = counter
-    marks: dict[int, tuple[float, int]] = {}
-
-    class Clock(TrainerCallback):
-        def on_step_end(self, _args: Any, state: Any, _control: Any, **_: Any) -> None:
-            if state.global_step in (warmup, warmup + steps):
-                _sync(device)
-                marks[state.global_step] = (time.perf_counter(), counter.tokens)
-
-    trainer.add_callback(Clock())
-    trainer.train()
-    (t0, n0), (t1, n1) = marks[warmup], marks[warmup + steps]
-    tokens = n1 - n0
-    # The reference pass ran over every row once; charge the share of it that the timed tokens used.
-    reference_share = reference_seconds * tokens / total_tokens
-    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    detail = {
-        "max_tokens_per_batch": variant.max_tokens,
-        "gradient_checkpointing": variant.gradient_checkpointing,
-        "layout": "packed" if args.padding_free else "length-grouped padded",
-        "steps": steps,
-        "step_seconds": round(t1 - t0, 3),
-        "reference_pass_seconds_charged": round(reference_share, 3),
-        "flags": {
-            "precompute_ref_logps": args.precompute_ref_logps,
-            "reference_for_positives": args.reference_for_positives,
-            "padding_free": args.padding_free,
-            "response_only_logits": args.response_only_logits,
-            "fp32_frozen_weights": "fp32" in options,
-            "use_liger_kernel": args.use_liger_kernel,
-        },
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median throughput over a configuration's runs, the largest peak, and each run as measured."""
+    good = [run for run in runs if "error" not in run]
+    if not good:
+        return {"error": runs[0]["error"], "runs": runs}
+    rates = [run["effective_tokens_per_s"] for run in good]
+    # Without the one-off reference pass's charge: an upper bound that grants the run a free reference.
+    step_rates = [run["effective_tokens"] / run["step_seconds"] for run in good]
+    peaks = [run["peak_gb"] for run in good if run["peak_gb"] is not None]
+    detail = {k: v for k, v in good[0].items() if k not in ("losses", "process_seconds")}
+    return {
+        **detail,
+        "effective_tokens_per_s": round(statistics.median(rates), 1),
+        "peak_gb": max(peaks) if peaks else None,
+        "repeats": len(good),
+        "runs_tokens_per_s": [round(rate, 1) for rate in rates],
+        "steps_only_tokens_per_s": round(statistics.median(step_rates), 1),
+        "first_losses": good[0]["losses"][:3],
     }
-    return Measurement(
-        f"project ({variant.name})", tokens, (t1 - t0) + reference_share, _peak_gb(device), losses, detail
-    )
 
 
-def print_table(baseline: Measurement, projects: list[Measurement]) -> None:
+def fits(summary: dict[str, Any], cap_gb: float) -> bool:
+    return "error" not in summary and (summary["peak_gb"] is None or summary["peak_gb"] <= cap_gb)
+
+
+def print_table(rows: dict[str, dict[str, Any]], cap_gb: float) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="ULMA training throughput (effective = non-padding tokens)")
-    for column in ("run", "effective tokens/s", "peak GB", "ratio vs baseline"):
-        table.add_column(column, justify="right" if column != "run" else "left")
-    for m in [baseline, *projects]:
+    fair = rows[FAIR].get("effective_tokens_per_s")
+    table = Table(
+        title=f"ULMA training throughput (effective = non-padding tokens; memory cap {cap_gb:g} GB)"
+    )
+    for column in ("run", "runs", "effective tokens/s (median)", "peak GB", "vs fair baseline"):
+        table.add_column(column, justify="left" if column == "run" else "right")
+    for name, summary in rows.items():
+        if "error" in summary:
+            table.add_row(name, "0", summary["error"][:60], "-", "-")
+            continue
+        rate = summary["effective_tokens_per_s"]
         table.add_row(
-            m.name,
-            f"{m.tokens_per_s:,.0f}",
-            "-" if m.peak_gb is None else f"{m.peak_gb:.1f}",
-            f"{m.tokens_per_s / baseline.tokens_per_s:.2f}x",
+            name,
+            str(summary["repeats"]),
+            f"{rate:,.0f}",
+            "-" if summary["peak_gb"] is None else f"{summary['peak_gb']:.1f}",
+            f"{rate / fair:.2f}x" if fair else "-",
         )
     Console().print(table)
 
@@ -353,139 +149,152 @@ def print_table(baseline: Measurement, projects: list[Measurement]) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shape", choices=["llama31-8b", "tiny"], default="llama31-8b")
-    parser.add_argument("--model-dir", type=Path, default=Path("/tmp/bench-model"))
+    parser.add_argument("--model-dir", type=Path, default=Path("/dev/shm/bench-model"))
     parser.add_argument(
         "--data", default=DEFAULT_DATA, help="HH pairs (.jsonl.gz) whose lengths the rows follow"
     )
-    parser.add_argument("--rows", type=int, default=1200, help="point-wise rows tokenized for the run")
+    parser.add_argument("--rows", type=int, default=2200, help="point-wise rows tokenized for the run")
     parser.add_argument("--max-length", type=int, default=1024)
-    parser.add_argument("--baseline-batch", type=int, default=8, help="rows per padded baseline batch")
+    parser.add_argument(
+        "--tokenizer",
+        default=EMBEDDED_GENERATOR,
+        help="tokenizer that turns HH text into the rows' token ids",
+    )
+    parser.add_argument(
+        "--baseline-sizes",
+        type=int,
+        nargs="+",
+        default=[2, 4, 6, 8, 12, 16],
+        help="fair baseline rows per batch to try",
+    )
+    parser.add_argument("--naive-batch", type=int, default=8, help="rows per unsorted naive-baseline batch")
     parser.add_argument(
         "--variants",
         nargs="+",
-        default=["8192:on", "16384:on"],
-        help="project runs as TOKENS_PER_MICRO_BATCH:on|off[:OPTION...] (gradient checkpointing; options: packed, "
-        "liger, and the ablations fp32, allref, stepref, fulllogits; see Variant)",
+        default=["16384:on", "2048:off", "2048:off:maskpad", "8192:off"],
+        help="project runs as TOKENS_PER_MICRO_BATCH:on|off[:OPTION...] (gradient checkpointing; options: the "
+        "additions packed, liger and the ablations fp32, allref, stepref, fulllogits, maskpad; see Variant)",
     )
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=20)
     parser.add_argument(
-        "--tokenizer", default=EMBEDDED_GENERATOR, help="tokenizer that turns HH text into rows"
+        "--repeats", type=int, default=2, help="runs of the two headline rows, order alternated"
     )
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument(
-        "--baseline-warmup",
-        type=int,
-        help="baseline warm-up steps (default --warmup); its ~1 s steps are cheap, "
-        "and two warm-up steps left its rate varying 930-1,497 tokens/s between H100 runs",
-    )
-    parser.add_argument("--baseline-steps", type=int, help="baseline timed steps (default --steps)")
     parser.add_argument("--beta", type=float, default=0.1)
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
-    parser.add_argument("--max-peak-gb", type=float, default=24.0, help="the project's memory ceiling")
+    parser.add_argument("--max-peak-gb", type=float, default=24.0, help="the memory cap both sides must fit")
+    parser.add_argument(
+        "--time-budget-s", type=float, help="start no run after this many seconds (a lent GPU's time limit)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        variants = [Variant.parse(text) for text in args.variants]
+    except ValueError as exc:
+        parser.error(str(exc))
+    started = time.perf_counter()
 
-    # The embedded model's tokenizer (vocab 49,152 < 128,256) turns real HH text into the rows' token ids.
     tokenizer = load_tokenizer(ModelSettings(name_or_path=args.tokenizer))
-    model_dir = save_random_model(args.shape, args.model_dir, args.device, tokenizer)
+    work_dir = Path(tempfile.mkdtemp(prefix="train-throughput-"))
+    rows_file = work_dir / "rows.json"
     rows = benchmark_rows(tokenizer, args.data, args.rows, args.max_length)
-    variants = run_order([Variant.parse(text) for text in args.variants])
-    model, tokenizer = load_qlora(model_dir, args.device, lora_r=16, standard=True)
-    # Every run starts from the same adapter weights; the project's model gets the baseline's initial ones.
-    initial = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
-    check_batch = PaddedCollator(tokenizer.pad_token_id)(rows[: args.baseline_batch])
-    with torch.no_grad():  # the loss before any step, on both paths
-        same_batch = {
-            "baseline": float(ulma_loss(model, check_batch, args.beta, args.device, response_only=False))
-        }
-    baseline = run_baseline(
-        model,
-        rows,
-        tokenizer.pad_token_id,
-        batch_size=args.baseline_batch,
-        warmup=args.warmup if args.baseline_warmup is None else args.baseline_warmup,
-        steps=args.steps if args.baseline_steps is None else args.baseline_steps,
-        beta=args.beta,
-        device=args.device,
-    )
-    projects = []
-    for variant in variants:
-        if "fp32" not in variant.options and "project" not in same_batch:
-            del model  # the baseline's optimizer and batches went with run_baseline; this frees the weights
-            _reset_peak(args.device)
-            model, tokenizer = load_qlora(model_dir, args.device, lora_r=16, standard=False)
-            _restore(model, initial)
-            with torch.no_grad():
-                same_batch["project"] = float(
-                    ulma_loss(model, check_batch, args.beta, args.device, response_only=True)
-                )
-        _restore(model, initial)
-        model.gradient_checkpointing_disable()
-        projects.append(
-            run_project(
-                model,
-                tokenizer,
-                rows,
-                variant,
-                warmup=args.warmup,
-                steps=args.steps,
-                beta=args.beta,
-                device=args.device,
-                output_dir=args.model_dir.parent / f"bench-run-{len(projects)}",
-            )
-        )
-        logger.info(
-            "%s: %.0f effective tokens/s (baseline %.0f)",
-            projects[-1].name,
-            projects[-1].tokens_per_s,
-            baseline.tokens_per_s,
-        )
-    print_table(baseline, projects)
-    # The reported project run: the fastest that keeps every speed lever on and fits the memory ceiling.
-    complete = [m for v, m in zip(variants, projects, strict=True) if not v.is_ablation] or projects
-    fitting = [m for m in complete if m.peak_gb is None or m.peak_gb <= args.max_peak_gb] or complete
-    best = max(fitting, key=lambda m: m.tokens_per_s)
-    device_name = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
+    rows_file.write_text(json.dumps(rows))
+    common = {
+        "device": args.device,
+        "model_dir": str(args.model_dir),
+        "rows_file": str(rows_file),
+        "warmup": args.warmup,
+        "steps": args.steps,
+        "beta": args.beta,
+        "seed": args.seed,
+        "cap_gb": args.max_peak_gb,
+    }
+    deadline = None if args.time_budget_s is None else started + args.time_budget_s
+    run = Runner(work_dir, common, "forkserver", deadline)
+    prepared = run("prepare", "prepare", shape=args.shape, tokenizer=args.tokenizer)
+    if "fork" in prepared.get("error", ""):  # CUDA refused in a forked process: fresh interpreters instead
+        run = Runner(work_dir, common, "spawn", deadline)
+        prepared = run("prepare", "prepare", shape=args.shape, tokenizer=args.tokenizer)
+    if "error" in prepared:
+        raise SystemExit(f"could not prepare the model: {prepared['error']}")
+    search = run("search", "fair baseline batch-size search", sizes=args.baseline_sizes)
+    if search.get("batch_rows") is None:
+        raise SystemExit(f"no fair-baseline batch size fits {args.max_peak_gb} GB: {search}")
+
+    jobs: dict[str, tuple[str, dict[str, Any]]] = {
+        FAIR: ("fair", {"batch_rows": search["batch_rows"]}),
+        **{v.name: ("project", {"variant": text}) for v, text in zip(variants, args.variants, strict=True)},
+        NAIVE: ("naive", {"batch_rows": args.naive_batch}),
+    }
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in jobs}
+    order = list(jobs)
+    for name in order:
+        runs[name].append(run(jobs[name][0], name, **jobs[name][1]))
+
+    def best_project(cap: float | None) -> str | None:
+        candidates = [
+            v.name
+            for v in variants
+            if not v.is_ablation and fits(summarise(runs[v.name]), cap if cap is not None else float("inf"))
+        ]
+        return max(candidates, key=lambda n: summarise(runs[n])["effective_tokens_per_s"], default=None)
+
+    headline = best_project(args.max_peak_gb)
+    pair = [FAIR, headline] if headline else [FAIR]
+    for repeat in range(1, args.repeats):
+        for name in pair if repeat % 2 == 0 else reversed(pair):
+            order.append(name)
+            runs[name].append(run(jobs[name][0], name, **jobs[name][1]))
+
+    summaries = {name: summarise(runs[name]) for name in jobs}
+    print_table(summaries, args.max_peak_gb)
+    fair = summaries[FAIR]
+    uncapped = best_project(None)
     result = {
-        "device": device_name,
+        "device": prepared["device"],
         "shape": args.shape,
         "data": Path(args.data).name,
         "rows": len(rows),
-        "baseline": baseline.as_json(),
-        "project": best.as_json(),
-        "ratio": round(best.tokens_per_s / baseline.tokens_per_s, 3),
-        "project_variants": {p.name: p.as_json() for p in projects},
-        # The ULMA loss of the first baseline batch before training: the standard path (float32-upcast weights,
-        # full logits) vs. the project's (bf16 weights, response-only logits), same adapter weights.
-        "same_batch_loss": {
-            **same_batch,
-            "relative_difference": round(
-                abs(same_batch["project"] - same_batch["baseline"]) / same_batch["baseline"], 6
-            )
-            if "project" in same_batch
-            else None,
-        },
         "max_peak_gb": args.max_peak_gb,
-        "versions": {"torch": torch.__version__, **_versions()},
+        "repeats": args.repeats,
+        "baseline": fair,
+        "naive_baseline": summaries[NAIVE],
+        "project": summaries[headline] if headline else None,
+        "project_name": headline,
+        "ratio": _ratio(summaries.get(headline), fair),
+        "ratio_vs_naive": _ratio(summaries.get(headline), summaries[NAIVE]),
+        "project_without_cap": summaries[uncapped] if uncapped else None,
+        "project_without_cap_name": uncapped,
+        "project_variants": {v.name: summaries[v.name] for v in variants},
+        "baseline_search": search,
+        "run_order": order,
+        # The ULMA loss of the first rows before any step: the standard path (float32-upcast frozen weights, full
+        # logits) vs. the project's (bf16, response-only logits, causal mask only), same adapter weights.
+        "same_batch_loss": _loss_check(fair, summaries.get(headline)),
+        "versions": prepared["versions"],
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "wall_seconds": round(time.perf_counter() - started, 1),
         "command": "python -m benchmarks.train_throughput "
         + " ".join(argv if argv is not None else sys.argv[1:]),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    logger.info("wrote %s (ratio %.2fx)", args.out, result["ratio"])
+    logger.info("wrote %s (ratio %s vs the fair baseline)", args.out, result["ratio"])
 
 
-def _versions() -> dict[str, str]:
-    import importlib.metadata
+def _ratio(project: dict[str, Any] | None, baseline: dict[str, Any]) -> float | None:
+    if not project or "error" in project or "error" in baseline:
+        return None
+    return round(project["effective_tokens_per_s"] / baseline["effective_tokens_per_s"], 3)
 
-    versions = {}
-    for package in ("transformers", "peft", "bitsandbytes", "liger-kernel"):
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return versions
+
+def _loss_check(fair: dict[str, Any], project: dict[str, Any] | None) -> dict[str, float | None]:
+    if not project or "error" in project or "error" in fair:
+        return {"baseline": fair.get("check_loss"), "project": None, "relative_difference": None}
+    base, mine = fair["check_loss"], project["check_loss"]
+    return {"baseline": base, "project": mine, "relative_difference": round(abs(mine - base) / base, 6)}
 
 
 if __name__ == "__main__":

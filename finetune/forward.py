@@ -9,6 +9,11 @@ own forward (and any DDP wrapper), so hooks, adapters and gradient synchronisati
 
 Both take a padded batch ([B, T] with `attention_mask`) or a flattened one ([1, N] with `position_ids` and
 `seq_idx`) and return (sum of log-probs, number of response tokens) per row.
+
+`causal_mask_only` leaves the padding mask out of a right-padded batch: under a causal mask a real token only
+sees earlier positions, which are all real, so every non-padding token's output is unchanged, while sdpa can
+then take its flash kernel (`is_causal`) instead of the slower one that reads an explicit mask. The padding
+positions' outputs change, and nothing reads them.
 """
 
 from __future__ import annotations
@@ -27,8 +32,10 @@ from finetune.losses import sequence_logprobs, token_logprobs
 MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids")
 
 
-def model_inputs(batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-    return {key: batch[key] for key in MODEL_INPUTS if key in batch}
+def model_inputs(batch: dict[str, Any], causal_mask_only: bool = False) -> dict[str, torch.Tensor]:
+    # Right padding only (PaddedCollator): see the module docstring.
+    skipped = {"attention_mask"} if causal_mask_only else set()
+    return {key: batch[key] for key in MODEL_INPUTS if key in batch and key not in skipped}
 
 
 def n_rows(batch: dict[str, Any]) -> int:
@@ -47,9 +54,11 @@ def _sum_per_row(per_token: torch.Tensor, rows: torch.Tensor, n: int) -> torch.T
     return torch.zeros(n, dtype=per_token.dtype, device=per_token.device).index_add(0, rows, per_token)
 
 
-def full_logits_logps(model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+def full_logits_logps(
+    model: nn.Module, batch: dict[str, Any], causal_mask_only: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The straightforward computation: full logits everywhere, then log-probs of the labelled tokens."""
-    logits = model(**model_inputs(batch), use_cache=False).logits
+    logits = model(**model_inputs(batch, causal_mask_only), use_cache=False).logits
     if "seq_idx" not in batch:
         return sequence_logprobs(logits, batch["labels"])
     targets = batch["labels"][:, 1:]
@@ -80,12 +89,16 @@ def _chunk_logprobs(lm_head: nn.Module, hidden: torch.Tensor, targets: torch.Ten
 
 
 def response_only_logps(
-    model: nn.Module, causal_lm: nn.Module, batch: dict[str, Any], chunk_size: int
+    model: nn.Module,
+    causal_lm: nn.Module,
+    batch: dict[str, Any],
+    chunk_size: int,
+    causal_mask_only: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """lm_head and log-softmax only at response positions. `model` is what to call (PEFT/DDP wrappers
     included); `causal_lm` is the unwrapped transformers model whose decoder and lm_head are used."""
     with _capture_output(causal_lm.get_decoder()) as captured:
-        model(**model_inputs(batch), use_cache=False, logits_to_keep=1)
+        model(**model_inputs(batch, causal_mask_only), use_cache=False, logits_to_keep=1)
     targets = batch["labels"][:, 1:]
     mask = targets != IGNORE_INDEX
     hidden = captured["hidden"][:, :-1][mask]
@@ -112,8 +125,9 @@ def response_logps(
     *,
     response_only_logits: bool,
     chunk_size: int,
+    causal_mask_only: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(sum of response log-probs, number of response tokens) per row, by the configured computation."""
     if response_only_logits:
-        return response_only_logps(model, causal_lm, batch, chunk_size)
-    return full_logits_logps(model, batch)
+        return response_only_logps(model, causal_lm, batch, chunk_size, causal_mask_only)
+    return full_logits_logps(model, batch, causal_mask_only)

@@ -181,6 +181,13 @@ class UlmaConfig(TrainingArguments):
         default=True,
         metadata={"help": "Run lm_head + log-softmax only at response positions, in chunks, not everywhere."},
     )
+    causal_mask_only: bool = field(
+        default=True,
+        metadata={
+            "help": "Padded batches attend with the causal mask alone, without the padding mask: exact for every "
+            "real token (padding is on the right), and sdpa can use its flash kernel."
+        },
+    )
     logits_chunk_size: int = field(
         default=1024, metadata={"help": "Response positions per lm_head chunk (response_only_logits)."}
     )

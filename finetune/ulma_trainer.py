@@ -81,6 +81,7 @@ class UlmaTrainer(Trainer):
             batch,
             response_only_logits=self.args.response_only_logits,
             chunk_size=self.args.logits_chunk_size,
+            causal_mask_only=self.args.causal_mask_only,
         )
 
     @torch.no_grad()
@@ -274,6 +275,7 @@ class UlmaTrainer(Trainer):
             args.bnb_4bit_compute_dtype,
             args.model_dtype,
             args.response_only_logits,
+            args.causal_mask_only,
         )
         digest.update(repr(settings).encode())
         for batch in dataset.with_format("numpy").iter(batch_size=4096):

@@ -1,5 +1,5 @@
-"""The fast paths (precomputed reference and response-only logits, padded or packed) compute the plain path's
-loss, rewards and gradients on the same rows, on the embedded model."""
+"""The fast paths (precomputed reference and response-only logits, padded or packed, with or without the padding
+mask) compute the plain path's loss, rewards and gradients on the same rows, on the embedded model."""
 
 from __future__ import annotations
 
@@ -11,9 +11,21 @@ from finetune.data import DataReport, pointwise_rows, tokenize_rows
 
 pytestmark = pytest.mark.slow
 
-PLAIN = {"precompute_ref_logps": False, "padding_free": False, "response_only_logits": False}
+PLAIN = {
+    "precompute_ref_logps": False,
+    "padding_free": False,
+    "response_only_logits": False,
+    "causal_mask_only": False,
+}
 FAST = {
     "padded": {"precompute_ref_logps": True, "padding_free": False, "response_only_logits": True},
+    "padded, padding mask kept": {
+        "precompute_ref_logps": True,
+        "padding_free": False,
+        "response_only_logits": True,
+        "causal_mask_only": False,
+    },
+    "plain, causal mask only": {**PLAIN, "causal_mask_only": True},
     "packed": {"precompute_ref_logps": True, "padding_free": True, "response_only_logits": True},
     "packed, reference for positives": {
         "precompute_ref_logps": True,
@@ -76,8 +88,9 @@ def test_fast_path_matches_plain_loss_rewards_and_gradients(tmp_path, model_and_
     torch.testing.assert_close(fast.loss, plain_output.loss, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(fast_logps, plain_logps, rtol=1e-4, atol=1e-5)
     # By default the precomputed reference skips score-1 rows (ulma's positive loss never reads it).
-    has_reference = torch.tensor([row["score"] < 1.0 for row in rows]) | FAST[layout].get(
-        "reference_for_positives", False
+    flags = FAST[layout]
+    has_reference = torch.tensor([row["score"] < 1.0 for row in rows]) | (
+        flags.get("reference_for_positives", False) or not flags["precompute_ref_logps"]
     )
     assert fast.rewards[~has_reference].isnan().all()
     torch.testing.assert_close(
