@@ -49,23 +49,33 @@ class Image:
     build_s: float
 
 
-def tool(name: str, *args: str, **kwargs) -> subprocess.CompletedProcess:
+def tool(name: str, *args: str) -> subprocess.CompletedProcess:
     """podman or buildah on the test's own storage; a failure shows the command's output."""
-    result = subprocess.run([name, *STORAGE, *args], capture_output=True, text=True, **kwargs)
+    result = subprocess.run([name, *STORAGE, *args], check=False, capture_output=True, text=True)
     if result.returncode != 0:
-        pytest.fail(f"{name} {' '.join(args)} exited {result.returncode}:\n{result.stdout[-4000:]}{result.stderr[-4000:]}")
+        pytest.fail(
+            f"{name} {' '.join(args)} exited {result.returncode}:\n{result.stdout[-4000:]}{result.stderr[-4000:]}"
+        )
     return result
 
 
 def ensure_base_image() -> None:
     """A minimal Debian bookworm with Python, built once by mmdebstrap and kept in the cache."""
-    if subprocess.run(["podman", *STORAGE, "image", "exists", BASE_IMAGE]).returncode == 0:
+    if subprocess.run(["podman", *STORAGE, "image", "exists", BASE_IMAGE], check=False).returncode == 0:
         return
     rootfs = CACHE / "bookworm-minbase.tar"
     if not rootfs.is_file():
-        partial = rootfs.with_suffix(f".{os.getpid()}.partial")
+        # mmdebstrap picks the output format by the file's extension.
+        partial = rootfs.with_suffix(f".partial-{os.getpid()}.tar")
         subprocess.run(
-            ["mmdebstrap", "--quiet", "--variant=minbase", f"--include={BASE_PACKAGES}", "bookworm", str(partial)],
+            [
+                "mmdebstrap",
+                "--quiet",
+                "--variant=minbase",
+                f"--include={BASE_PACKAGES}",
+                "bookworm",
+                str(partial),
+            ],
             check=True,
         )
         partial.rename(rootfs)
@@ -85,9 +95,19 @@ def image() -> Iterator[Image]:
     ca_mount = [f"--volume={HOST_CA_BUNDLE}:{HOST_CA_BUNDLE}:ro"] if HOST_CA_BUNDLE.is_file() else []
     started = time.monotonic()
     # --layers=false: one commit per stage, nothing cached to clean up; docker format keeps HEALTHCHECK.
-    tool("podman", "build", "--isolation=chroot", "--format=docker", "--layers=false", *ca_mount,
-         f"--build-arg=BASE_IMAGE={BASE_IMAGE}", f"--build-arg=TORCH_INDEX_URL={TORCH_INDEX_URL}",
-         "--tag", name, str(REPO_ROOT))
+    tool(
+        "podman",
+        "build",
+        "--isolation=chroot",
+        "--format=docker",
+        "--layers=false",
+        *ca_mount,
+        f"--build-arg=BASE_IMAGE={BASE_IMAGE}",
+        f"--build-arg=TORCH_INDEX_URL={TORCH_INDEX_URL}",
+        "--tag",
+        name,
+        str(REPO_ROOT),
+    )
     build_s = time.monotonic() - started
     try:
         inspected = json.loads(tool("podman", "image", "inspect", name).stdout)[0]
@@ -133,9 +153,20 @@ def test_image_serves_a_chat_and_refuses_harm_as_a_non_root_user(
     app_uid = int(tool("buildah", "run", "--isolation=chroot", container, "--", "id", "-u", "app").stdout)
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            ["buildah", *STORAGE, "run", "--isolation=chroot", f"--env=APP__API__PORT={port}",
-             f'--env=APP__API__API_KEYS=["{API_KEY}"]', container, "--", *image.config["Cmd"]],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                "buildah",
+                *STORAGE,
+                "run",
+                "--isolation=chroot",
+                f"--env=APP__API__PORT={port}",
+                f'--env=APP__API__API_KEYS=["{API_KEY}"]',
+                container,
+                "--",
+                *image.config["Cmd"],
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         ready_s = wait_until_ready(process, base_url, log_path)
@@ -144,8 +175,11 @@ def test_image_serves_a_chat_and_refuses_harm_as_a_non_root_user(
             unauthenticated = client.post("/v1/chat", json={"message": BENIGN}, headers={"Authorization": ""})
             chat = client.post("/v1/chat", json={"message": BENIGN})
             refused = client.post("/v1/chat", json={"message": HARMFUL})
-        servers = [pid for pid in descendant_pids(process.pid)
-                   if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[1:3] == [b"-m", b"api"]]
+        servers = [
+            pid
+            for pid in descendant_pids(process.pid)
+            if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[1:3] == [b"-m", b"api"]
+        ]
         server_uids = {uid_of(pid) for pid in servers}
     finally:
         os.killpg(process.pid, signal.SIGTERM)
@@ -164,5 +198,7 @@ def test_image_serves_a_chat_and_refuses_harm_as_a_non_root_user(
     assert refused.json()["safety"]["refused"] and refused.json()["route"] == ["safety_in", "refuse"]
     assert server_uids == {app_uid} and app_uid != 0
     with capsys.disabled():
-        print(f"\ncontainer image: {image.size_bytes / 1e9:.2f} GB, built in {image.build_s:.0f} s, "
-              f"ready {ready_s:.0f} s after start (uid {app_uid})")
+        print(
+            f"\ncontainer image: {image.size_bytes / 1e9:.2f} GB, built in {image.build_s:.0f} s, "
+            f"ready {ready_s:.0f} s after start (uid {app_uid})"
+        )

@@ -22,7 +22,9 @@ def test_dockerfile_is_multi_stage_and_copies_every_package() -> None:
     stages = re.findall(r"^FROM \S+ AS (\S+)$", DOCKERFILE, flags=re.MULTILINE)
     assert stages == ["python-base", "build", "runtime"]
     pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
-    packages = [pattern.rstrip("*") for pattern in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]]
+    packages = [
+        pattern.rstrip("*") for pattern in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    ]
     for package in packages:
         assert f"{package} {package}" in instruction("COPY") and (REPO_ROOT / package).is_dir(), package
     # The runtime stage takes only the venv and the converted model from the build stage: no source tree.
