@@ -45,6 +45,7 @@ API_KEY = "container-key-5d1e"
 class Image:
     name: str
     config: dict
+    healthcheck: dict
     size_bytes: int
     build_s: float
 
@@ -111,7 +112,7 @@ def image() -> Iterator[Image]:
     build_s = time.monotonic() - started
     try:
         inspected = json.loads(tool("podman", "image", "inspect", name).stdout)[0]
-        yield Image(name, inspected["Config"], inspected["Size"], build_s)
+        yield Image(name, inspected["Config"], inspected.get("Healthcheck", {}), inspected["Size"], build_s)
     finally:
         tool("podman", "rmi", "--force", name)
 
@@ -125,22 +126,24 @@ def container(image: Image) -> Iterator[str]:
         tool("buildah", "rm", name)
 
 
-def descendant_pids(pid: int) -> list[int]:
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    direct = [int(child) for child in children.read_text().split()] if children.exists() else []
-    return direct + [grandchild for child in direct for grandchild in descendant_pids(child)]
-
-
-def uid_of(pid: int) -> int:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
+def listener_uid(port: int) -> int:
+    """The uid of the process listening on the port (chroot isolation shares the host's network)."""
+    rows = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
+    inodes = {row[9] for row in rows if row[1].endswith(f":{port:04X}") and row[3] == "0A"}
+    for fd in Path("/proc").glob("[0-9]*/fd/*"):
+        try:
+            if os.readlink(fd).removeprefix("socket:[").removesuffix("]") in inodes:
+                return fd.parents[1].stat().st_uid
+        except OSError:  # processes and descriptors come and go while we look
+            continue
+    pytest.fail(f"no process listens on port {port}")
 
 
 def test_image_metadata_matches_the_compose_file(image: Image) -> None:
     assert image.config["User"] == "app"
     assert "8000/tcp" in image.config["ExposedPorts"]
     assert "/data" in image.config["Volumes"]
-    assert any("/readyz" in part for part in image.config["Healthcheck"]["Test"])
+    assert any("/readyz" in part for part in image.healthcheck.get("Test", [])), image.healthcheck
     assert image.config["Cmd"] == ["python", "-m", "api"]
 
 
@@ -175,12 +178,7 @@ def test_image_serves_a_chat_and_refuses_harm_as_a_non_root_user(
             unauthenticated = client.post("/v1/chat", json={"message": BENIGN}, headers={"Authorization": ""})
             chat = client.post("/v1/chat", json={"message": BENIGN})
             refused = client.post("/v1/chat", json={"message": HARMFUL})
-        servers = [
-            pid
-            for pid in descendant_pids(process.pid)
-            if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[1:3] == [b"-m", b"api"]
-        ]
-        server_uids = {uid_of(pid) for pid in servers}
+        server_uid = listener_uid(port)
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -196,7 +194,7 @@ def test_image_serves_a_chat_and_refuses_harm_as_a_non_root_user(
     assert any("chat-api" in source["source"] for source in answer["sources"])  # the baked-in starter KB
     assert refused.status_code == 200, refused.text
     assert refused.json()["safety"]["refused"] and refused.json()["route"] == ["safety_in", "refuse"]
-    assert server_uids == {app_uid} and app_uid != 0
+    assert server_uid == app_uid != 0
     with capsys.disabled():
         print(
             f"\ncontainer image: {image.size_bytes / 1e9:.2f} GB, built in {image.build_s:.0f} s, "
