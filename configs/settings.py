@@ -135,6 +135,15 @@ class RetrievalSettings(BaseModel):
         True, description="fuse BM25 (SQLite FTS5 beside the collection) with dense search by reciprocal rank"
     )
     rrf_k: int = Field(60, gt=0, description="reciprocal rank fusion constant: score = sum 1 / (rrf_k + rank)")
+    lexical_max_df: float = Field(
+        0.5, gt=0.0, le=1.0,
+        description="BM25 leaves out query words found in more than this share of the chunks (their IDF is ~0)",
+    )
+    lexical_max_postings: int = Field(
+        20_000, gt=0,
+        description="BM25 takes query words rarest first while their chunk counts add up to at most this: "
+        "it bounds the rows FTS5 scores per query",
+    )
 
 
 class SafetySettings(BaseModel):

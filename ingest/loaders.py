@@ -13,12 +13,15 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import yaml
 
 from configs.errors import AppError
 from configs.settings import IngestSettings
+
+if TYPE_CHECKING:
+    from pypdf import PdfReader
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +137,7 @@ def load_pdf(path: Path, settings: IngestSettings) -> LoadedDocument:
     data = _read_bytes(path)
     try:
         reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted and not reader.decrypt(""):
+        if reader.is_encrypted and not _opens_without_password(reader):
             raise DocumentLoadError("encrypted PDF")
         pages = [Section(page.extract_text() or "", number) for number, page in enumerate(reader.pages, 1)]
         title = (reader.metadata.title if reader.metadata else None) or path.stem
@@ -147,6 +150,14 @@ def load_pdf(path: Path, settings: IngestSettings) -> LoadedDocument:
     if not pages:
         raise DocumentLoadError("no extractable text (scanned PDF?)")
     return LoadedDocument(str(title), "pdf", pages)
+
+
+def _opens_without_password(reader: PdfReader) -> bool:
+    try:
+        return bool(reader.decrypt(""))
+    except Exception:  # pypdf needs the optional `cryptography` package for AES: locked to us either way
+        logger.debug("pypdf could not try the empty password", exc_info=True)
+        return False
 
 
 def load_docx(path: Path, settings: IngestSettings) -> LoadedDocument:
@@ -225,6 +236,12 @@ def load_document(path: Path, settings: IngestSettings | None = None) -> LoadedD
     loader = LOADERS.get(path.suffix.lower())
     if loader is None:
         raise DocumentLoadError("unsupported type")
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise DocumentLoadError(f"unreadable: {exc.strerror or exc}") from exc
+    if size == 0:  # said before a binary format's parser calls it damaged
+        raise DocumentLoadError("empty")
     document = loader(path, settings or IngestSettings())
     if not any(section.text.strip() for section in document.sections):
         raise DocumentLoadError("empty")

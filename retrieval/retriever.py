@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +68,7 @@ class Retriever:
         self.store = store
         self.settings = settings
         self.lexical = lexical
+        self._lexical_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="bm25")
 
     def search(
         self,
@@ -90,12 +92,17 @@ class Retriever:
         mmr = search_type == "mmr"
         pool = max(k, self.settings.fetch_k) if (mmr or hybrid) else k
 
+        # BM25 runs in SQLite (which releases the GIL) while the query is embedded and searched densely.
+        lexical = None
+        if hybrid and self.lexical is not None:
+            lexical = self._lexical_pool.submit(self.lexical.search, query, pool)
         query_vector = np.asarray(self.store.embeddings.embed_query(query), dtype=np.float32)
         candidates, ranking = self._dense(query_vector, pool, where, with_embeddings=mmr)
-        if hybrid and self.lexical is not None:
-            lexical_ranking = self.lexical.search(query, pool)
+        if lexical is not None:
+            lexical_ranking = lexical.result()
             fused = reciprocal_rank_fusion([ranking, lexical_ranking], self.settings.rrf_k)[:pool]
-            self._fetch_missing([i for i in fused if i not in candidates], candidates, query_vector, where)
+            # MMR chooses among the whole pool; similarity needs only the fused top k.
+            self._read_lexical_hits(fused, candidates, query_vector, where, len(fused) if mmr else k)
             ranking = [i for i in fused if i in candidates]  # a filtered-out lexical hit is not a candidate
         if mmr:
             ranking = self._mmr(query_vector, ranking, candidates, k)
@@ -126,12 +133,25 @@ class Retriever:
             )
         return candidates, list(result["ids"][0])
 
-    def _fetch_missing(
+    def _read_lexical_hits(
+        self, fused: list[str], candidates: dict[str, _Candidate], query_vector: np.ndarray, where: Where | None,
+        need: int,
+    ) -> None:
+        """Read from Chroma the lexical hits that dense search did not return, in fused order, until the
+        first `need` usable ones are candidates: most queries need one small read, or none."""
+        tried: set[str] = set()
+        while True:
+            usable = [i for i in fused if i in candidates or i not in tried]
+            missing = [i for i in usable[:need] if i not in candidates]
+            if not missing:
+                return
+            self._fetch(missing, candidates, query_vector, where)
+            tried.update(missing)  # one the filter refused stays out; the next in line gets its turn
+
+    def _fetch(
         self, ids: list[str], candidates: dict[str, _Candidate], query_vector: np.ndarray, where: Where | None
     ) -> None:
-        """Lexical hits that dense search did not return: read them, and score them by cosine too."""
-        if not ids:
-            return
+        """Read chunks by id, and score them by cosine like the dense hits."""
         got = self.store._collection.get(
             ids=ids, where=where or None, include=["documents", "metadatas", "embeddings"]
         )
@@ -164,4 +184,9 @@ class Retriever:
 
 
 def build_retriever(settings: AppSettings, store: Chroma | None = None) -> Retriever:
-    return Retriever(store or open_store(settings), settings.retrieval, LexicalIndex(index_path(settings)))
+    lexical = LexicalIndex(
+        index_path(settings),
+        max_df=settings.retrieval.lexical_max_df,
+        max_postings=settings.retrieval.lexical_max_postings,
+    )
+    return Retriever(store or open_store(settings), settings.retrieval, lexical)

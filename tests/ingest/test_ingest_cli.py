@@ -70,6 +70,12 @@ def test_ingests_a_folder_and_prints_the_summary(sample_docs: Path, tmp_path: Pa
     assert main([str(sample_docs), "--persist-dir", str(db), "--collection", "cli_kb"]) == 4
     assert SUMMARY.match(capsys.readouterr().out.strip()).groups()[:4] == ("6", "0", "5", "2")
 
+    # Without the unusable files every file is in sync: status 0.
+    (sample_docs / "broken.pdf").unlink()
+    (sample_docs / "data.xyz").unlink()
+    assert main([str(sample_docs), "--persist-dir", str(db), "--collection", "cli_kb"]) == 0
+    assert SUMMARY.match(capsys.readouterr().out.strip()).groups()[:4] == ("4", "0", "5", "0")
+
 
 def test_exit_status_3_when_every_file_fails(tmp_path: Path) -> None:
     (tmp_path / "in").mkdir()

@@ -31,6 +31,7 @@ from ingest.loaders import load_document
 from ingest.manifest import Manifest
 from ingest.pipeline import ingest_paths
 from retrieval.store import index_path
+from tests.retrieval.conftest import document_frequencies
 
 WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet"]
 NAMES = ["a.md", "b.txt", "c.md", "sub/d.txt", "sub/e.md", "sub/deep/f.txt"]
@@ -181,6 +182,9 @@ class SyncMachine(RuleBasedStateMachine):
             assert manifest.pending_orphans() == []
             lexical_ids = {row[0] for row in manifest.connection.execute("SELECT id FROM lexical_ids")}
             assert lexical_ids == set(got["ids"])
+            assert document_frequencies(manifest.connection) == dict(
+                manifest.connection.execute("SELECT term, df FROM lexical_terms")
+            )
         finally:
             manifest.close()
 

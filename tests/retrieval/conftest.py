@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -16,6 +17,12 @@ import pytest
 from configs.settings import AppSettings, load_settings
 
 CHROMA_CLI = Path(sys.executable).with_name("chroma")
+
+
+def document_frequencies(connection: sqlite3.Connection) -> dict[str, int]:
+    """Each stem's chunk count as FTS5 itself counts it over the lexical table (slow; for checks)."""
+    connection.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.lexical_check USING fts5vocab(main, lexical, row)")
+    return dict(connection.execute("SELECT term, doc FROM temp.lexical_check"))
 
 
 @pytest.fixture

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import numpy as np
 import pytest
 
 from configs.settings import AppSettings, RetrievalSettings
+from retrieval import lexical
+from retrieval.lexical import LexicalIndex
 from retrieval.retriever import RetrievedChunk, Retriever, build_retriever
+from retrieval.store import index_path
 
 pytestmark = pytest.mark.slow
 
@@ -65,3 +70,36 @@ def test_empty_query_is_rejected(retriever: Retriever, query: str) -> None:
 
 def test_search_on_an_empty_store_returns_nothing(store_settings: AppSettings) -> None:
     assert build_retriever(store_settings).search("anything at all") == []
+
+
+@pytest.fixture
+def hybrid_retriever(retriever: Retriever, store_settings: AppSettings) -> Retriever:
+    """The FACTS store plus a chunk only an exact number finds, all in the BM25 index too; pools of 2."""
+    retriever.store.add_texts([PROXY], metadatas=[{"source": "proxy.txt"}], ids=["proxy"])
+    connection = sqlite3.connect(index_path(store_settings))
+    with connection:
+        lexical.create_schema(connection)
+        lexical.add_chunks(connection, [*FACTS.items(), ("proxy", PROXY)])
+    connection.close()
+    settings = RetrievalSettings(fetch_k=2, min_relevance=0.0)
+    return Retriever(retriever.store, settings, LexicalIndex(index_path(store_settings)))
+
+
+PROXY = "Status 7731 is returned when the upstream proxy gives up."
+
+
+def test_hybrid_reads_in_a_chunk_only_bm25_found(hybrid_retriever: Retriever) -> None:
+    dense = hybrid_retriever.search("Kerrick 7731", k=2, hybrid=False)
+    assert [hit.id for hit in dense] == ["volcano", "violin"]  # the proxy chunk is not among dense's 2
+    hybrid = hybrid_retriever.search("Kerrick 7731", k=2, hybrid=True)
+    assert [hit.id for hit in hybrid] == ["volcano", "proxy"]  # BM25 ranks it first: read from Chroma
+    proxy = hybrid[1]
+    assert (proxy.source, proxy.text, proxy.citation) == ("proxy.txt", PROXY, "proxy.txt")
+    query_vector = np.array(hybrid_retriever.store.embeddings.embed_query("Kerrick 7731"))
+    expected = float(query_vector @ np.array(hybrid_retriever.store.embeddings.embed_documents([PROXY])[0]))
+    assert proxy.score == pytest.approx(expected, abs=1e-4)  # scored by cosine like the dense hits
+
+
+def test_a_lexical_hit_outside_the_filter_stays_out(hybrid_retriever: Retriever) -> None:
+    hits = hybrid_retriever.search("sourdough loaves and violin strings", k=2, where={"source": "violin.txt"})
+    assert [hit.id for hit in hits] == ["violin"]
