@@ -24,6 +24,7 @@ def settings(tmp_path_factory) -> AppSettings:
         "vector_store.persist_dir": str(root / "chroma"),
         "agent.sqlite_path": str(root / "checkpoints.sqlite"),
         "model.max_new_tokens": 48,
+        "agent.workflow": "linear",  # the agentic workflow has its own integration test (tests/agents/agentic)
     })
 
 

@@ -31,7 +31,8 @@ def test_a_completion_answers_with_sources_in_x_rag(client):
     assert choice.finish_reason == "stop"
     rag = completion.model_extra["x_rag"]
     assert completion.id == f"chatcmpl-{rag['message_id']}"
-    assert rag["route"] == ["safety_in", "retrieve", "generate", "safety_out"]
+    route = rag["route"]  # the default (agentic) workflow adds routing, grading and grounding steps
+    assert route[0] == "safety_in" and "retrieve" in route and route[-1] == "safety_out"
     assert rag["sources"] and any("chat-api" in source["source"] for source in rag["sources"])
     assert rag["safety"]["request"]["safe"] and rag["answer"] == choice.message.content
 
@@ -51,7 +52,10 @@ def test_streaming_with_the_openai_client(client):
     assert len(chunks) >= 3 and text.strip()
     last = chunks[-1]
     assert last.choices[0].finish_reason == "stop"
-    assert last.model_extra["x_rag"]["answer"].strip() == text.strip()
+    # The stream can't take text back: after a retraction (a failed grounding check, say) the authoritative
+    # answer follows what was already streamed, so it is always the stream's end.
+    answer = last.model_extra["x_rag"]["answer"].strip()
+    assert answer and text.strip().endswith(answer)
     assert all(chunk.id == chunks[0].id for chunk in chunks)
 
 

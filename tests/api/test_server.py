@@ -48,7 +48,8 @@ def test_chat_answers_from_the_user_guide_with_sources(server):
 
     uuid.UUID(body["thread_id"])  # a new conversation got a fresh id
     assert body["answer"].strip()
-    assert body["route"] == ["safety_in", "retrieve", "generate", "safety_out"]
+    route = body["route"]  # the default (agentic) workflow adds routing, grading and grounding steps
+    assert route[0] == "safety_in" and "retrieve" in route and route[-1] == "safety_out"
     assert body["safety"]["request"]["safe"] and body["safety"]["response"] is not None
     assert body["sources"] and body["sources"][0]["index"] == 1
     assert {"index", "source", "title", "score", "snippet"} <= set(body["sources"][0])
