@@ -29,7 +29,9 @@ COMMANDS: dict[str, list[str]] = {
     "lab.agent.evaluate": [],
 }
 # Benchmarks take no settings profile; they are checked for --help only.
-HELP_ONLY = ["benchmarks.train_throughput", "benchmarks.retrieval", "benchmarks.retrieval_quality"]
+HELP_ONLY = [
+    "benchmarks.train_throughput", "benchmarks.retrieval", "benchmarks.retrieval_quality", "benchmarks.evidence_selection",
+]
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
