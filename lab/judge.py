@@ -28,14 +28,12 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from agents.safety.factory import build_guard
+from agents.safety.verdict import SafetyGuard
 from configs.errors import AppError
 from configs.settings import CONFIG_DIR, AppSettings
-
-if TYPE_CHECKING:
-    from agents.safety.verdict import SafetyGuard
 
 logger = logging.getLogger(__name__)
 
