@@ -1,12 +1,15 @@
 """The answer generator: the aligned model (base + LoRA adapter) behind a chat-messages interface.
 
-One model instance serves every request, so generation is serialized by a lock: on a small CPU one
-generation already uses every core, and two interleaved ones only slow each other down.
+`Generator` holds what every engine shares (the chat template, the prompt budget, the statistics);
+`SequentialGenerator` runs one generation at a time behind a lock: on a small CPU one generation already uses
+every core, and two interleaved ones only slow each other down. On a GPU, agents.continuous_generator batches
+every stream into one forward step instead; agents.parts picks the engine from the settings.
 """
 
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 import os
 import queue
 import threading
@@ -61,35 +64,29 @@ def configure_cpu_threads(threads: int | None) -> None:
     logger.info("torch CPU threads: %d", threads)
 
 
-class Generator:
+class Generator(ABC):
     """Chat-templated, truncated, greedy-by-default generation, whole or token by token."""
+
+    # Generations that may usefully run at once; callers size their worker pools by it.
+    concurrency = 1
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, settings: ModelSettings):
         self.model = model
         self.tokenizer = tokenizer
         self.settings = settings
-        # Reentrant: a guard that judges with this same model (generator_judge) generates from the thread
-        # that is consuming a stream, and must not wait on itself.
-        self._lock = threading.RLock()
         self.stats = GenerationStats()
 
-    @classmethod
-    def load(cls, settings: ModelSettings) -> Generator:
-        from finetune.modeling import load_model
+    @abstractmethod
+    def stream(self, messages: ChatMessages) -> Iterator[str]:
+        """Yield text pieces as they are decoded. Closing the iterator ends generation at the next token."""
 
-        configure_cpu_threads(settings.cpu_threads)
-        started = time.perf_counter()
-        model, tokenizer = load_model(settings)
-        logger.info(
-            "generator %s loaded in %.1f s (adapter: %s, 4-bit: %s)",
-            settings.name_or_path,
-            time.perf_counter() - started,
-            settings.adapter_path or "none",
-            bool(getattr(model, "is_loaded_in_4bit", False)),
-        )
-        return cls(model, tokenizer, settings)
+    def generate(self, messages: ChatMessages) -> str:
+        return "".join(self.stream(messages))
 
-    def encode(self, messages: ChatMessages) -> torch.Tensor:
+    def close(self) -> None:
+        """Release what the engine holds beyond the model (threads, caches)."""
+
+    def encode(self, messages: ChatMessages) -> list[int]:
         """Token ids of the chat-templated prompt, at most `max_input_tokens` long.
 
         The oldest turns after the system prompt go first; if the system prompt and the latest turn
@@ -108,18 +105,28 @@ class Generator:
             tail_len = budget - head_len
             logger.warning("prompt of %d tokens cut to %d (max_input_tokens)", len(ids), budget)
             ids = ids[:head_len] + ids[-tail_len:]
-        import torch
+        return ids
 
-        return torch.tensor([ids], device=self.model.device)
+    def _template(self, messages: ChatMessages) -> list[int]:
+        return self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=True, return_dict=False
+        )
 
-    def generate(self, messages: ChatMessages) -> str:
-        return "".join(self.stream(messages))
+
+class SequentialGenerator(Generator):
+    """One `model.generate` at a time; callers queue on the lock in arrival order (see agents.nodes)."""
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, settings: ModelSettings):
+        super().__init__(model, tokenizer, settings)
+        # Reentrant: a guard that judges with this same model (generator_judge) generates from the thread
+        # that is consuming a stream, and must not wait on itself.
+        self._lock = threading.RLock()
 
     def stream(self, messages: ChatMessages) -> Iterator[str]:
-        """Yield text pieces as they are decoded. Closing the iterator ends generation at the next token."""
+        import torch
         from transformers import StoppingCriteriaList, TextIteratorStreamer
 
-        input_ids = self.encode(messages)
+        input_ids = torch.tensor([self.encode(messages)], device=self.model.device)
         streamer = TextIteratorStreamer(
             self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=STREAM_TOKEN_TIMEOUT_S
         )
@@ -160,11 +167,6 @@ class Generator:
                 worker.join()
         if failure:
             raise GenerationError(f"generation failed: {failure[0]}") from failure[0]
-
-    def _template(self, messages: ChatMessages) -> list[int]:
-        return self.tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, tokenize=True, return_dict=False
-        )
 
     def _generation_kwargs(self) -> dict[str, Any]:
         s = self.settings

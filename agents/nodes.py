@@ -34,17 +34,13 @@ from retrieval.retriever import RetrievedChunk
 
 logger = logging.getLogger(__name__)
 
-# Every generation runs on this one thread, in arrival order. The model serializes generations anyway (its
-# lock); queued in LangGraph's default thread pool instead, they would hold every worker while they wait, and
-# the short synchronous steps of other turns (the output check of a finished answer) would wait behind them.
-GENERATION_EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate")
-
-
 class SearchesKnowledge(Protocol):
     def search(self, query: str, k: int | None = None) -> list[RetrievedChunk]: ...
 
 
 class StreamsAnswers(Protocol):
+    concurrency: int  # generations that may usefully run at once
+
     def stream(self, messages: ChatMessages) -> Iterator[str]: ...
 
 
@@ -91,6 +87,13 @@ class AgentNodes:
         self.prompts = prompts
         self.settings = settings
         self.top_k = top_k
+        # Generations run on their own pool, as wide as the engine batches: one thread for the sequential
+        # engine, so turns reach the model in arrival order. Queued in LangGraph's default pool instead, waiting
+        # generations would hold its workers, and the short steps of other turns (the output check of a finished
+        # answer) would wait behind them.
+        self._generation_pool = ThreadPoolExecutor(
+            max_workers=generator.concurrency, thread_name_prefix="generate"
+        )
 
     def _window(self, messages: Sequence[AnyMessage]) -> ChatMessages:
         """The latest user turn and up to `history_turns` messages before it."""
@@ -117,7 +120,7 @@ class AgentNodes:
         cancelled = runtime.context.cancelled if runtime.context is not None else threading.Event()
         # The copied context carries LangGraph's run config, which the stream writer reads.
         run = functools.partial(contextvars.copy_context().run, self._generate, state, cancelled)
-        return await asyncio.get_running_loop().run_in_executor(GENERATION_EXECUTOR, run)
+        return await asyncio.get_running_loop().run_in_executor(self._generation_pool, run)
 
     def _generate(self, state: AgentState, cancelled: threading.Event) -> dict[str, Any]:
         write = get_stream_writer()

@@ -10,11 +10,11 @@ import logging
 import time
 from dataclasses import dataclass
 
-from agents.generator import Generator
+from agents.generator import Generator, SequentialGenerator, configure_cpu_threads
 from agents.prompts import PromptTemplates, load_prompts
 from agents.safety.factory import build_guard
 from agents.safety.verdict import SafetyGuard
-from configs.settings import AppSettings
+from configs.settings import AppSettings, ModelSettings
 from retrieval.retriever import Retriever, build_retriever
 
 logger = logging.getLogger(__name__)
@@ -32,9 +32,34 @@ def load_parts(settings: AppSettings) -> AgentParts:
     """Load prompts, generator, retriever and guard. Blocking: run it in a worker thread from async code."""
     started = time.perf_counter()
     prompts = load_prompts(settings.agent.prompts_path)  # first: a bad template fails before slow loads
-    generator = Generator.load(settings.model)
+    generator = load_generator(settings.model)
     retriever = build_retriever(settings)
     guard = build_guard(settings, judge=generator.generate)
     logger.info("agent parts loaded in %.1f s (prompts %s, guard %s)",
                 time.perf_counter() - started, prompts.version, guard.name)
     return AgentParts(prompts, generator, retriever, guard)
+
+
+def load_generator(settings: ModelSettings) -> Generator:
+    """The model and adapter behind the engine the settings ask for (model.engine). Close it when done."""
+    from finetune.modeling import load_model, resolve_device
+
+    configure_cpu_threads(settings.cpu_threads)
+    started = time.perf_counter()
+    model, tokenizer = load_model(settings)
+    kind = settings.engine.kind
+    if kind == "auto":
+        kind = "continuous" if resolve_device(settings) == "cuda" else "sequential"
+    logger.info(
+        "generator %s loaded in %.1f s (adapter: %s, 4-bit: %s, engine: %s)",
+        settings.name_or_path,
+        time.perf_counter() - started,
+        settings.adapter_path or "none",
+        bool(getattr(model, "is_loaded_in_4bit", False)),
+        kind,
+    )
+    if kind == "continuous":
+        from agents.continuous_generator import ContinuousGenerator
+
+        return ContinuousGenerator(model, tokenizer, settings)
+    return SequentialGenerator(model, tokenizer, settings)

@@ -29,6 +29,7 @@ async def start_agent(settings: AppSettings, stack: AsyncExitStack) -> ChatAgent
     from ingest.starter import ensure_starter_kb
 
     parts = await asyncio.to_thread(load_parts, settings)
+    stack.callback(parts.generator.close)  # after the memory closes (LIFO): no turn is generating by then
     if settings.ingest.ingest_starter_on_startup:
         # Through the retriever's store: a second Chroma client on the same directory can hang.
         await asyncio.to_thread(ensure_starter_kb, settings, store=parts.retriever.store)

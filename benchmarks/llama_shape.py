@@ -68,3 +68,30 @@ def save_random_model(shape: str, directory: Path, device: str, tokenizer: Any) 
     if device == "cuda":
         torch.cuda.empty_cache()
     return directory
+
+
+def save_random_adapter(model_dir: Path, directory: Path, device: str) -> Path:
+    """A LoRA adapter of the project's default shape with random (non-zero) weights, so that merging it or
+    keeping it separate changes the outputs as a trained one would (skipped when it is already there)."""
+    if (directory / "adapter_config.json").is_file():
+        return directory
+    from peft import get_peft_model
+
+    from configs.settings import LoraSettings
+    from finetune.modeling import build_lora_config
+
+    torch.manual_seed(1)
+    with torch.device(device):
+        model = LlamaForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16, device_map={"": device})
+    peft_model = get_peft_model(model, build_lora_config(LoraSettings()))
+    with torch.no_grad():
+        for name, parameter in peft_model.named_parameters():
+            if "lora_B" in name:  # peft starts B at zero: the adapter would be a no-op
+                parameter.normal_(std=0.02)
+    partial = directory.with_name(directory.name + ".partial")
+    peft_model.save_pretrained(partial)
+    partial.rename(directory)
+    del model, peft_model
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    return directory

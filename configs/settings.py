@@ -61,6 +61,29 @@ class LoraSettings(BaseModel):
     target_modules: list[str] | Literal["all-linear"] = "all-linear"
 
 
+class EngineSettings(BaseModel):
+    """How concurrent generations share the model."""
+
+    kind: Literal["auto", "sequential", "continuous"] = Field(
+        "auto",
+        description="sequential: one generation at a time, in arrival order (suits a small CPU, where one "
+        "already uses every core); continuous: transformers' continuous batching (paged KV cache, CUDA graphs), "
+        "every stream in one batch; auto: continuous on CUDA, sequential on CPU",
+    )
+    max_concurrent: int = Field(64, gt=0, description="generations in flight at once with continuous batching")
+    kv_cache_memory_percent: float = Field(
+        0.8, gt=0.0, le=0.95, description="share of the GPU memory left free after loading that the KV cache takes"
+    )
+    max_batch_tokens: int | None = Field(
+        None, gt=0, description="tokens in one forward step; None: sized by transformers from the memory"
+    )
+    cuda_graphs: bool = Field(
+        True,
+        description="replay each step as a CUDA graph (no launch overhead per kernel); transformers turns them off "
+        "by default for SDPA attention, which pads the graphs, but without flash-attn they are the main lever",
+    )
+
+
 class ModelSettings(BaseModel):
     """The generator: a hub id or local path, or the embedded default."""
 
@@ -79,7 +102,9 @@ class ModelSettings(BaseModel):
     )
     temperature: float = Field(0.0, ge=0.0, description="0 means greedy decoding")
     top_p: float = Field(0.9, gt=0.0, le=1.0)
-    repetition_penalty: float = Field(1.1, ge=1.0)
+    repetition_penalty: float = Field(
+        1.1, ge=1.0, description="sequential engine only: transformers' continuous batching does not support it"
+    )
     max_input_tokens: int = Field(1536, gt=0)
 
     @model_validator(mode="after")
@@ -93,6 +118,7 @@ class ModelSettings(BaseModel):
     cpu_threads: int | None = Field(
         None, gt=0, description="torch intra-op threads when serving on CPU; None: half the cores"
     )
+    engine: EngineSettings = EngineSettings()
 
 
 class EmbeddingSettings(BaseModel):

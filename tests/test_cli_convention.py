@@ -31,6 +31,7 @@ COMMANDS: dict[str, list[str]] = {
 # Benchmarks take no settings profile; they are checked for --help only.
 HELP_ONLY = [
     "benchmarks.train_throughput", "benchmarks.retrieval", "benchmarks.retrieval_quality", "benchmarks.evidence_selection",
+    "benchmarks.generate_throughput", "benchmarks.engine_agreement",
 ]
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from agents.chat import ChatAgent, TokenEvent
 from agents.graph import build_graph
-from agents.nodes import GENERATION_EXECUTOR, AgentNodes
+from agents.nodes import AgentNodes
 from agents.prompts import load_prompts
 from agents.safety.verdict import Verdict
 from configs.settings import AgentSettings, load_settings
@@ -58,6 +58,8 @@ class ListRetriever:
 
 class ScriptedGenerator:
     """Streams a fixed answer word by word and records the prompts it was given."""
+
+    concurrency = 1
 
     def __init__(self, answer: str) -> None:
         self.answer = answer
@@ -136,6 +138,10 @@ async def disconnect_after_the_first_token(graph, generator, question: str) -> i
     await events.aclose()
     caller_left.set()
     assert await asyncio.to_thread(generation_ended.wait, 5), "the generator's stream was never closed"
-    # The model's thread takes new work at once: nothing still generates for the caller who left.
-    assert await asyncio.wait_for(asyncio.wrap_future(GENERATION_EXECUTOR.submit(lambda: True)), timeout=5)
-    return len(produced)
+    produced_for_the_caller = len(produced)
+    # The generation thread takes the next turn at once: nothing still generates for the caller who left.
+    async def next_turn() -> list:
+        return [event async for event in ChatAgent(graph, "test").stream(question, "after-disconnect")]
+
+    assert await asyncio.wait_for(next_turn(), timeout=10)
+    return produced_for_the_caller

@@ -1,4 +1,4 @@
-"""The generator on the real embedded model: prompt truncation, greedy decoding, streaming."""
+"""The sequential generator on the real embedded model: prompt truncation, greedy decoding, streaming."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import threading
 
 import pytest
 
-from agents.generator import Generator
+from agents.generator import SequentialGenerator
+from agents.parts import load_generator
 from configs.settings import load_settings
 
 pytestmark = pytest.mark.slow
@@ -16,20 +17,20 @@ SYSTEM = {"role": "system", "content": "SYSTEM-RULES: answer briefly and safely.
 
 @pytest.fixture(scope="module")
 def loaded():
-    generator = Generator.load(load_settings().model)
+    generator = load_generator(load_settings().model)
     return generator.model, generator.tokenizer, generator.settings
 
 
-def make(loaded, **settings) -> Generator:
+def make(loaded, **settings) -> SequentialGenerator:
     model, tokenizer, base = loaded
-    return Generator(model, tokenizer, base.model_copy(update=settings))
+    return SequentialGenerator(model, tokenizer, base.model_copy(update=settings))
 
 
 def test_long_conversations_drop_the_oldest_turns_and_keep_the_system_prompt(loaded):
     generator = make(loaded, max_input_tokens=120)
     turns = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i} " + "word " * 20}
              for i in range(9)]
-    ids = generator.encode([SYSTEM, *turns])[0].tolist()
+    ids = generator.encode([SYSTEM, *turns])
     text = generator.tokenizer.decode(ids)
 
     assert len(ids) <= 120
@@ -40,7 +41,7 @@ def test_long_conversations_drop_the_oldest_turns_and_keep_the_system_prompt(loa
 def test_one_overlong_turn_keeps_the_system_prompt_and_the_end_of_the_turn(loaded):
     generator = make(loaded, max_input_tokens=80)
     question = "filler " * 300 + "FINAL-QUESTION?"
-    ids = generator.encode([SYSTEM, {"role": "user", "content": question}])[0].tolist()
+    ids = generator.encode([SYSTEM, {"role": "user", "content": question}])
     text = generator.tokenizer.decode(ids)
 
     assert len(ids) == 80

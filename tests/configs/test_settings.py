@@ -28,13 +28,18 @@ def test_yaml_env_and_overrides_layer_in_order(tmp_path: Path, monkeypatch: pyte
     assert load_settings(profile, {"api.port": 8300, "retrieval.top_k": None}).api.port == 8300
 
 
-def test_production_profile_is_4bit_nf4_llama() -> None:
-    settings = load_settings(REPO_ROOT / "configs" / "llama31-8b.yaml")
-    assert settings.model.name_or_path == "meta-llama/Llama-3.1-8B-Instruct"
-    quant = settings.model.quantization
+def test_production_profiles_serve_llama_merged_in_bf16_or_in_4bit_nf4() -> None:
+    large = load_settings(REPO_ROOT / "configs" / "llama31-8b.yaml").model
+    small = load_settings(REPO_ROOT / "configs" / "llama31-8b-nf4.yaml").model
+    assert large.name_or_path == small.name_or_path == "meta-llama/Llama-3.1-8B-Instruct"
+    assert large.quantization.load_in_4bit == "never"
+    quant = small.quantization
     assert (quant.load_in_4bit, quant.quant_type, quant.double_quant, quant.compute_dtype) == (
         "always", "nf4", True, "bfloat16",
     )
+    # Continuous batching on CUDA, which has no repetition penalty: the profiles do not ask for one.
+    assert large.engine.kind == small.engine.kind == "auto"
+    assert large.repetition_penalty == small.repetition_penalty == 1.0
 
 
 @pytest.mark.parametrize(

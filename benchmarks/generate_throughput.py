@@ -1,0 +1,353 @@
+"""Generation speed through the service's own API: plain `generate` (the sequential engine) against continuous
+batching, on a Llama-3.1-8B-shaped model with random weights and a random LoRA adapter.
+
+Each configuration is the real service (`python -m api --dev`) in its own process on 127.0.0.1, driven over HTTP
+with OpenAI-style streaming requests of about `--prompt-tokens` tokens and `--new-tokens` new tokens:
+- single stream: requests one after another (after warm-up); tokens/s over each request's whole time, and the
+  time to its first streamed text;
+- aggregate: `--concurrency` requests at once; tokens the server generated (its own /metrics counter, read as
+  each request completes) over the time to the last completion inside `--window-s`. A sequential engine
+  completes only part of them inside the window: its rate is constant, so that part measures it.
+Both sides decode greedily without repetition penalty (continuous batching has none), the same prompts, the
+same weights. Writes benchmarks/results/generate_throughput.json and prints a table.
+
+    python -m benchmarks.generate_throughput --tokenizer PATH
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import logging
+import os
+import platform
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from configs.cli import run_cli
+from configs.settings import PROJECT_ROOT
+
+logger = logging.getLogger("benchmarks.generate_throughput")
+
+RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "generate_throughput.json"
+TOKENS_METRIC = re.compile(r"^rag_generated_tokens_total (\S+)$", re.MULTILINE)
+# A benign paragraph: repeated to the prompt length, then a question about it.
+PARAGRAPH = (
+    "The incident review covered the deployment pipeline, the staging checks, the on-call rotation and the "
+    "dashboards that show latency and error rates for each region. "
+)
+
+
+@dataclass(frozen=True)
+class Side:
+    """One configuration of the service under test."""
+
+    name: str
+    engine: str  # model.engine.kind
+    load_in_4bit: str  # model.quantization.load_in_4bit
+    what: str
+
+
+SIDES = {
+    "baseline": Side("baseline", "sequential", "always",
+                     "plain transformers generate, one request at a time (the service before continuous "
+                     "batching): NF4 base + unmerged LoRA, as it served on CUDA"),
+    "project": Side("project", "continuous", "never",
+                    "continuous batching (transformers ContinuousBatchingManager, paged KV cache, CUDA graphs), "
+                    "LoRA merged into a bf16 base"),
+    "project_nf4": Side("project_nf4", "continuous", "always",
+                        "continuous batching on the NF4 base with the LoRA adapter unmerged (small GPUs)"),
+}
+
+
+def prompt_text(tokenizer: Any, tokens: int) -> str:
+    """A benign request of about `tokens` tokens."""
+    question = " Summarise the review in three sentences."
+    text = PARAGRAPH
+    while len(tokenizer(text + PARAGRAPH + question, add_special_tokens=False)["input_ids"]) < tokens:
+        text += PARAGRAPH
+    return text + question
+
+
+def service_config(side: Side, args: argparse.Namespace, work: Path, port: int) -> Path:
+    config = {
+        "model": {
+            "name_or_path": str(args.model_dir / "model"),
+            "adapter_path": str(args.model_dir / "adapter"),
+            "quantization": {"load_in_4bit": side.load_in_4bit},
+            "max_new_tokens": args.new_tokens,
+            "max_input_tokens": 4096,
+            "repetition_penalty": 1.0,
+            "engine": {"kind": side.engine, "max_concurrent": max(args.concurrency)},
+        },
+        "embedding": {"device": "auto"},
+        "vector_store": {"persist_dir": str(work / f"chroma-{side.name}")},
+        # Linear: exactly one generation per turn (guard, retrieval, generation, output guard); raw tokens are
+        # streamed, so the time to the first text is the model's, not the sentence gate's.
+        "agent": {"checkpointer": "memory", "check_stream_sentences": False, "workflow": "linear"},
+        "api": {"port": port, "rate_limit_per_minute": 0, "max_queued_turns": 4 * max(args.concurrency),
+                "generation_timeout_s": 3600, "log_json": False},
+    }
+    path = work / f"{side.name}.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+class Service:
+    """`python -m api --dev` in its own process."""
+
+    def __init__(self, config: Path, port: int, log: Path) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = log.open("w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "api", "--dev", "--config", str(config)],
+            cwd=PROJECT_ROOT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    async def wait_ready(self, client: httpx.AsyncClient, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the service exited with {self.process.returncode}; see {self.log.name}")
+            try:
+                if (await client.get(f"{self.url}/readyz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(1.0)
+        raise TimeoutError(f"the service was not ready in {timeout_s:.0f} s; see {self.log.name}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.log.close()
+
+
+async def generated_tokens(client: httpx.AsyncClient, url: str) -> float:
+    text = (await client.get(f"{url}/metrics")).text
+    match = TOKENS_METRIC.search(text)
+    return float(match.group(1)) if match else 0.0
+
+
+async def one_turn(client: httpx.AsyncClient, url: str, prompt: str) -> dict[str, float]:
+    """One streamed /v1/chat/completions request: time to the first text and to the end."""
+    started = time.perf_counter()
+    first = None
+    body = {"model": "aligned-rag", "stream": True, "messages": [{"role": "user", "content": prompt}]}
+    async with client.stream("POST", f"{url}/v1/chat/completions", json=body) as response:
+        if response.status_code != 200:
+            raise RuntimeError(f"HTTP {response.status_code}: {(await response.aread())[:300]!r}")
+        async for line in response.aiter_lines():
+            if first is None and line.startswith("data: {") and '"content":"' in line.replace(" ", "") \
+                    and '"content":""' not in line.replace(" ", ""):
+                first = time.perf_counter()
+    ended = time.perf_counter()
+    return {"ttft_s": (first or ended) - started, "total_s": ended - started, "ended": ended}
+
+
+async def single_stream(client: httpx.AsyncClient, url: str, prompt: str, runs: int) -> dict[str, Any]:
+    rates, ttfts = [], []
+    for _ in range(runs):
+        before = await generated_tokens(client, url)
+        turn = await one_turn(client, url, prompt)
+        tokens = await generated_tokens(client, url) - before
+        rates.append(tokens / turn["total_s"])
+        ttfts.append(turn["ttft_s"] * 1000)
+    return {"tokens_per_s": round(statistics.median(rates), 1), "ttft_ms_p50": round(statistics.median(ttfts), 1),
+            "runs": runs, "tokens_per_s_each": [round(r, 1) for r in rates]}
+
+
+async def aggregate(client: httpx.AsyncClient, url: str, prompt: str, concurrency: int,
+                    window_s: float) -> dict[str, Any]:
+    """`concurrency` requests at once; server-side tokens over the time to the last completion in the window."""
+    before = await generated_tokens(client, url)
+    started = time.perf_counter()
+    completions: list[tuple[float, float]] = []  # (time, tokens generated so far)
+    ttfts: list[float] = []
+
+    async def client_turn() -> None:
+        turn = await one_turn(client, url, prompt)
+        ttfts.append(turn["ttft_s"] * 1000)
+        completions.append((turn["ended"], await generated_tokens(client, url) - before))
+
+    tasks = [asyncio.create_task(client_turn()) for _ in range(concurrency)]
+    done, pending = await asyncio.wait(tasks, timeout=window_s)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    errors = [str(task.exception()) for task in done if task.exception() is not None]
+    if not completions:
+        return {"completed": 0, "requests": concurrency, "errors": errors[:3], "tokens_per_s": None}
+    last_time, tokens = max(completions)
+    return {
+        "tokens_per_s": round(tokens / (last_time - started), 1),
+        "completed": len(completions),
+        "requests": concurrency,
+        "window_s": window_s,
+        "ttft_ms_p50": round(statistics.median(ttfts), 1),
+        "errors": errors[:3],
+    }
+
+
+def gpu_memory_used_gb() -> float | None:
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=30, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return round(float(out.split()[0]) / 1024, 2)
+
+
+async def measure(side: Side, args: argparse.Namespace, work: Path, prompt: str) -> dict[str, Any]:
+    port = free_port()
+    service = Service(service_config(side, args, work, port), port, work / f"{side.name}.log")
+    timeout = httpx.Timeout(args.window_s + 600, connect=10)
+    limits = httpx.Limits(max_connections=4 * max(args.concurrency))
+    try:
+        async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
+            started = time.perf_counter()
+            await service.wait_ready(client, args.ready_timeout_s)
+            ready_s = time.perf_counter() - started
+            for _ in range(args.warmup):
+                await one_turn(client, service.url, prompt)
+            result: dict[str, Any] = {"what": side.what, "engine": side.engine,
+                                      "load_in_4bit": side.load_in_4bit, "ready_s": round(ready_s, 1)}
+            result["single"] = await single_stream(client, service.url, prompt, args.single_runs)
+            for concurrency in args.concurrency:
+                result[f"aggregate_at_{concurrency}"] = await aggregate(
+                    client, service.url, prompt, concurrency, args.window_s)
+            result["gpu_memory_used_gb"] = gpu_memory_used_gb()
+    finally:
+        service.stop()
+    result["single_stream_tokens_per_s"] = result["single"]["tokens_per_s"]
+    result["ttft_ms"] = result["single"]["ttft_ms_p50"]
+    for concurrency in args.concurrency:
+        result[f"aggregate_tokens_per_s_at_{concurrency}"] = result[f"aggregate_at_{concurrency}"]["tokens_per_s"]
+    logger.info("%s: %s", side.name, json.dumps(result))
+    return result
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def prepare(args: argparse.Namespace) -> Any:
+    """The random 8B-shaped model and adapter, once; the tokenizer for the prompts."""
+    from benchmarks.llama_shape import save_random_adapter, save_random_model
+    from configs.settings import ModelSettings
+    from finetune.modeling import load_tokenizer
+
+    tokenizer = load_tokenizer(ModelSettings(name_or_path=str(args.tokenizer)))
+    save_random_model(args.shape, args.model_dir / "model", args.device, tokenizer)
+    save_random_adapter(args.model_dir / "model", args.model_dir / "adapter", args.device)
+    return tokenizer
+
+
+def versions() -> dict[str, str]:
+    import fastapi
+    import torch
+    import transformers
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "fastapi": fastapi.__version__,
+            "cuda": torch.version.cuda or "none"}
+
+
+def ratio(project: float | None, baseline: float | None) -> float | None:
+    return round(project / baseline, 2) if project and baseline else None
+
+
+def print_table(report: dict[str, Any], concurrency: list[int]) -> None:
+    columns = ["single tok/s", "TTFT ms", *(f"agg@{c} tok/s" for c in concurrency), "GPU GB"]
+    print(f"{'side':<13}" + "".join(f"{c:>15}" for c in columns))
+    for name, row in report["sides"].items():
+        cells = [row["single_stream_tokens_per_s"], row["ttft_ms"],
+                 *(row[f"aggregate_tokens_per_s_at_{c}"] for c in concurrency), row["gpu_memory_used_gb"]]
+        print(f"{name:<13}" + "".join(f"{'-' if v is None else v:>15}" for v in cells))
+    print(f"ratio single {report['ratio_single']}x, aggregate@{max(concurrency)} {report['ratio_aggregate']}x")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tokenizer", type=Path, required=True,
+                        help="a chat tokenizer folder (prompts and the model's tokenizer; random weights need no hub)")
+    parser.add_argument("--shape", choices=["llama31-8b", "tiny"], default="llama31-8b")
+    parser.add_argument("--model-dir", type=Path, default=Path("/dev/shm/generate-bench"))
+    parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
+    parser.add_argument("--sides", nargs="+", choices=list(SIDES), default=["baseline", "project", "project_nf4"])
+    parser.add_argument("--prompt-tokens", type=int, default=256)
+    parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 32])
+    parser.add_argument("--single-runs", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=2, help="requests before timing")
+    parser.add_argument("--window-s", type=float, default=60.0, help="the most an aggregate measurement waits")
+    parser.add_argument("--ready-timeout-s", type=float, default=600.0)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--debug", action="store_true", help="tracebacks on errors")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
+
+    def run() -> int:
+        tokenizer = prepare(args)
+        prompt = prompt_text(tokenizer, args.prompt_tokens)
+        work = Path(tempfile.mkdtemp(prefix="generate-bench-"))
+        sides = {name: asyncio.run(measure(SIDES[name], args, work, prompt)) for name in args.sides}
+        logger.info("service logs: %s", work)
+        baseline, project = sides.get("baseline"), sides.get("project")
+        top = max(args.concurrency)
+        report = {
+            "command": "python -m benchmarks.generate_throughput " + " ".join(argv or sys.argv[1:]),
+            "date": datetime.date.today().isoformat(),
+            "device": device_name(),
+            "versions": versions(),
+            "shape": args.shape,
+            "prompt_tokens": len(tokenizer(prompt, add_special_tokens=False)["input_ids"]),
+            "new_tokens": args.new_tokens,
+            "baseline": baseline,
+            "project": project,
+            "sides": sides,
+            "ratio_single": ratio(project and project["single_stream_tokens_per_s"],
+                                  baseline and baseline["single_stream_tokens_per_s"]),
+            "ratio_aggregate": ratio(project and project[f"aggregate_tokens_per_s_at_{top}"],
+                                     baseline and baseline[f"aggregate_tokens_per_s_at_{top}"]),
+            "method": __doc__.split("\n\n")[1],
+        }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        print_table(report, args.concurrency)
+        return 0
+
+    return run_cli(run, debug=args.debug)
+
+
+def device_name() -> str:
+    import torch
+
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
