@@ -78,7 +78,7 @@ def prompt_text(tokenizer: Any, tokens: int) -> str:
     """A benign request of about `tokens` tokens."""
     question = " Summarise the review in three sentences."
     text = PARAGRAPH
-    while len(tokenizer(text + PARAGRAPH + question, add_special_tokens=False)["input_ids"]) < tokens:
+    while len(tokenizer(text + question, add_special_tokens=False)["input_ids"]) < tokens:
         text += PARAGRAPH
     return text + question
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import shutil
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -62,10 +64,18 @@ def ensure_embedded_model(cache_dir: Path) -> Path:
     model.is_quantized = False
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    partial = target.with_name(target.name + ".partial")
+    # A folder of this process's own: two processes converting at once (a server and a CLI) must not write
+    # into one. The rename is atomic: a killed conversion never leaves a half-written model folder.
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=target.name + ".partial-", dir=target.parent))
     model.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
-    partial.rename(target)  # atomic: a killed conversion never leaves a half-written model folder
+    try:
+        partial.rename(target)
+    except OSError:  # another process finished first: keep its copy
+        shutil.rmtree(partial, ignore_errors=True)
+        if not (target / "config.json").is_file():
+            raise
     return target
 
 

@@ -19,6 +19,8 @@ from tests.agents.conftest import GUIDE_CHUNKS, KeywordGuard, ListRetriever
 class AnswerSequence:
     """Streams its answers in turn (the last one repeats) and records the prompts it was given."""
 
+    concurrency = 1
+
     def __init__(self, *answers: str) -> None:
         self.answers = list(answers)
         self.prompts: list[list[dict[str, str]]] = []

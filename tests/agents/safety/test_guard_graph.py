@@ -26,6 +26,8 @@ class NoDocuments:
 
 
 class FixedAnswer:
+    concurrency = 1
+
     def __init__(self, answer: str) -> None:
         self.answer = answer
         self.calls = 0
