@@ -9,6 +9,7 @@ so a stream never polls the shared queue.
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# Tokens in one forward step off the GPU: a prefill longer than this is split over steps.
+CPU_BATCH_TOKENS = 512
 # How long the router waits on the manager's queue before checking whether it should stop.
 _ROUTER_POLL_S = 0.05
 
@@ -140,6 +143,12 @@ def _start_manager(
         max_requests_per_batch=engine.max_concurrent,
         use_cuda_graph=engine.cuda_graphs,
     )
+    if model.device.type != "cuda":
+        # transformers sizes the cache from the free memory, which off the GPU is the machine's RAM (it took
+        # 22 GB here): size it by the work instead, every stream at its longest prompt and answer.
+        longest = settings.max_input_tokens + settings.max_new_tokens
+        batching.num_blocks = math.ceil(engine.max_concurrent * longest / batching.page_size)
+        batching.max_batch_tokens = engine.max_batch_tokens or CPU_BATCH_TOKENS
     if settings.repetition_penalty != 1.0:
         logger.warning("repetition_penalty %.2f is ignored by continuous batching", settings.repetition_penalty)
     # A PEFT wrapper (unmerged adapter on a 4-bit base) forwards to its base; the manager wants the model class.
