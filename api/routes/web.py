@@ -16,7 +16,7 @@ from agents.safety.verdict import HAZARD_CATEGORIES
 
 SWAGGER_PREFIX = "/static/swagger"
 CHAT_PREFIX = "/static/chat"
-STATIC_DIR = Path(__file__).resolve().parents[1] / "static"  # index.html, and chat/ with its script and style
+STATIC_DIR = Path(__file__).resolve().parents[1] / "static"  # index.html, and chat/ with its scripts and style
 # The page renders model output and server messages as text only; the policy keeps it that way even if a bug
 # slipped one into HTML: nothing but this origin's own scripts, styles and requests.
 CHAT_PAGE_HEADERS = {
@@ -55,6 +55,6 @@ async def docs() -> HTMLResponse:
 
 
 def mount_static(app: FastAPI) -> None:
-    # The swagger-ui-bundle package's own folder of Swagger UI assets, and the chat page's script and style.
+    # The swagger-ui-bundle package's own folder of Swagger UI assets, and the chat page's scripts and style.
     app.mount(SWAGGER_PREFIX, StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger")
     app.mount(CHAT_PREFIX, StaticFiles(directory=STATIC_DIR / "chat"), name="chat")

@@ -3,15 +3,14 @@
 // Stream events (api/routes/chat.py): `token` {text} appends; `retract` {replacement} replaces everything shown
 // so far (the agent regenerates an unsupported answer, quotes its evidence instead, or the output check
 // withholds it); one `done` carries the authoritative answer, sources and safety verdicts; `error` {detail, code}
-// ends a failed stream. Model output and server messages are only ever set as text, never as HTML.
-"use strict";
+// ends a failed stream.
+import { AssistantView, assistantRecord, userMessage } from "./render.js";
+import { readEvents } from "./sse.js";
 
 const KEY_ITEM = "aligned-rag.api-key"; // sessionStorage: the key lives as long as the tab
 const CONVERSATION_ITEM = "aligned-rag.conversation"; // localStorage: a reload continues the thread
 const KEPT_MESSAGES = 200; // the page's copy of the transcript; the service bounds its own history
 const READY_POLL_MS = 3000;
-
-const HAZARDS = JSON.parse(document.getElementById("hazard-categories").textContent);
 
 // Titles by the service's error codes (api/errors.py), then by HTTP status for anything else.
 const ERROR_TITLES = {
@@ -86,37 +85,6 @@ async function describeFailure(response) {
   return { status: response.status, code, title, detail };
 }
 
-// Server-Sent Events from a fetch body (EventSource cannot POST or send a key): yields {event, data}.
-async function* readEvents(body) {
-  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return;
-    buffer += value.replace(/\r\n?/g, "\n");
-    let end;
-    while ((end = buffer.indexOf("\n\n")) >= 0) {
-      const parsed = parseEvent(buffer.slice(0, end));
-      buffer = buffer.slice(end + 2);
-      if (parsed) yield parsed;
-    }
-  }
-}
-
-function parseEvent(block) {
-  let event = "message";
-  const data = [];
-  for (const line of block.split("\n")) {
-    if (line.startsWith(":")) continue; // keep-alive comment
-    const colon = line.indexOf(":");
-    const field = colon < 0 ? line : line.slice(0, colon);
-    const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
-    if (field === "event") event = value;
-    else if (field === "data") data.push(value);
-  }
-  return data.length ? { event, data: JSON.parse(data.join("\n")) } : null;
-}
-
 // ---- service status and the key -----------------------------------------------------------------------
 
 function setStatus(state, text) {
@@ -166,149 +134,19 @@ async function checkService() {
   }
 }
 
-// ---- rendering -----------------------------------------------------------------------------------------
-
-function element(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
+// ---- the transcript ------------------------------------------------------------------------------------
 
 function addItem(node) {
   ui.empty.hidden = true;
   ui.messages.append(node);
   node.scrollIntoView({ block: "end", behavior: "smooth" });
-  return node;
-}
-
-function renderUser(text) {
-  const item = element("li", "msg user");
-  item.append(element("div", "bubble", text));
-  return addItem(item);
-}
-
-// The answer's text with each [n] that names a source as a link to that source's card.
-function renderAnswerText(container, text, sources, anchorPrefix) {
-  const known = new Set(sources.map((s) => String(s.index)));
-  container.replaceChildren();
-  let last = 0;
-  for (const match of text.matchAll(/\[(\d+)\]/g)) {
-    if (!known.has(match[1])) continue;
-    container.append(text.slice(last, match.index));
-    const cite = element("a", "cite", match[0]);
-    cite.href = `#${anchorPrefix}-${match[1]}`;
-    container.append(cite);
-    last = match.index + match[0].length;
-  }
-  container.append(text.slice(last));
-}
-
-function renderSources(sources, anchorPrefix) {
-  const section = element("section", "sources");
-  section.append(element("h3", "sources-title", sources.length === 1 ? "Source" : `${sources.length} sources`));
-  const list = element("ol", "source-list");
-  for (const source of sources) {
-    const card = element("li", "source");
-    card.id = `${anchorPrefix}-${source.index}`;
-    const head = element("div", "source-head");
-    head.append(element("span", "source-index", `[${source.index}]`), element("span", "source-title", source.title));
-    const details = element("details", "source-snippet");
-    details.append(element("summary", "source-citation", source.citation || source.source));
-    details.append(element("p", "", source.snippet));
-    card.append(head, details);
-    list.append(card);
-  }
-  section.append(list);
-  return section;
-}
-
-// A refusal's label and hazard categories, from the verdict that refused.
-function refusalLabel(safety) {
-  const request = safety.request.safe === false;
-  const verdict = request ? safety.request : safety.response;
-  const categories = (verdict?.categories || []).map((code) => (HAZARDS[code] ? `${code} ${HAZARDS[code]}` : code));
-  const label = request ? "Request refused" : "Answer withheld";
-  return categories.length ? `${label} · ${categories.join(", ")}` : label;
-}
-
-// One assistant message: streamed into, then finished with the authoritative record, or failed.
-class AssistantView {
-  constructor(record) {
-    this.item = element("li", "msg assistant");
-    this.bubble = element("div", "bubble");
-    this.text = element("div", "answer");
-    this.bubble.append(this.text);
-    this.item.append(this.bubble);
-    this.streamed = "";
-    if (record) this.finish(record);
-    else {
-      this.item.dataset.state = "waiting";
-      this.text.append(element("span", "typing", "Thinking"));
-    }
-    addItem(this.item);
-  }
-
-  append(text) {
-    this.item.dataset.state = "streaming";
-    this.streamed += text;
-    this.text.textContent = this.streamed;
-  }
-
-  // Everything shown so far is withdrawn: an empty replacement means a new attempt streams next.
-  replace(replacement) {
-    this.item.dataset.state = "streaming";
-    this.item.dataset.revised = "true";
-    this.streamed = replacement;
-    if (replacement) this.text.textContent = replacement;
-    else this.text.replaceChildren(element("span", "typing", "Checking the sources again"));
-  }
-
-  finish(record) {
-    this.item.dataset.state = "done";
-    const anchorPrefix = `src-${record.messageId}`;
-    renderAnswerText(this.text, record.answer, record.sources, anchorPrefix);
-    if (record.refused) {
-      this.item.classList.add("refusal");
-      this.bubble.prepend(element("div", "badge refusal-badge", record.refusal));
-    } else if (record.revised) {
-      this.bubble.append(element("p", "note", "Revised while checking it against the sources."));
-    }
-    if (record.sources.length) this.bubble.append(renderSources(record.sources, anchorPrefix));
-  }
-
-  fail(failure) {
-    this.item.dataset.state = "failed";
-    this.item.classList.add("failed");
-    const box = element("div", "error-box");
-    box.setAttribute("role", "alert");
-    box.append(element("strong", "", failure.title));
-    if (failure.detail) box.append(element("p", "", failure.detail));
-    if (this.streamed) this.text.textContent = this.streamed;
-    else this.text.remove();
-    this.bubble.append(box);
-  }
-}
-
-// What the page keeps of a `done` event.
-function assistantRecord(done, revised) {
-  return {
-    role: "assistant",
-    answer: done.answer,
-    messageId: done.message_id,
-    sources: done.sources,
-    refused: done.safety.refused,
-    refusal: done.safety.refused ? refusalLabel(done.safety) : "",
-    revised,
-  };
 }
 
 function renderConversation() {
   ui.messages.replaceChildren();
   ui.empty.hidden = conversation.messages.length > 0;
   for (const message of conversation.messages) {
-    if (message.role === "user") renderUser(message.text);
-    else new AssistantView(message);
+    addItem(message.role === "user" ? userMessage(message.text) : new AssistantView(message).item);
   }
 }
 
@@ -322,8 +160,9 @@ function setBusy(busy) {
 }
 
 async function sendMessage(text) {
-  renderUser(text);
+  addItem(userMessage(text));
   const view = new AssistantView();
+  addItem(view.item);
   inFlight = new AbortController();
   setBusy(true);
   try {
