@@ -2,8 +2,9 @@
 
 Against the real server that tests/api/conftest.py starts, API keys on: it asks for a key, streams an answer
 with its sources, keeps the conversation across a reload and marks a refusal; saves benchmarks/results/web_chat.png.
-Against a development-mode app whose agent replays the events of answers taken back (which the small model
-produces only now and then): the page ends on the authoritative answer, never on the withdrawn text.
+Against a development-mode app (no key) whose agent replays the events of answers taken back, every kind in
+one run (the real model's retractions depend on the question, and a withheld answer is rare): the page ends on
+the authoritative answer, never on the withdrawn text.
 """
 
 from __future__ import annotations
