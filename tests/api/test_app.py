@@ -234,3 +234,17 @@ def test_docs_are_served_from_local_assets():
         assert "cdn" not in page.lower() and "/static/swagger/swagger-ui-bundle.js" in page
         assert client.get("/static/swagger/swagger-ui-bundle.js").status_code == 200
         assert client.get("/redoc").status_code == 404
+
+
+def test_the_chat_page_is_served_with_its_assets_and_a_strict_policy():
+    with client_for(BrokenAgent(KeyError("x")), AppSettings(api={"api_keys": ["k"]})) as client:
+        page = client.get("/")  # the page itself needs no key: it asks for one
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert "default-src 'self'" in page.headers["content-security-policy"]
+        assert '"S9": "indiscriminate weapons"' in page.text and "{{" not in page.text
+        assert "/static/chat/chat.js" in page.text and "/static/chat/chat.css" in page.text
+        for asset in ("chat.js", "render.js", "sse.js", "chat.css"):  # chat.js imports the other two
+            response = client.get(f"/static/chat/{asset}")
+            kind = "text/css" if asset.endswith(".css") else "javascript"
+            assert response.status_code == 200 and kind in response.headers["content-type"], asset
+        assert "/" not in client.get("/openapi.json").json()["paths"]
