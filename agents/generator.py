@@ -1,4 +1,4 @@
-"""The answer generator: the aligned model (base + LoRA adapter) behind a chat-messages interface.
+"""The local generator backend: the aligned model (base + LoRA adapter) loaded in this process.
 
 One model instance serves every request, so generation is serialized by a lock: on a small CPU one
 generation already uses every core, and two interleaved ones only slow each other down.
@@ -14,8 +14,8 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from agents.messages import ChatMessages
-from configs.errors import AppError
+from agents.generation import GenerationError, GenerationStats
+from agents.messages import ChatMessages, split_system
 from configs.settings import ModelSettings
 
 if TYPE_CHECKING:
@@ -26,24 +26,6 @@ logger = logging.getLogger(__name__)
 
 # How long the consumer of a stream waits for the next token before giving up on a stalled generation.
 STREAM_TOKEN_TIMEOUT_S = 120.0
-
-
-class GenerationError(AppError, RuntimeError):
-    """Generation failed; the message says why."""
-
-
-class GenerationStats:
-    """Running totals a host can export: tokens generated and seconds the generator was busy."""
-
-    def __init__(self) -> None:
-        self.tokens = 0
-        self.busy_seconds = 0.0
-        self._lock = threading.Lock()
-
-    def record(self, tokens: int, seconds: float) -> None:
-        with self._lock:
-            self.tokens += tokens
-            self.busy_seconds += seconds
 
 
 def configure_cpu_threads(threads: int | None) -> None:
@@ -62,7 +44,8 @@ def configure_cpu_threads(threads: int | None) -> None:
 
 
 class Generator:
-    """Chat-templated, truncated, greedy-by-default generation, whole or token by token."""
+    """agents.generation.ChatGenerator on the local model: chat-templated, truncated, greedy-by-default
+    generation, whole or token by token."""
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, settings: ModelSettings):
         self.model = model
@@ -77,7 +60,6 @@ class Generator:
     def load(cls, settings: ModelSettings) -> Generator:
         from finetune.modeling import load_model
 
-        configure_cpu_threads(settings.cpu_threads)
         started = time.perf_counter()
         model, tokenizer = load_model(settings)
         logger.info(
@@ -97,7 +79,7 @@ class Generator:
         instructions and the retrieved context's head) and the end of the latest turn survive.
         """
         budget = self.settings.max_input_tokens
-        system, turns = _split_system(messages)
+        system, turns = split_system(messages)
         while True:
             ids = self._template(system + turns)
             if len(ids) <= budget or len(turns) <= 1:
@@ -190,9 +172,3 @@ class _EventStop:
 
         batch = input_ids.shape[0]
         return torch.full((batch,), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
-
-
-def _split_system(messages: ChatMessages) -> tuple[ChatMessages, ChatMessages]:
-    if messages and messages[0]["role"] == "system":
-        return messages[:1], messages[1:]
-    return [], list(messages)

@@ -10,11 +10,12 @@ import logging
 import time
 from dataclasses import dataclass
 
-from agents.generator import Generator
+from agents.generation import ChatGenerator
+from agents.generator import configure_cpu_threads
 from agents.prompts import PromptTemplates, load_prompts
 from agents.safety.factory import build_guard
 from agents.safety.verdict import SafetyGuard
-from configs.settings import AppSettings
+from configs.settings import AppSettings, ModelSettings
 from retrieval.retriever import Retriever, build_retriever
 
 logger = logging.getLogger(__name__)
@@ -23,16 +24,28 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class AgentParts:
     prompts: PromptTemplates
-    generator: Generator
+    generator: ChatGenerator
     retriever: Retriever
     guard: SafetyGuard
+
+
+def load_generator(settings: ModelSettings) -> ChatGenerator:
+    """The configured generator backend: the model loaded here, or a remote server (nothing to load)."""
+    if settings.backend == "openai":
+        from agents.openai_generator import OpenAIGenerator
+
+        return OpenAIGenerator.from_settings(settings)
+    from agents.generator import Generator
+
+    return Generator.load(settings)
 
 
 def load_parts(settings: AppSettings) -> AgentParts:
     """Load prompts, generator, retriever and guard. Blocking: run it in a worker thread from async code."""
     started = time.perf_counter()
     prompts = load_prompts(settings.agent.prompts_path)  # first: a bad template fails before slow loads
-    generator = Generator.load(settings.model)
+    configure_cpu_threads(settings.model.cpu_threads)  # the embedders run here whichever generator runs
+    generator = load_generator(settings.model)
     retriever = build_retriever(settings)
     guard = build_guard(settings, judge=generator.generate)
     logger.info("agent parts loaded in %.1f s (prompts %s, guard %s)",

@@ -164,9 +164,9 @@ def build_backend(name: str, settings: AppSettings) -> SafetyGuard:
     backend_settings = settings.model_copy(update={"safety": settings.safety.model_copy(update={"backend": name})})
     judge = None
     if name == "generator_judge":
-        from agents.generator import Generator
+        from agents.parts import load_generator
 
-        judge = Generator.load(settings.model).generate
+        judge = load_generator(settings.model).generate
     return build_guard(backend_settings, judge)
 
 
