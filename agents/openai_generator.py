@@ -90,7 +90,8 @@ class OpenAIGenerator:
             return GeneratorUnavailable(f"{server} is unreachable: {exc.__cause__ or exc}")
         if isinstance(exc, openai.APIStatusError):
             error = GeneratorUnavailable if exc.status_code == 429 or exc.status_code >= 500 else GenerationError
-            return error(f"{server} answered {exc.status_code}: {exc.message}")
+            # The body says why (vLLM: {"message": ...}; this project's service: {"detail": ...}).
+            return error(f"{server} answered {exc.status_code}: {exc.response.text[:300] or exc.message}")
         return GenerationError(f"{server} failed: {exc}")
 
 
