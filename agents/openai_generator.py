@@ -12,7 +12,6 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import openai
 
 from agents.generation import GenerationError, GenerationStats, GeneratorUnavailable
@@ -37,7 +36,7 @@ class OpenAIGenerator:
             base_url=remote.base_url,
             # Given explicitly, so the client never falls back to OPENAI_API_KEY from the environment.
             api_key=remote.api_key.get_secret_value() if remote.api_key else "none",
-            timeout=httpx.Timeout(remote.read_timeout_s, connect=remote.connect_timeout_s),
+            timeout=openai.Timeout(remote.read_timeout_s, connect=remote.connect_timeout_s),
             max_retries=remote.max_retries,
         )
         logger.info("generator: model %r on the OpenAI-compatible server %s", remote.model, remote.base_url)
