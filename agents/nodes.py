@@ -15,7 +15,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, Literal, Protocol
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
@@ -29,15 +29,24 @@ from agents.safety.refusal import refusal_message
 from agents.safety.verdict import SafetyGuard, Verdict
 from agents.state import AgentState, ContextDocument, TurnContext
 from agents.stream_gate import SentenceGate
-from configs.settings import AgentSettings
+from configs.settings import AgentSettings, ModelSettings
 from retrieval.retriever import RetrievedChunk
 
 logger = logging.getLogger(__name__)
 
-# Every generation runs on this one thread, in arrival order. The model serializes generations anyway (its
-# lock); queued in LangGraph's default thread pool instead, they would hold every worker while they wait, and
-# the short synchronous steps of other turns (the output check of a finished answer) would wait behind them.
+# With the local model every generation runs on this one thread, in arrival order. The model serializes
+# generations anyway (its lock); queued in LangGraph's default thread pool instead, they would hold every worker
+# while they wait, and the short synchronous steps of other turns (the output check of a finished answer) would
+# wait behind them.
 GENERATION_EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate")
+
+
+def generation_executor(settings: ModelSettings) -> contextlib.AbstractContextManager[Executor]:
+    """Where the generate nodes run, for the agent's lifetime: the one thread above for the local model; for a
+    remote server, which batches concurrent requests, a pool of `model.openai.max_concurrent_requests`."""
+    if settings.backend == "openai":
+        return ThreadPoolExecutor(settings.openai.max_concurrent_requests, thread_name_prefix="generate-remote")
+    return contextlib.nullcontext(GENERATION_EXECUTOR)
 
 
 class SearchesKnowledge(Protocol):
@@ -84,8 +93,10 @@ class AgentNodes:
         prompts: PromptTemplates,
         settings: AgentSettings,
         top_k: int,
+        executor: Executor = GENERATION_EXECUTOR,
     ) -> None:
         self.guard = guard
+        self.executor = executor
         self.retriever = retriever
         self.generator = generator
         self.prompts = prompts
@@ -113,11 +124,11 @@ class AgentNodes:
         return {"documents": to_context_documents(chunks), "route": [*state.route, "retrieve"]}
 
     async def generate(self, state: AgentState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
-        """Stream the answer from the generation thread; a cancelled turn stops the model at its next token."""
+        """Stream the answer from a generation thread; a cancelled turn stops the model at its next token."""
         cancelled = runtime.context.cancelled if runtime.context is not None else threading.Event()
         # The copied context carries LangGraph's run config, which the stream writer reads.
         run = functools.partial(contextvars.copy_context().run, self._generate, state, cancelled)
-        return await asyncio.get_running_loop().run_in_executor(GENERATION_EXECUTOR, run)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, run)
 
     def _generate(self, state: AgentState, cancelled: threading.Event) -> dict[str, Any]:
         write = get_stream_writer()

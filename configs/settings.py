@@ -73,6 +73,9 @@ class OpenAIBackendSettings(BaseModel):
     connect_timeout_s: float = Field(5.0, gt=0, description="longest wait to open a connection")
     read_timeout_s: float = Field(60.0, gt=0, description="longest wait for the server's next bytes")
     max_retries: int = Field(0, ge=0, description="retries on connection errors, 429 and 5xx before any token")
+    max_concurrent_requests: int = Field(
+        8, gt=0, description="answers one service process generates at once (the server batches them)"
+    )
     max_input_chars: int = Field(
         24_000, gt=0,
         description="prompt budget in characters (no tokenizer here): the oldest turns after the system prompt "
