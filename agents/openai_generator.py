@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import openai
 
 from agents.generation import GenerationError, GenerationStats, GeneratorUnavailable
@@ -58,7 +59,7 @@ class OpenAIGenerator:
                         if choice.delta.content:
                             pieces += 1
                             yield choice.delta.content
-        except openai.OpenAIError as exc:
+        except (openai.OpenAIError, httpx.TransportError) as exc:  # mid-stream, httpx's own errors come through
             raise self._error(exc) from exc
         finally:
             # Servers that don't report usage send about one token per chunk (vLLM, llama.cpp do).
@@ -80,13 +81,15 @@ class OpenAIGenerator:
             request["extra_body"] = s.openai.extra_body
         return request
 
-    def _error(self, exc: openai.OpenAIError) -> GenerationError:
+    def _error(self, exc: openai.OpenAIError | httpx.TransportError) -> GenerationError:
         """A message an operator can act on (it goes to the log; the API client sees a fixed text)."""
         server = f"the model server at {self.settings.openai.base_url}"
-        if isinstance(exc, openai.APITimeoutError):
+        if isinstance(exc, openai.APITimeoutError | httpx.TimeoutException):
             return GeneratorUnavailable(f"{server} did not answer within {self.settings.openai.read_timeout_s:g} s")
         if isinstance(exc, openai.APIConnectionError):
             return GeneratorUnavailable(f"{server} is unreachable: {exc.__cause__ or exc}")
+        if isinstance(exc, httpx.TransportError):
+            return GeneratorUnavailable(f"{server} broke off the answer: {exc!r}")
         if isinstance(exc, openai.APIStatusError):
             error = GeneratorUnavailable if exc.status_code == 429 or exc.status_code >= 500 else GenerationError
             # The body says why (vLLM: {"message": ...}; this project's service: {"detail": ...}).

@@ -19,9 +19,9 @@ pytestmark = pytest.mark.slow
 CANCELLED = "turn cancelled by the caller"
 
 
-def remote_settings(base_url: str, api_key: str | None) -> ModelSettings:
+def remote_settings(base_url: str, api_key: str | None, read_timeout_s: float = 120) -> ModelSettings:
     return ModelSettings(backend="openai", openai={"base_url": f"{base_url}/v1", "model": "aligned-rag",
-                                                   "api_key": api_key, "read_timeout_s": 120})
+                                                   "api_key": api_key, "read_timeout_s": read_timeout_s})
 
 
 def downstream_settings(root, upstream_url: str, api_key: str) -> dict:
@@ -70,6 +70,10 @@ def test_server_failures_become_generation_errors_that_say_what_failed(server):
     with pytest.raises(GenerationError, match="answered 401") as refused:
         wrong_key.generate([{"role": "user", "content": BENIGN}])
     assert not isinstance(refused.value, GeneratorUnavailable)  # a configuration error: retrying won't help
+    # The service sends its first chunk at once, then nothing until the guard and the model have run.
+    impatient = load_generator(remote_settings(server.base_url, server.api_key, read_timeout_s=0.5))
+    with pytest.raises(GeneratorUnavailable, match="did not answer within 0.5 s"):
+        impatient.generate([{"role": "user", "content": BENIGN}])
 
 
 def test_a_service_generating_through_another_streams_without_loading_a_model(server, tmp_path):
