@@ -53,7 +53,8 @@ def test_compose_runs_stateless_api_replicas_on_shared_chroma_and_postgres() -> 
         "postgres", postgres["POSTGRES_USER"], f"/{postgres['POSTGRES_DB']}",
     )
     # The same variable sets the server's password and the replicas' URL.
-    assert memory.password == "${POSTGRES_PASSWORD}" and postgres["POSTGRES_PASSWORD"].startswith("${POSTGRES_PASSWORD:")
+    assert memory.password == "${POSTGRES_PASSWORD}"
+    assert postgres["POSTGRES_PASSWORD"].startswith("${POSTGRES_PASSWORD:")
     assert {name: dep["condition"] for name, dep in api["depends_on"].items()} == {
         "chroma": "service_healthy", "postgres": "service_healthy",
     }
@@ -71,8 +72,10 @@ def test_nginx_balances_over_the_api_replicas_without_buffering_streams() -> Non
     conf = (REPO_ROOT / source).read_text()
     directives = dict(re.findall(r"^\s*(\w+) ([^;{]+);", conf, flags=re.MULTILINE))
     upstream, body = re.search(r"upstream (\w+) \{(.*?)\}", conf, flags=re.DOTALL).groups()
-    host, port = re.search(r"server (\S+):(\d+)", body).groups()
+    host, port, options = re.search(r"server (\S+):(\d+)([^;]*);", body).groups()
     assert host == "api" and host in COMPOSE["services"]
+    # Re-resolved through Docker's DNS: replicas scaled or restarted later are found without a reload.
+    assert "resolve" in options.split() and directives["resolver"].startswith("127.0.0.11 ")
     assert port in instruction("EXPOSE") and f"APP__API__PORT={port}" in DOCKERFILE
     assert directives["proxy_pass"] == f"http://{upstream}"
     assert directives["proxy_buffering"] == "off" and directives["proxy_http_version"] == "1.1"
