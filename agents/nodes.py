@@ -15,7 +15,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, Literal, Protocol
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
@@ -33,6 +33,21 @@ from configs.settings import AgentSettings
 from retrieval.retriever import RetrievedChunk
 
 logger = logging.getLogger(__name__)
+
+# With an engine that runs one generation at a time (the local model on CPU), every generation runs on this one
+# thread, in arrival order. The model serializes generations anyway (its lock); queued in LangGraph's default
+# thread pool instead, they would hold every worker while they wait, and the short synchronous steps of other turns
+# (the output check of a finished answer) would wait behind them.
+GENERATION_EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate")
+
+
+def generation_executor(generator: StreamsAnswers) -> contextlib.AbstractContextManager[Executor]:
+    """Where the generate nodes run, for the agent's lifetime: the one thread above for a sequential engine; for
+    one that batches concurrent streams (continuous batching on a GPU, a remote server), a pool as wide."""
+    if generator.concurrency == 1:
+        return contextlib.nullcontext(GENERATION_EXECUTOR)
+    return ThreadPoolExecutor(generator.concurrency, thread_name_prefix="generate")
+
 
 class SearchesKnowledge(Protocol):
     def search(self, query: str, k: int | None = None) -> list[RetrievedChunk]: ...
@@ -80,20 +95,15 @@ class AgentNodes:
         prompts: PromptTemplates,
         settings: AgentSettings,
         top_k: int,
+        executor: Executor = GENERATION_EXECUTOR,
     ) -> None:
         self.guard = guard
+        self.executor = executor
         self.retriever = retriever
         self.generator = generator
         self.prompts = prompts
         self.settings = settings
         self.top_k = top_k
-        # Generations run on their own pool, as wide as the engine batches: one thread for the sequential
-        # engine, so turns reach the model in arrival order. Queued in LangGraph's default pool instead, waiting
-        # generations would hold its workers, and the short steps of other turns (the output check of a finished
-        # answer) would wait behind them.
-        self._generation_pool = ThreadPoolExecutor(
-            max_workers=generator.concurrency, thread_name_prefix="generate"
-        )
 
     def _window(self, messages: Sequence[AnyMessage]) -> ChatMessages:
         """The latest user turn and up to `history_turns` messages before it."""
@@ -116,11 +126,11 @@ class AgentNodes:
         return {"documents": to_context_documents(chunks), "route": [*state.route, "retrieve"]}
 
     async def generate(self, state: AgentState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
-        """Stream the answer from the generation thread; a cancelled turn stops the model at its next token."""
+        """Stream the answer from a generation thread; a cancelled turn stops the model at its next token."""
         cancelled = runtime.context.cancelled if runtime.context is not None else threading.Event()
         # The copied context carries LangGraph's run config, which the stream writer reads.
         run = functools.partial(contextvars.copy_context().run, self._generate, state, cancelled)
-        return await asyncio.get_running_loop().run_in_executor(self._generation_pool, run)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, run)
 
     def _generate(self, state: AgentState, cancelled: threading.Event) -> dict[str, Any]:
         write = get_stream_writer()

@@ -10,7 +10,8 @@ import logging
 import time
 from dataclasses import dataclass
 
-from agents.generator import Generator, SequentialGenerator, configure_cpu_threads
+from agents.generation import ChatGenerator
+from agents.generator import SequentialGenerator, configure_cpu_threads
 from agents.prompts import PromptTemplates, load_prompts
 from agents.safety.factory import build_guard
 from agents.safety.verdict import SafetyGuard
@@ -23,7 +24,7 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class AgentParts:
     prompts: PromptTemplates
-    generator: Generator
+    generator: ChatGenerator
     retriever: Retriever
     guard: SafetyGuard
 
@@ -32,6 +33,7 @@ def load_parts(settings: AppSettings) -> AgentParts:
     """Load prompts, generator, retriever and guard. Blocking: run it in a worker thread from async code."""
     started = time.perf_counter()
     prompts = load_prompts(settings.agent.prompts_path)  # first: a bad template fails before slow loads
+    configure_cpu_threads(settings.model.cpu_threads)  # the embedders run here whichever generator runs
     generator = load_generator(settings.model)
     retriever = build_retriever(settings)
     guard = build_guard(settings, judge=generator.generate)
@@ -40,11 +42,15 @@ def load_parts(settings: AppSettings) -> AgentParts:
     return AgentParts(prompts, generator, retriever, guard)
 
 
-def load_generator(settings: ModelSettings) -> Generator:
-    """The model and adapter behind the engine the settings ask for (model.engine). Close it when done."""
+def load_generator(settings: ModelSettings) -> ChatGenerator:
+    """The configured backend: a remote OpenAI-compatible server (nothing to load), or the model and adapter
+    loaded here behind the engine the settings ask for (model.engine). Close it when done."""
+    if settings.backend == "openai":
+        from agents.openai_generator import OpenAIGenerator
+
+        return OpenAIGenerator.from_settings(settings)
     from finetune.modeling import load_model, resolve_device
 
-    configure_cpu_threads(settings.cpu_threads)
     started = time.perf_counter()
     model, tokenizer = load_model(settings)
     kind = settings.engine.kind

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agents.chat import ThreadNotFound
-from agents.generator import GenerationError
+from agents.generation import GenerationError, GeneratorUnavailable
 from retrieval.store import VectorStoreError
 
 logger = logging.getLogger(__name__)
@@ -73,13 +73,15 @@ class GenerationTimeout(ApiError):
     code = "generation_timeout"
 
 
-# Errors from the layers below, with what the client is told.
+# Errors from the layers below, with what the client is told (the first matching type wins: subclasses first).
 _PROJECT_ERRORS: dict[type[Exception], tuple[int, str, str]] = {
+    GeneratorUnavailable: (503, "generator_unavailable", "the model server is unavailable; retry later"),
     GenerationError: (500, "generation_failed", "the model failed to generate an answer; try again"),
     ThreadNotFound: (404, "thread_not_found", "no such conversation for this API key; omit thread_id to start one"),
     VectorStoreError: (503, "knowledge_base_unavailable", "the knowledge base is unavailable; retry later"),
 }
 _UNEXPECTED = (500, "internal_error", "internal error; the server log has the details")
+UNAVAILABLE_RETRY_AFTER_S = 5
 
 
 def client_error(exc: Exception) -> tuple[int, str, str]:
@@ -134,4 +136,8 @@ def install_error_handlers(app: FastAPI) -> None:
             return await call_next(request)
         except Exception as exc:
             logger.error("%s on %s %s", type(exc).__name__, request.method, request.url.path, exc_info=exc)
-            return error_body(*client_error(exc))
+            status_code, code, detail = client_error(exc)
+            response = error_body(status_code, code, detail)
+            if status_code == 503:  # a part below is down for now: say when to retry, as the schema declares
+                response.headers["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER_S)
+            return response

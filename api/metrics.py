@@ -9,7 +9,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from agents.chat import TurnResult
-from agents.generator import GenerationStats
+from agents.generation import GenerationStats
 
 # Seconds; a turn on CPU takes from tens of milliseconds (a refusal) to a minute (a long answer).
 LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)

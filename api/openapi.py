@@ -20,7 +20,7 @@ _DESCRIPTIONS: dict[int, str] = {
     415: "the body is not application/json",
     422: "the body does not match the schema",
     429: "the key's rate limit is reached",
-    503: "models still loading, or the turn queue is full",
+    503: "models still loading, the turn queue is full, or the model server or knowledge base is unavailable",
     504: "the turn ran past api.generation_timeout_s",
 }
 

@@ -84,9 +84,39 @@ class EngineSettings(BaseModel):
     )
 
 
-class ModelSettings(BaseModel):
-    """The generator: a hub id or local path, or the embedded default."""
+class OpenAIBackendSettings(BaseModel):
+    """A server speaking OpenAI's Chat Completions API (vLLM, llama.cpp, TGI, OpenAI...) that generates instead
+    of a model loaded in this process (`model.backend: openai`)."""
 
+    base_url: str | None = Field(None, description="the server's API root, e.g. http://vllm:8000/v1")
+    model: str | None = Field(None, description="the model name to request, e.g. the adapter's --lora-modules name")
+    api_key: SecretStr | None = Field(
+        None, description="bearer token for the server (set it through APP__MODEL__OPENAI__API_KEY); none: no key"
+    )
+    connect_timeout_s: float = Field(5.0, gt=0, description="longest wait to open a connection")
+    read_timeout_s: float = Field(60.0, gt=0, description="longest wait for the server's next bytes")
+    max_retries: int = Field(0, ge=0, description="retries on connection errors, 429 and 5xx before any token")
+    max_concurrent_requests: int = Field(
+        8, gt=0, description="answers one service process generates at once (the server batches them)"
+    )
+    max_input_chars: int = Field(
+        24_000, gt=0,
+        description="prompt budget in characters (no tokenizer here): the oldest turns after the system prompt "
+        "are left out beyond it; keep it under the server's context (vLLM --max-model-len) at ~4 characters a token",
+    )
+    extra_body: dict[str, Any] = Field(
+        default_factory=dict,
+        description="extra request fields the server understands, e.g. vLLM's repetition_penalty",
+    )
+
+
+class ModelSettings(BaseModel):
+    """The generator: a hub id or local path, or the embedded default; or a remote OpenAI-compatible server."""
+
+    backend: Literal["local", "openai"] = Field(
+        "local", description="local: load name_or_path in this process; openai: call model.openai's server"
+    )
+    openai: OpenAIBackendSettings = OpenAIBackendSettings()
     name_or_path: str = EMBEDDED_GENERATOR
     adapter_path: str | None = Field(
         "auto",
@@ -106,6 +136,13 @@ class ModelSettings(BaseModel):
         1.1, ge=1.0, description="sequential engine only: transformers' continuous batching does not support it"
     )
     max_input_tokens: int = Field(1536, gt=0)
+
+    @model_validator(mode="after")
+    def _remote_server_named(self) -> ModelSettings:
+        if self.backend == "openai" and not (self.openai.base_url and self.openai.model):
+            raise ValueError("model.backend 'openai' needs model.openai.base_url and model.openai.model "
+                             "(e.g. http://vllm:8000/v1 and the served adapter's name)")
+        return self
 
     @model_validator(mode="after")
     def _resolve_adapter(self) -> ModelSettings:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from typing import TYPE_CHECKING
 
 from agents.agentic.config import load_agentic_prompts
@@ -17,14 +18,15 @@ if TYPE_CHECKING:
     from agents.parts import AgentParts
 
 
-def make_agentic_nodes(settings: AppSettings, parts: AgentParts) -> AgenticNodes:
+def make_agentic_nodes(settings: AppSettings, parts: AgentParts, executor: Executor) -> AgenticNodes:
     agentic = settings.agent.agentic
     prompts = load_agentic_prompts(agentic.prompts_path)
     embeddings = build_embeddings(settings.embedding)  # the retriever's own MiniLM (one shared instance)
 
     def nodes_with(templates: PromptTemplates) -> AgentNodes:
         return AgentNodes(guard=parts.guard, retriever=parts.retriever, generator=parts.generator,
-                          prompts=templates, settings=settings.agent, top_k=settings.retrieval.top_k)
+                          prompts=templates, settings=settings.agent, top_k=settings.retrieval.top_k,
+                          executor=executor)
 
     return AgenticNodes(
         answer=nodes_with(prompts.answer),

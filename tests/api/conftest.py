@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,8 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "test-key-3f9a1c"
 OTHER_KEY = "other-key-77b2e0"
-MAX_MESSAGE_CHARS = 500
+# Above the linear workflow's system prompt: tests/api/test_remote_generator.py sends one through this server.
+MAX_MESSAGE_CHARS = 2000
 READY_TIMEOUT_S = 240
 
 
@@ -60,19 +62,12 @@ def wait_until_ready(process: subprocess.Popen, base_url: str, log_path: Path) -
     pytest.fail(f"/readyz not 200 after {READY_TIMEOUT_S} s:\n{log_path.read_text()[-3000:]}")
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("api-server")
+@contextmanager
+def running_service(root: Path, settings: dict) -> Iterator[tuple[str, Path, subprocess.Popen]]:
+    """`python -m api` with these settings on a free loopback port, until /readyz is 200; stopped by SIGTERM
+    after the block, which must end it with status 0 within 30 s. Yields (base URL, log path, process)."""
     config = root / "service.yaml"
-    config.write_text(yaml.safe_dump({
-        "vector_store": {"persist_dir": str(root / "chroma")},
-        "agent": {"sqlite_path": str(root / "checkpoints.sqlite")},
-        "model": {"max_new_tokens": 48},
-        # The second key is stored hashed, as a deployment would; generous rate limit: the suite is one client.
-        "api": {"api_keys": [API_KEY, f"sha256:{hashlib.sha256(OTHER_KEY.encode()).hexdigest()}"],
-                "max_message_chars": MAX_MESSAGE_CHARS, "rate_limit_per_minute": 10_000,
-                "max_body_bytes": 65_536},
-    }))
+    config.write_text(yaml.safe_dump(settings))
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     log_path = root / "server.log"
@@ -84,7 +79,7 @@ def server(tmp_path_factory) -> Iterator[Server]:
         )
     try:
         wait_until_ready(process, base_url, log_path)
-        yield Server(base_url, log_path, process.pid)
+        yield base_url, log_path, process
     finally:
         process.terminate()
         try:
@@ -93,5 +88,21 @@ def server(tmp_path_factory) -> Iterator[Server]:
             process.kill()
             process.wait()
             pytest.fail("the server did not stop within 30 s of SIGTERM")
-    # Idle at the end of the session: SIGTERM is a requested stop, not a failure.
+    # Idle at the end: SIGTERM is a requested stop, not a failure.
     assert returncode == 0, log_path.read_text()[-2000:]
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("api-server")
+    settings = {
+        "vector_store": {"persist_dir": str(root / "chroma")},
+        "agent": {"sqlite_path": str(root / "checkpoints.sqlite")},
+        "model": {"max_new_tokens": 48},
+        # The second key is stored hashed, as a deployment would; generous rate limit: the suite is one client.
+        "api": {"api_keys": [API_KEY, f"sha256:{hashlib.sha256(OTHER_KEY.encode()).hexdigest()}"],
+                "max_message_chars": MAX_MESSAGE_CHARS, "rate_limit_per_minute": 10_000,
+                "max_body_bytes": 65_536},
+    }
+    with running_service(root, settings) as (base_url, log_path, process):
+        yield Server(base_url, log_path, process.pid)

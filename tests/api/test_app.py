@@ -16,7 +16,7 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from agents.chat import TokenEvent
-from agents.generator import GenerationError, GenerationStats
+from agents.generation import GenerationError, GenerationStats, GeneratorUnavailable
 from api.app import create_app
 from configs.settings import AppSettings, ConfigError
 from retrieval.store import VectorStoreError
@@ -96,6 +96,7 @@ def wait_ready(client: TestClient) -> None:
     [
         (GenerationError("CUDA out of memory at /secret/path"), 500, "generation_failed"),
         (VectorStoreError("chroma at /var/chroma is locked"), 503, "knowledge_base_unavailable"),
+        (GeneratorUnavailable("http://10.0.0.5:8000/secret refused"), 503, "generator_unavailable"),
         (KeyError("surprise"), 500, "internal_error"),
     ],
 )
@@ -104,6 +105,7 @@ def test_failures_become_json_errors_without_internals(error, status, code):
         wait_ready(client)
         response = client.post("/v1/chat", json={"message": "hello"})
     assert response.status_code == status and response.json()["code"] == code
+    assert ("retry-after" in response.headers) == (status == 503)
     assert "/secret" not in response.text and "/var" not in response.text and "Traceback" not in response.text
 
 

@@ -20,7 +20,7 @@ import pytest
 from playwright.sync_api import Browser, Page, Response, expect, sync_playwright
 
 from agents.chat import DoneEvent, RetractEvent, TokenEvent, TurnResult
-from agents.generator import GenerationStats
+from agents.generation import GenerationStats
 from agents.safety.verdict import Verdict
 from agents.state import ContextDocument
 from api.app import create_app

@@ -75,3 +75,18 @@ def test_embedded_base_gets_the_shipped_adapter_and_other_bases_none() -> None:
     assert (EMBEDDED_ADAPTER / "adapter_config.json").is_file()
     assert load_settings(overrides={"model.name_or_path": "org/other-model"}).model.adapter_path is None
     assert load_settings(overrides={"model.adapter_path": "none"}).model.adapter_path is None
+
+
+def test_vllm_profile_generates_on_a_remote_server_with_the_adapter() -> None:
+    model = load_settings(REPO_ROOT / "configs" / "vllm-remote.yaml").model
+    assert model.backend == "openai" and model.openai.model == "ulma"
+    assert model.openai.base_url.endswith("/v1") and model.openai.api_key is None  # the key comes from the env
+    assert model.openai.extra_body == {"repetition_penalty": 1.1}  # vLLM's knob beyond OpenAI's fields
+
+
+def test_the_remote_backend_needs_a_server_and_a_model_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match="model.openai.base_url and model.openai.model"):
+        load_settings(overrides={"model.backend": "openai", "model.openai.model": "ulma"})
+    monkeypatch.setenv("APP__MODEL__OPENAI__API_KEY", "server-key-1234")
+    key = load_settings(REPO_ROOT / "configs" / "vllm-remote.yaml").model.openai.api_key
+    assert key.get_secret_value() == "server-key-1234" and "server-key-1234" not in repr(key)
