@@ -72,8 +72,8 @@ READY_TIMEOUT_S = 600
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.api_load", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_arguments(parser, config_help="settings profile of the service: the one it starts, or with --url "
-                         "the one that service runs (read for its generation time limit)")
+    add_common_arguments(parser, config_help="settings profile of the service: the one it starts, or with "
+                         "--url the one that service runs (read for its generation time limit)")
     parser.add_argument("--url", help="load a running service instead of starting one")
     parser.add_argument("--api-key", help="the key to send with --url (every client uses it)")
     parser.add_argument("--clients", type=int, default=32, help="concurrent clients (default 32)")
@@ -125,8 +125,8 @@ def started_service(args: argparse.Namespace) -> Iterator[Target]:
         port = _free_port()
         env = os.environ | {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False"}
         with (root / "server.log").open("w") as log:
-            process = subprocess.Popen([sys.executable, "-m", "api", "--config", str(config), "--port", str(port)],
-                                       cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            command = [sys.executable, "-m", "api", "--config", str(config), "--port", str(port)]
+            process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             url = f"http://127.0.0.1:{port}"
             _wait_ready(process, url, root / "server.log")
@@ -140,7 +140,8 @@ def started_service(args: argparse.Namespace) -> Iterator[Target]:
                 process.wait()
                 raise RuntimeError("the service did not stop within 30 s of SIGTERM") from None
             if code != 0:
-                raise RuntimeError(f"the service exited with {code}: {(root / 'server.log').read_text()[-2000:]}")
+                log = (root / "server.log").read_text()
+                raise RuntimeError(f"the service exited with {code}: {log[-2000:]}")
 
 
 def _free_port() -> int:
@@ -175,7 +176,8 @@ def _wait_ready(process: subprocess.Popen, url: str, log: Path) -> None:
 class Turn:
     """One question, from its first attempt to its end."""
 
-    outcome: str  # answered, refused, not_admitted, cancelled, stream_error:<code>, http_<status>, transport_error
+    # answered, refused, not_admitted, cancelled, stream_error:<code>, http_<status>, transport_error
+    outcome: str
     latency_s: float | None = None  # the admitted request, to its done event
     with_retries_s: float | None = None  # from the first attempt
     first_token_s: float | None = None  # the admitted request, to its first token event
@@ -408,12 +410,14 @@ def print_table(result: dict[str, Any]) -> None:
     print(f"{'seconds':28} {'p50':>8} {'p95':>8} {'p99':>8} {'n':>5}")
     for name in ("latency_s", "answered_latency_s", "latency_with_retries_s", "first_token_s"):
         stats = result[name]
-        print(f"{name:28} {cell(stats, 'p50'):>8} {cell(stats, 'p95'):>8} {cell(stats, 'p99'):>8} {stats['n']:>5}")
+        cells = " ".join(f"{cell(stats, key):>8}" for key in ("p50", "p95", "p99"))
+        print(f"{name:28} {cells} {stats['n']:>5}")
     rss = result["rss_mb"]
     print(f"HTTP statuses: {result['http_statuses']} (unexpected: {result['unexpected_statuses'] or 'none'}); "
           f"failed turns: {result['failed_turns'] or 'none'}")
     print(f"server RSS MB: {rss['after_warm_up']} after warm-up, {rss['peak']} peak, {rss['after_run']} after "
-          f"({rss['growth']:+}); queue depth max {result['max_queue_depth']:.0f} of {result['queue_capacity']:.0f}")
+          f"({rss['growth']:+})")
+    print(f"most turns queued at once: {result['max_queue_depth']:.0f} of {result['queue_capacity']:.0f}")
 
 
 if __name__ == "__main__":

@@ -15,14 +15,15 @@ pytestmark = pytest.mark.slow
 
 # Short answers from short prompts keep a turn to a few seconds on a loaded 2-core CPU; the default
 # generation time limit (120 s) still bounds every turn, and the drain below outlasts it.
-PROFILE = {"model": {"max_new_tokens": 8}, "retrieval": {"top_k": 1}, "agent": {"agentic": {"excerpt_sentences": 1}},
-           "api": {"max_queued_turns": 4}}
+PROFILE = {"model": {"max_new_tokens": 8}, "retrieval": {"top_k": 1},
+           "agent": {"agentic": {"excerpt_sentences": 1}}, "api": {"max_queued_turns": 4}}
 
 
 def test_load_gets_answers_or_a_503_with_retry_after_and_nothing_else(tmp_path: Path) -> None:
     config, out = tmp_path / "profile.yaml", tmp_path / "api_load.json"
     config.write_text(yaml.safe_dump(PROFILE))
-    code = main(["--config", str(config), "--clients", "8", "--duration", "20", "--drain", "150", "--out", str(out)])
+    code = main(["--config", str(config), "--clients", "8", "--duration", "20", "--drain", "150",
+                 "--out", str(out)])
     result = json.loads(out.read_text())
 
     assert code == 0, result
