@@ -55,7 +55,8 @@ def test_the_service_keeps_to_its_own_schema(fuzz_server: Server, tmp_path: Path
         "--request-timeout", str(GENERATION_TIMEOUT_S + 30),
         "--report", "junit", "--report-junit-path", str(junit),
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
+    # In tmp_path: schemathesis keeps a crash cache in its working directory.
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900, check=False)
     report = result.stdout + result.stderr
 
     assert result.returncode == 0, report[-8000:]
