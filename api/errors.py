@@ -33,11 +33,19 @@ class ApiError(Exception):
         super().__init__(detail)
         self.detail = detail
         self.headers = headers or {}
+        self.extra: dict[str, object] = {}  # more fields of the error body
 
 
 class InvalidRequest(ApiError):
+    """A body that passed the schema's static checks but not a configured limit: a 422 shaped like
+    the schema validator's own (its `errors` list included)."""
+
     status_code = 422
     code = "invalid_request"
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.extra = {"errors": [{"field": field, "reason": reason}]}
 
 
 class Unauthorized(ApiError):
@@ -111,7 +119,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        response = error_body(*client_error(exc))
+        response = error_body(*client_error(exc), **exc.extra)
         response.headers.update(exc.headers)
         return response
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -48,6 +48,8 @@ class ServiceMetrics:
         self.rejected = Counter("rag_turns_rejected", "turns refused admission, by reason",
                                 ["reason"], registry=self.registry)
         self.registry.register(_GeneratorCollector(generation_stats))
+        # process_resident_memory_bytes, CPU seconds, open files: memory that grows under steady load shows here.
+        ProcessCollector(registry=self.registry)
 
     def observe_turn(self, turn: TurnResult, seconds: float) -> None:
         self.turn_latency.labels("refused" if turn.refused else "answered").observe(seconds)

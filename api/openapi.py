@@ -48,14 +48,26 @@ def install_openapi(app: FastAPI, settings: AppSettings) -> None:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, description=app.description,
                                  routes=app.routes)
+            _errors_are_json(schema)
             components = schema["components"]["schemas"]
             components["ChatRequest"]["properties"]["message"]["maxLength"] = settings.api.max_message_chars
             components["CompletionRequest"]["properties"]["messages"]["maxItems"] = settings.api.max_messages
-            content = components["InputMessage"]["properties"]["content"]["anyOf"]
-            for text_schema in (*[s for s in content if s.get("type") == "string"],
-                                components["TextPart"]["properties"]["text"]):
+            contents = [components[message]["properties"]["content"] for message in ("UserMessage", "OtherMessage")]
+            texts = [s for content in contents for s in content["anyOf"] if s.get("type") == "string"]
+            for text_schema in (*texts, components["TextPart"]["properties"]["text"]):
                 text_schema["maxLength"] = settings.api.max_message_chars
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _errors_are_json(schema: dict[str, Any]) -> None:
+    """FastAPI files a route's error bodies under the route's own media type (text/event-stream for a
+    stream); every error is a JSON body (api/errors.py), sent before any stream starts."""
+    for operations in schema["paths"].values():
+        for operation in operations.values():
+            for status, response in operation["responses"].items():
+                if int(status) >= 400 and "content" in response:
+                    body = next(iter(response["content"].values()))
+                    response["content"] = {"application/json": body}

@@ -18,9 +18,17 @@ ThreadId = Annotated[
 ]
 
 
-class ChatRequest(BaseModel):
+class RequestBody(BaseModel):
+    """A request body: each field takes its own JSON type only (no `false` for 0, no 1 for true), as the
+    schema says; pydantic's lax mode would convert them silently."""
+
+    model_config = ConfigDict(strict=True)
+
+
+class ChatRequest(RequestBody):
     # A misspelt or unsupported field is the client's mistake to hear about, not to have silently ignored.
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"message": "How do I ingest my own documents?"}]})
 
     message: str = Field(
         min_length=1, description="the user's message (at most api.max_message_chars)",

@@ -27,6 +27,7 @@ COMMANDS: dict[str, list[str]] = {
     "lab.guard.evaluate": [],
     "lab.guard.generate_answers": [],
     "lab.agent.evaluate": [],
+    "benchmarks.api_load": [],
 }
 # Benchmarks take no settings profile; they are checked for --help only.
 HELP_ONLY = [

@@ -29,7 +29,7 @@ def checked_request(body: ChatRequest, settings: SettingsDep) -> ChatRequest:
     """The body, within the configured message size (a setting, so not in the static schema)."""
     limit = settings.api.max_message_chars
     if len(body.message) > limit:
-        raise InvalidRequest(f"message: at most {limit} characters allowed, got {len(body.message)}")
+        raise InvalidRequest("message", f"at most {limit} characters allowed, got {len(body.message)}")
     return body
 
 

@@ -32,6 +32,7 @@ from api.openai_schemas import (
     ModelList,
     OutputMessage,
     RagDetails,
+    content_texts,
 )
 from api.openapi import AUTH_ERRORS, TURN_ERRORS, error_responses
 from api.schemas import Safety, Source
@@ -42,6 +43,9 @@ logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 STARTED_AT = int(time.time())
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # no proxy buffering (nginx)
+# One event of the stream, as FastAPI describes its own Server-Sent Events (OpenAPI 3.2's itemSchema).
+SSE_EVENT = {"type": "object", "required": ["data"],
+             "properties": {"data": {"type": "string", "description": "a ChatCompletionChunk, then [DONE]"}}}
 
 
 @router.get("/models", responses=error_responses(*AUTH_ERRORS))
@@ -51,14 +55,15 @@ async def list_models(caller: CallerDep, settings: SettingsDep) -> ModelList:
 
 
 def checked_completion(body: CompletionRequest, settings: SettingsDep) -> CompletionRequest:
-    """The body within the configured limits (settings, so not in the static schema)."""
+    """The body within the configured limits (settings, so the schema gets them in api/openapi.py)."""
     api = settings.api
     if len(body.messages) > api.max_messages:
-        raise InvalidRequest(f"messages: at most {api.max_messages} allowed, got {len(body.messages)}")
+        raise InvalidRequest("messages", f"at most {api.max_messages} allowed, got {len(body.messages)}")
     for index, message in enumerate(body.messages):
-        if len(message.text) > api.max_message_chars:
-            raise InvalidRequest(f"messages.{index}.content: at most {api.max_message_chars} characters allowed, "
-                                 f"got {len(message.text)}")
+        for text in content_texts(message.content):
+            if len(text) > api.max_message_chars:
+                raise InvalidRequest(f"messages.{index}.content",
+                                     f"at most {api.max_message_chars} characters allowed, got {len(text)}")
     return body
 
 
@@ -68,7 +73,7 @@ CompletionDep = Annotated[CompletionRequest, Depends(checked_completion)]
 @router.post(
     "/chat/completions",
     response_model=ChatCompletion,
-    responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+    responses={200: {"content": {"text/event-stream": {"itemSchema": SSE_EVENT}},
                      "description": "a ChatCompletion, or with stream: true, `data: <ChatCompletionChunk>` "
                                     "events ended by `data: [DONE]`"},
                **error_responses(*TURN_ERRORS)},
@@ -78,7 +83,7 @@ async def chat_completions(
 ):
     """Answer the last user message after the earlier ones (system messages are ignored: the service's
     safety instructions apply). Sampling fields are accepted and ignored: the configured decoding applies."""
-    *earlier, last = body.messages
+    earlier, last = body.question()
     history = _history(earlier)
     model = service.settings.api.model_id
     if not body.stream:

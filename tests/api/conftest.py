@@ -1,7 +1,9 @@
-"""One real `python -m api` server (uvicorn, embedded models, temp Chroma + SQLite) for the whole session."""
+"""Real `python -m api` servers (uvicorn, embedded models, temp Chroma + SQLite): one for the whole session,
+and `running_server` for a test module that needs a profile of its own."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import socket
@@ -12,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -63,11 +66,14 @@ def wait_until_ready(process: subprocess.Popen, base_url: str, log_path: Path) -
 
 
 @contextmanager
-def running_service(root: Path, settings: dict) -> Iterator[tuple[str, Path, subprocess.Popen]]:
-    """`python -m api` with these settings on a free loopback port, until /readyz is 200; stopped by SIGTERM
-    after the block, which must end it with status 0 within 30 s. Yields (base URL, log path, process)."""
+def running_server(root: Path, profile: dict[str, Any]) -> Iterator[Server]:
+    """`python -m api --config <profile>` on a free port, with its Chroma store and SQLite memory under `root`;
+    yielded once /readyz answers 200, then stopped with SIGTERM, which must end it with status 0."""
+    profile = copy.deepcopy(profile)
+    profile.setdefault("vector_store", {})["persist_dir"] = str(root / "chroma")
+    profile.setdefault("agent", {})["sqlite_path"] = str(root / "checkpoints.sqlite")
     config = root / "service.yaml"
-    config.write_text(yaml.safe_dump(settings))
+    config.write_text(yaml.safe_dump(profile))
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     log_path = root / "server.log"
@@ -79,7 +85,7 @@ def running_service(root: Path, settings: dict) -> Iterator[tuple[str, Path, sub
         )
     try:
         wait_until_ready(process, base_url, log_path)
-        yield base_url, log_path, process
+        yield Server(base_url, log_path, process.pid)
     finally:
         process.terminate()
         try:
@@ -94,15 +100,12 @@ def running_service(root: Path, settings: dict) -> Iterator[tuple[str, Path, sub
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("api-server")
-    settings = {
-        "vector_store": {"persist_dir": str(root / "chroma")},
-        "agent": {"sqlite_path": str(root / "checkpoints.sqlite")},
+    profile = {
         "model": {"max_new_tokens": 48},
         # The second key is stored hashed, as a deployment would; generous rate limit: the suite is one client.
         "api": {"api_keys": [API_KEY, f"sha256:{hashlib.sha256(OTHER_KEY.encode()).hexdigest()}"],
                 "max_message_chars": MAX_MESSAGE_CHARS, "rate_limit_per_minute": 10_000,
                 "max_body_bytes": 65_536},
     }
-    with running_service(root, settings) as (base_url, log_path, process):
-        yield Server(base_url, log_path, process.pid)
+    with running_server(tmp_path_factory.mktemp("api-server"), profile) as running:
+        yield running

@@ -11,7 +11,7 @@ from openai import OpenAI
 from agents.generation import GenerationError, GeneratorUnavailable
 from agents.parts import load_generator
 from configs.settings import ModelSettings
-from tests.api.conftest import free_port, running_service
+from tests.api.conftest import free_port, running_server
 from tests.api.test_server import BENIGN
 
 pytestmark = pytest.mark.slow
@@ -24,15 +24,14 @@ def remote_settings(base_url: str, api_key: str | None, read_timeout_s: float = 
                                                    "api_key": api_key, "read_timeout_s": read_timeout_s})
 
 
-def downstream_settings(root, upstream_url: str, api_key: str) -> dict:
+def downstream_settings(upstream_url: str, api_key: str) -> dict:
     """A service that generates through `upstream_url`. Linear workflow: every answer calls the generator;
     no starter knowledge base: fast to start, and the generator sees the question alone."""
     return {
         "model": {"backend": "openai",
                   "openai": {"base_url": f"{upstream_url}/v1", "model": "aligned-rag", "api_key": api_key,
                              "read_timeout_s": 180}},
-        "agent": {"workflow": "linear", "sqlite_path": str(root / "checkpoints.sqlite")},
-        "vector_store": {"persist_dir": str(root / "chroma")},
+        "agent": {"workflow": "linear"},
         "ingest": {"ingest_starter_on_startup": False},
         "api": {"dev_mode": True},
     }
@@ -77,14 +76,12 @@ def test_server_failures_become_generation_errors_that_say_what_failed(server):
 
 
 def test_a_service_generating_through_another_streams_without_loading_a_model(server, tmp_path):
-    with running_service(tmp_path, downstream_settings(tmp_path, server.base_url, server.api_key)) as (
-        base_url, log_path, _,
-    ):
-        client = OpenAI(base_url=f"{base_url}/v1", api_key="unused-in-dev-mode", max_retries=0, timeout=300)
+    with running_server(tmp_path, downstream_settings(server.base_url, server.api_key)) as downstream:
+        client = OpenAI(base_url=f"{downstream.base_url}/v1", api_key="unused-in-dev-mode", max_retries=0, timeout=300)
         chunks = list(client.chat.completions.create(
             model="aligned-rag", messages=[{"role": "user", "content": BENIGN}], stream=True,
         ))
-    log = log_path.read_text()
+    log = downstream.log_path.read_text()
     text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks)
     rag = chunks[-1].model_extra["x_rag"]
     assert len(chunks) >= 3 and text.strip() and chunks[-1].choices[0].finish_reason == "stop"
