@@ -29,6 +29,22 @@ def test_names_what_is_declined_and_offers_support_for_self_harm():
     assert "crisis line" in self_harm
 
 
+@pytest.mark.parametrize("code", list(HAZARD_CATEGORIES))
+def test_request_refusal_names_the_category_and_does_not_accuse(code):
+    message = refusal_message(Verdict(safe=False, categories=[code], score=0.9, backend="t", stage="request"))
+    assert f"the {HAZARD_CATEGORIES[code]} category" in message
+    assert "safety check" in message  # the check's reading, not a claim about the user's intent
+    assert not re.search(r"\byou (want|asked|are trying|intend)|\byour (harmful|request is)", message.lower())
+    if code != "S11":  # self-harm gets support in its second sentence instead
+        assert "rephrase" in message
+
+
+def test_request_refusal_without_a_category_still_invites_a_rephrase():
+    message = refusal_message(Verdict(safe=False, categories=[], score=0.9, backend="t", stage="request"))
+    assert message.startswith("I can't help with this as asked") and "rephrase" in message
+    assert len(sentences(message)) == 2
+
+
 def test_no_category_still_gives_a_refusal():
     message = refusal_message(Verdict(safe=False, categories=[], score=0.9, backend="t", stage="response"))
     assert message.startswith("I can't share that answer") and len(sentences(message)) == 2
