@@ -16,7 +16,7 @@ import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from langgraph.config import get_stream_writer
@@ -29,8 +29,11 @@ from agents.safety.refusal import refusal_message
 from agents.safety.verdict import SafetyGuard, Verdict
 from agents.state import AgentState, ContextDocument, TurnContext
 from agents.stream_gate import SentenceGate
-from configs.settings import AgentSettings
+from configs.settings import AgentSettings, AppSettings
 from retrieval.retriever import RetrievedChunk
+
+if TYPE_CHECKING:
+    from agents.parts import AgentParts
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +107,14 @@ class AgentNodes:
         self.prompts = prompts
         self.settings = settings
         self.top_k = top_k
+
+    @classmethod
+    def from_parts(
+        cls, settings: AppSettings, parts: AgentParts, prompts: PromptTemplates, executor: Executor
+    ) -> AgentNodes:
+        """The nodes over the loaded parts, answering with `prompts` (each workflow brings its own)."""
+        return cls(guard=parts.guard, retriever=parts.retriever, generator=parts.generator, prompts=prompts,
+                   settings=settings.agent, top_k=settings.retrieval.top_k, executor=executor)
 
     def _window(self, messages: Sequence[AnyMessage]) -> ChatMessages:
         """The latest user turn and up to `history_turns` messages before it."""

@@ -35,13 +35,5 @@ def _compile(
 
         agentic = make_agentic_nodes(settings, parts, executor)
         return ChatAgent(build_agentic_graph(agentic, checkpointer), agentic.prompts.version, parts.generator.stats)
-    nodes = AgentNodes(
-        guard=parts.guard,
-        retriever=parts.retriever,
-        generator=parts.generator,
-        prompts=parts.prompts,
-        settings=settings.agent,
-        top_k=settings.retrieval.top_k,
-        executor=executor,
-    )
+    nodes = AgentNodes.from_parts(settings, parts, parts.prompts, executor)
     return ChatAgent(build_graph(nodes, checkpointer), parts.prompts.version, parts.generator.stats)

@@ -10,7 +10,6 @@ from agents.agentic.evidence import EvidenceRanker
 from agents.agentic.graph import AgenticNodes
 from agents.agentic.grounding import GroundingChecker
 from agents.nodes import AgentNodes
-from agents.prompts import PromptTemplates
 from configs.settings import AppSettings
 from retrieval.embeddings import build_embeddings
 
@@ -23,14 +22,9 @@ def make_agentic_nodes(settings: AppSettings, parts: AgentParts, executor: Execu
     prompts = load_agentic_prompts(agentic.prompts_path)
     embeddings = build_embeddings(settings.embedding)  # the retriever's own MiniLM (one shared instance)
 
-    def nodes_with(templates: PromptTemplates) -> AgentNodes:
-        return AgentNodes(guard=parts.guard, retriever=parts.retriever, generator=parts.generator,
-                          prompts=templates, settings=settings.agent, top_k=settings.retrieval.top_k,
-                          executor=executor)
-
     return AgenticNodes(
-        answer=nodes_with(prompts.answer),
-        strict=nodes_with(prompts.strict),
+        answer=AgentNodes.from_parts(settings, parts, prompts.answer, executor),
+        strict=AgentNodes.from_parts(settings, parts, prompts.strict, executor),
         retriever=parts.retriever,
         grounding=GroundingChecker(embeddings, agentic),
         evidence=EvidenceRanker(embeddings, agentic),
