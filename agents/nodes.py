@@ -183,6 +183,13 @@ class AgentNodes:
             update["response_verdict"] = gate.verdict
         return update
 
+    def check_before_showing(self, messages: Sequence[AnyMessage], text: str) -> Verdict | None:
+        """The output check of a fixed answer to `messages`, when answers are shown only once checked
+        (check_stream_sentences); None otherwise, and safety_out checks it after it was shown."""
+        if not self.settings.check_stream_sentences:
+            return None
+        return self.guard.check_response(self._window(messages), text)
+
     def safety_out(self, state: AgentState) -> dict[str, Any]:
         answer = state.messages[-1]
         verdict = state.response_verdict or self.guard.check_response(

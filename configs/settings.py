@@ -251,6 +251,13 @@ class AgenticSettings(BaseModel):
         4, ge=0, description="sentences of each chunk shown to the generator (the best matching); 0: whole chunks"
     )
     recursion_limit: int = Field(40, ge=10, description="LangGraph super-steps per turn (a backstop)")
+    answer_with: Literal["auto", "generator", "quotes"] = Field(
+        "auto",
+        description="how a knowledge question is answered: generator (generated, grounding-checked, quoted "
+        "evidence if it stays unsupported), quotes (the quoted evidence at once, no generation); auto: quotes "
+        "for the embedded 135M generator, whose answers fail the grounding check (README, agent evaluation), "
+        "generator for any other model",
+    )
 
 
 class AgentSettings(BaseModel):
@@ -315,6 +322,14 @@ class AppSettings(BaseSettings):
     data_dir: Path = Field(
         SHARED_DATA_DIR, description="the public data sets the offline tools train and evaluate on"
     )
+
+    @model_validator(mode="after")
+    def _resolve_answer_with(self) -> AppSettings:
+        agentic = self.agent.agentic
+        if agentic.answer_with == "auto":
+            embedded = self.model.backend == "local" and self.model.name_or_path == EMBEDDED_GENERATOR
+            agentic.answer_with = "quotes" if embedded else "generator"
+        return self
 
     @field_validator("api")
     @classmethod

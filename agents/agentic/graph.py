@@ -3,7 +3,7 @@
     START -> safety_in --unsafe--> refuse -> END
     safety_in --safe--> route_turn --conversation--> generate
     route_turn --knowledge--> retrieve -> grade
-    grade --enough relevant--> generate
+    grade --enough relevant--> generate (answer_with generator) or quote_evidence (answer_with quotes)
     grade --too few, retries left--> rewrite_query -> retrieve
     grade --too few, none left--> not_found -> safety_out
     generate --no documents--> safety_out
@@ -11,7 +11,8 @@
     check_grounding --unsupported, first time--> regenerate -> check_grounding
     check_grounding --unsupported again--> quote_evidence -> safety_out
 The generator sees each graded chunk cut to its best sentences (agents.agentic.evidence); an answer still
-unsupported after the stricter retry is replaced by the best sentences themselves, quoted with citations.
+unsupported after the stricter retry is replaced by the best sentences themselves, quoted with citations. A
+generator too small to ground its answers (answer_with quotes) is not asked: the quotes are the answer.
 Every loop is bounded: rewrite_query by max_retrieval_retries, regenerate by one pass; the recursion limit
 in AgenticSettings is a backstop. Each route entry names the node and, where it decided, its verdict.
 """
@@ -117,9 +118,9 @@ class AgenticNodes:
         passages = self.evidence.rank(state.query, documents) if documents else []
         return {"documents": documents, "passages": passages, "route": [*state.route, verdict]}
 
-    def after_grade(self, state: AgenticState) -> Literal["generate", "rewrite_query", "not_found"]:
+    def after_grade(self, state: AgenticState) -> Literal["generate", "quote_evidence", "rewrite_query", "not_found"]:
         if len(state.documents) >= self.settings.min_relevant_chunks:
-            return "generate"
+            return "quote_evidence" if self.settings.answer_with == "quotes" else "generate"
         return "rewrite_query" if state.attempts < self.settings.max_retrieval_retries else "not_found"
 
     def rewrite_query(self, state: AgenticState) -> dict[str, Any]:
@@ -172,14 +173,18 @@ class AgenticNodes:
         return update | {"regenerated": True, "route": [*state.route, "regenerate"]}
 
     def quote_evidence(self, state: AgenticState) -> dict[str, Any]:
-        """Replace the unsupported answer with the sentences that best answer the question, quoted and cited."""
-        answer = state.messages[-1]
+        """Answer with the sentences that best answer the question, quoted and cited: at once (answer_with
+        quotes), or in place of a generated answer that stayed unsupported."""
+        previous = state.messages[-1]
+        replaces = isinstance(previous, AIMessage)  # the unsupported answer, already streamed: withdraw it
         quotes = select_quotes(state.passages, self.settings.evidence_sentences)
         text = format_quotes(self.prompts.evidence_intro, quotes) if quotes else self.prompts.not_found
-        get_stream_writer()({"type": "retract", "replacement": text})
+        verdict = self.answer.check_before_showing(state.messages[:-1] if replaces else state.messages, text)
+        if verdict is None or verdict.safe:  # an unsafe text is never shown: safety_out replaces it
+            get_stream_writer()({"type": "retract", "replacement": text} if replaces else {"type": "token", "text": text})
         return {
-            "messages": [AIMessage(content=text, id=answer.id)],
-            "response_verdict": None,  # the text changed: safety_out checks it again
+            "messages": [AIMessage(content=text, id=previous.id if replaces else str(uuid.uuid4()))],
+            "response_verdict": verdict,  # None: safety_out checks the text
             "route": [*state.route, f"quote_evidence:quotes={len(quotes)}"],
         }
 
@@ -209,7 +214,9 @@ def build_agentic_graph(
     )
     builder.add_conditional_edges("route_turn", nodes.after_route, ["retrieve", "generate"])
     builder.add_edge("retrieve", "grade")
-    builder.add_conditional_edges("grade", nodes.after_grade, ["generate", "rewrite_query", "not_found"])
+    builder.add_conditional_edges(
+        "grade", nodes.after_grade, ["generate", "quote_evidence", "rewrite_query", "not_found"]
+    )
     builder.add_edge("rewrite_query", "retrieve")
     builder.add_edge("not_found", "safety_out")
     builder.add_conditional_edges("generate", nodes.after_generate, ["check_grounding", "safety_out"])

@@ -50,3 +50,11 @@ def test_agentic_settings_come_from_yaml_and_the_environment(tmp_path, monkeypat
     agentic = load_settings(profile).agent.agentic
     assert agentic.max_retrieval_retries == 1 and agentic.evidence_sentences == 2
     assert agentic.prompts_path == tmp_path / "p.yaml"
+
+
+def test_answer_with_auto_quotes_for_the_embedded_generator_and_generates_with_any_other():
+    assert load_settings().agent.agentic.answer_with == "quotes"
+    other = load_settings(overrides={"model.name_or_path": "meta-llama/Llama-3.1-8B-Instruct"})
+    assert other.agent.agentic.answer_with == "generator"
+    chosen = load_settings(overrides={"agent.agentic.answer_with": "generator"})
+    assert chosen.agent.agentic.answer_with == "generator"

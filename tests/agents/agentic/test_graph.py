@@ -105,6 +105,21 @@ def test_an_answer_unsupported_twice_is_replaced_by_quoted_cited_evidence(make_a
     assert guard.responses[-1] == answer and len(generator.prompts) == 2
 
 
+def test_answering_with_quotes_skips_generation_and_streams_the_checked_quotes(make_agentic):
+    graph, guard, _, generator = make_agentic(settings=AgenticSettings(answer_with="quotes"))
+    events = asyncio.run(_events(ChatAgent(graph, "v"), "Which port does the service listen on?"))
+    state = events[-1].result
+    assert state.route == ["safety_in", "route_turn:knowledge", "retrieve", "grade:kept=2/2",
+                           "quote_evidence:quotes=1", "safety_out"]
+    assert generator.prompts == [] and guard.responses == [state.answer]  # checked once, before it was shown
+    assert [e.text for e in events[:-1]] == [state.answer]
+    assert state.answer.endswith('"The service listens on port 8000 by default." [1]')
+
+
+async def _events(agent: ChatAgent, message: str) -> list:
+    return [event async for event in agent.stream(message, None)]
+
+
 def test_the_generator_sees_each_chunk_cut_to_its_best_sentences(make_agentic):
     long_chunk = [RetrievedChunk(
         id="l", source="guide/ports.md", score=0.7, metadata={"title": "Ports", "heading": "Network"},
@@ -187,6 +202,7 @@ def test_every_edge_of_the_graph_is_walked_and_every_path_ends_in_an_answer_or_a
         ((UNGROUNDED, GROUNDED), {"topic": "port service listen"}, "What port does the service listen on?"),
         ((UNGROUNDED,), {}, "Which port does the service listen on?"),
         ((), {"chunks": []}, "What is the airspeed of a swallow?"),
+        ((), {"settings": AgenticSettings(answer_with="quotes")}, "Which port does the service listen on?"),
     ]
     walked: set[tuple[str, str]] = set()
     for answers, options, message in scenarios:
