@@ -247,6 +247,11 @@ class AgenticSettings(BaseModel):
         0.5, ge=0.0, le=1.0,
         description="weight of question-sentence cosine against question-term overlap when choosing evidence",
     )
+    evidence_quantity_bonus: float = Field(
+        0.2, ge=0.0, le=1.0,
+        description="added to the score of a sentence stating a number when the question asks how long, often, "
+        "many or much (the expected answer type)",
+    )
     excerpt_sentences: int = Field(
         4, ge=0, description="sentences of each chunk shown to the generator (the best matching); 0: whole chunks"
     )

@@ -4,6 +4,8 @@ quoted to the user (with their citations) when a generated answer stays unsuppor
 A sentence's score mixes two signals: its embedding's cosine with the question's (finds paraphrases: "how
 often does the bot check" ~ "polls every 30s") and the share of the question's content terms it contains
 (finds exact names and identifiers that a small embedder blurs). Neither alone is enough on short questions.
+A question that asks for a quantity ("how long", "how often", "how many") adds a third, the expected answer
+type: sentences that state a number or a frequency get a bonus (agent.agentic.evidence_quantity_bonus).
 """
 
 from __future__ import annotations
@@ -38,6 +40,16 @@ MAX_CHARS = 400  # longer "sentences" (run-on tables, lists without stops) are c
 # Further quotes must score at least this share of the best one: a weak third sentence dilutes the evidence.
 RELATIVE_SCORE = 0.8
 DUPLICATE_TERMS = 0.7  # term overlap at which a sentence repeats one already chosen (the corpus retells itself)
+
+_ASKS_QUANTITY = re.compile(
+    r"\bhow (?:long|often|frequently|many|much|soon|quickly|late|early|old)\b|\bwhat (?:time|percentage)\b",
+    re.IGNORECASE,
+)
+_STATES_QUANTITY = re.compile(
+    r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|forty|"
+    r"fifty|hundred|once|twice|daily|weekly|monthly|hourly|annual|biannual|quarterly)\b",
+    re.IGNORECASE,
+)
 
 
 class Passage(TypedDict):
@@ -81,9 +93,11 @@ class EvidenceRanker:
         similarity = vectors[1:] @ vectors[0]
         terms = content_terms(question)
         weight = self.settings.evidence_similarity_weight
+        bonus = self.settings.evidence_quantity_bonus if _ASKS_QUANTITY.search(question) else 0.0
         passages = [
             Passage(index=index, position=position, text=text,
-                    score=round(weight * float(cosine) + (1 - weight) * overlap(terms, text), 4))
+                    score=round(weight * float(cosine) + (1 - weight) * overlap(terms, text)
+                                + bonus * bool(_STATES_QUANTITY.search(text)), 4))
             for (index, position, text), cosine in zip(candidates, similarity)
         ]
         return sorted(passages, key=lambda p: p["score"], reverse=True)

@@ -43,6 +43,19 @@ def test_the_sentence_that_answers_ranks_first_and_quotes_carry_their_citation(e
     assert "Bananas" not in quoted
 
 
+def test_a_question_asking_for_a_quantity_prefers_a_sentence_that_states_one(embeddings):
+    documents = [doc(1, "Status reports tell the room the current state of every monitored system. "
+                        "The stalking bot reports the state of the system every 30s.")]
+    question = "How often does the stalking bot report the system state?"
+    plain = EvidenceRanker(embeddings, AgenticSettings(evidence_quantity_bonus=0.0)).rank(question, documents)
+    typed = EvidenceRanker(embeddings, AgenticSettings()).rank(question, documents)
+    before = {p["text"]: p["score"] for p in plain}
+    gain = {t["text"]: round(t["score"] - before[t["text"]], 4) for t in typed}
+    assert gain == {"Status reports tell the room the current state of every monitored system.": 0.0,
+                    "The stalking bot reports the state of the system every 30s.": 0.2}
+    assert typed[0]["text"].endswith("every 30s.")
+
+
 def test_quotes_stop_at_weak_or_repeated_sentences():
     passages = [passage(1, "The escalation timeout is five minutes long.", 0.9),
                 passage(2, "The escalation timeout is five minutes long!", 0.88),  # the corpus retelling itself
