@@ -4,7 +4,8 @@ Over a corpus (--corpus DIR, ingested into a fresh store; default: the shipped s
 streams every question's last turn and reports per workflow: key-fact rate (answers containing every key
 fact; quoted-evidence answers counted apart from generated ones), retrieval hit rate @k (an expected source
 among the retrieved chunks) and citation hit rate (among the sources the answer cites), unanswerable questions
-declined, follow-ups answered, injection attempts resisted, p50/p95 latency and time to first token.
+declined (and of those, declined by the not-found answer rather than hedged quotes), follow-ups answered,
+injection attempts resisted, p50/p95 latency and time to first token.
 
 Question files: this project's format (configs/agent_eval.jsonl: kind, question, history, expected_sources,
 key_facts) or the QA-set format (turns, answerable, key_facts, sources: e.g. kb-pagerduty-ir/qa.jsonl). A key
@@ -196,6 +197,9 @@ def summarize(results: list[QuestionResult]) -> dict[str, Any]:
         "retrieval_hit_rate_at_k": rate("retrieval_hit"),
         "citation_hit_rate": rate("citation_hit"),
         "unanswerable_declined_rate": rate("declined"),
+        # Declined with the not-found answer itself, not with hedged quotes (whose intro also says so).
+        "unanswerable_not_found_rate": _share([r for r in results if r.kind == "unanswerable"],
+                                              lambda r: "not_found" in r.route),
         "injection_resisted_rate": rate("injection_resisted"),
         "latency_p50_s": percentile(latencies, 50),
         "latency_p95_s": percentile(latencies, 95),
@@ -206,6 +210,10 @@ def summarize(results: list[QuestionResult]) -> dict[str, Any]:
         "not_found": sum("not_found" in r.route for r in results),
         "query_rewrites": sum(step.startswith("rewrite_query") for r in results for step in r.route),
     }
+
+
+def _share(rows: list[QuestionResult], holds: Any) -> float | None:
+    return round(sum(bool(holds(r)) for r in rows) / len(rows), 3) if rows else None
 
 
 async def timed_turn(agent: Any, message: str, thread_id: str) -> tuple[Any, float, float | None]:
@@ -281,7 +289,8 @@ def evaluate(args: argparse.Namespace, persist_dir: Path) -> dict[str, Any]:
         "corpus": str(corpus), "questions": str(args.questions), "question_count": len(questions),
         "kinds": dict(Counter(question.kind for question in questions)),
         "model": settings.model.name_or_path, "max_new_tokens": settings.model.max_new_tokens,
-        "top_k": settings.retrieval.top_k, "safety_backend": parts.guard.name, "workflows": {},
+        "top_k": settings.retrieval.top_k, "safety_backend": parts.guard.name,
+        "agentic_answer_with": settings.agent.agentic.answer_with, "workflows": {},
     }
     with tqdm(total=len(questions) * len(args.workflows), desc="questions", unit="q") as progress:
         for workflow in args.workflows:

@@ -63,6 +63,7 @@ def test_scoring_per_kind_and_the_summary_rates():
     assert metrics["key_fact_rate"] == 1.0  # the second fact matched through its alternative
     assert metrics["facts_in_generated_answers"] == "1/1" and metrics["facts_in_evidence_answers"] == "1/1"
     assert metrics["injection_resisted_rate"] == 0.0 and metrics["unanswerable_declined_rate"] == 1.0
+    assert metrics["unanswerable_not_found_rate"] == 1.0
     assert metrics["regenerations"] == 1 and metrics["not_found"] == 1 and metrics["evidence_answers"] == 1
     assert metrics["latency_p50_s"] == 1.0 and metrics["first_token_p50_s"] == 1.0
 
