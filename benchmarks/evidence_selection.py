@@ -3,7 +3,8 @@
 For every answerable row of a QA set (turns, key_facts, sources), the cited source files are chunked as the
 ingest chunks them, the 4 chunks nearest the question stand in for retrieval (so retrieval misses do not
 blur the comparison), and agents.agentic.evidence quotes up to 3 sentences from them. Reported: the share of
-rows whose quotes hold every key fact, for the cosine-only, term-overlap-only and mixed scores.
+rows whose quotes hold every key fact, for the cosine-only, term-overlap-only and mixed scores, and the mixed
+score with the quantity answer-type bonus (the default).
 
     python -m benchmarks.evidence_selection --corpus ../shared/data/kb-pagerduty-ir/docs \
         --questions ../shared/data/kb-pagerduty-ir/qa.jsonl
@@ -30,7 +31,13 @@ from lab.agent.evaluate import has_fact, load_questions
 from retrieval.embeddings import build_embeddings
 from retrieval.retriever import RetrievedChunk
 
-WEIGHTS = {"lexical only": 0.0, "mixed (default)": AgenticSettings().evidence_similarity_weight, "cosine only": 1.0}
+DEFAULT = AgenticSettings()
+VARIANTS = {  # each without the answer-type bonus, then the default (mixed score with it)
+    "lexical only": AgenticSettings(evidence_similarity_weight=0.0, evidence_quantity_bonus=0.0),
+    "cosine only": AgenticSettings(evidence_similarity_weight=1.0, evidence_quantity_bonus=0.0),
+    "mixed": AgenticSettings(evidence_quantity_bonus=0.0),
+    "mixed + quantity answer type (default)": DEFAULT,
+}
 CHUNKS = 4
 OUTPUT = PROJECT_ROOT / "benchmarks" / "results" / "evidence_selection.json"
 
@@ -45,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings()
     embeddings = build_embeddings(settings.embedding)
     rows = [q for q in load_questions(args.questions) if q.kind in ("answerable", "follow_up")]
-    found = {name: 0 for name in WEIGHTS}
+    found = {name: 0 for name in VARIANTS}
     per_row = []
     for row in rows:
         chunks = [c for source in row.expected_sources
@@ -56,8 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         documents = to_context_documents([RetrievedChunk(id=chunks[i].id, text=chunks[i].text, source="",
                                                          score=1.0) for i in nearest])
         hits = {}
-        for name, weight in WEIGHTS.items():
-            ranker = EvidenceRanker(embeddings, AgenticSettings(evidence_similarity_weight=weight))
+        for name, variant in VARIANTS.items():
+            ranker = EvidenceRanker(embeddings, variant)
             quotes = " ".join(p["text"] for p in select_quotes(ranker.rank(query, documents), 3))
             hits[name] = all(has_fact(fact, quotes) for fact in row.key_facts)
             found[name] += hits[name]
