@@ -249,8 +249,8 @@ class AgenticSettings(BaseModel):
     )
     evidence_quantity_bonus: float = Field(
         0.2, ge=0.0, le=1.0,
-        description="added to the score of a sentence stating a number when the question asks how long, often, "
-        "many or much (the expected answer type)",
+        description="added to the score of a sentence stating a number when the question asks how long, "
+        "often, many or much (the expected answer type)",
     )
     excerpt_sentences: int = Field(
         4, ge=0, description="sentences of each chunk shown to the generator (the best matching); 0: whole chunks"
@@ -259,9 +259,9 @@ class AgenticSettings(BaseModel):
     answer_with: Literal["auto", "generator", "quotes"] = Field(
         "auto",
         description="how a knowledge question is answered: generator (generated, grounding-checked, quoted "
-        "evidence if it stays unsupported), quotes (the quoted evidence at once, no generation); auto: quotes "
-        "for the embedded 135M generator, whose answers fail the grounding check (README, agent evaluation), "
-        "generator for any other model",
+        "evidence if it stays unsupported), quotes (the quoted evidence at once, no generation); auto: "
+        "quotes for the embedded 135M generator, whose answers fail the grounding check (README, agent "
+        "evaluation), generator for any other model",
     )
 
 

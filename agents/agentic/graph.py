@@ -118,7 +118,9 @@ class AgenticNodes:
         passages = self.evidence.rank(state.query, documents) if documents else []
         return {"documents": documents, "passages": passages, "route": [*state.route, verdict]}
 
-    def after_grade(self, state: AgenticState) -> Literal["generate", "quote_evidence", "rewrite_query", "not_found"]:
+    def after_grade(
+        self, state: AgenticState
+    ) -> Literal["generate", "quote_evidence", "rewrite_query", "not_found"]:
         if len(state.documents) >= self.settings.min_relevant_chunks:
             return "quote_evidence" if self.settings.answer_with == "quotes" else "generate"
         return "rewrite_query" if state.attempts < self.settings.max_retrieval_retries else "not_found"
@@ -181,7 +183,8 @@ class AgenticNodes:
         text = format_quotes(self.prompts.evidence_intro, quotes) if quotes else self.prompts.not_found
         verdict = self.answer.check_before_showing(state.messages[:-1] if replaces else state.messages, text)
         if verdict is None or verdict.safe:  # an unsafe text is never shown: safety_out replaces it
-            get_stream_writer()({"type": "retract", "replacement": text} if replaces else {"type": "token", "text": text})
+            event = {"type": "retract", "replacement": text} if replaces else {"type": "token", "text": text}
+            get_stream_writer()(event)
         return {
             "messages": [AIMessage(content=text, id=previous.id if replaces else str(uuid.uuid4()))],
             "response_verdict": verdict,  # None: safety_out checks the text
