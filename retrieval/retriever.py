@@ -18,7 +18,7 @@ from langchain_chroma import Chroma
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
 from configs.settings import AppSettings, RetrievalSettings
-from retrieval.lexical import LexicalIndex
+from retrieval.lexical import LexicalIndex, bm25_dir
 from retrieval.store import index_path, open_store
 
 logger = logging.getLogger(__name__)
@@ -184,9 +184,4 @@ class Retriever:
 
 
 def build_retriever(settings: AppSettings, store: Chroma | None = None) -> Retriever:
-    lexical = LexicalIndex(
-        index_path(settings),
-        max_df=settings.retrieval.lexical_max_df,
-        max_postings=settings.retrieval.lexical_max_postings,
-    )
-    return Retriever(store or open_store(settings), settings.retrieval, lexical)
+    return Retriever(store or open_store(settings), settings.retrieval, LexicalIndex(bm25_dir(index_path(settings))))
