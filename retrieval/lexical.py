@@ -42,6 +42,7 @@ _STOPWORDS = frozenset(_STOPWORD_LIST.split())
 _SQL_VARIABLES = 900  # under SQLite's default limit on host parameters per statement
 _GENERATION_FILE = "generation"
 _WRITER_HEAP = 32_000_000  # bytes tantivy buffers before it writes a segment
+_ANALYZER = "words"
 
 
 def bm25_dir(index_file: Path) -> Path:
@@ -49,12 +50,24 @@ def bm25_dir(index_file: Path) -> Path:
     return index_file.with_name(index_file.name + ".bm25")
 
 
-def _schema() -> tantivy.Schema:
+def _open_index(directory: Path) -> tantivy.Index:
+    """The index in `directory` (created empty when there is none), with its text analyzer registered."""
     builder = tantivy.SchemaBuilder()
     builder.add_text_field("id", stored=True, tokenizer_name="raw")  # exact ids, for deletes and results
-    # Lower case, Snowball English stems: "paging" finds "page".
-    builder.add_text_field("text", stored=False, tokenizer_name="en_stem")
-    return builder.build()
+    builder.add_text_field("text", stored=False, tokenizer_name=_ANALYZER)
+    index = tantivy.Index(builder.build(), path=str(directory))
+    # Words of letters and digits, lower case, diacritics folded, English (Snowball) stems: "paging" finds
+    # "page", "café" finds "cafe"; tokens over 40 characters (hashes, base64) are dropped.
+    analyzer = (
+        tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
+        .filter(tantivy.Filter.remove_long(40))
+        .filter(tantivy.Filter.lowercase())
+        .filter(tantivy.Filter.ascii_fold())
+        .filter(tantivy.Filter.stemmer("english"))
+        .build()
+    )
+    index.register_tokenizer(_ANALYZER, analyzer)
+    return index
 
 
 def create_schema(connection: sqlite3.Connection) -> None:
@@ -141,7 +154,7 @@ class Bm25Writer:
 
     def _writer(self) -> tantivy.IndexWriter:
         self.directory.mkdir(parents=True, exist_ok=True)
-        return tantivy.Index(_schema(), path=str(self.directory)).writer(heap_size=_WRITER_HEAP, num_threads=1)
+        return _open_index(self.directory).writer(heap_size=_WRITER_HEAP, num_threads=1)
 
     def _commit(self, writer: tantivy.IndexWriter, target: int) -> None:
         writer.commit()
@@ -181,5 +194,5 @@ class LexicalIndex:
     def _open(self) -> tantivy.Index | None:
         # The generation file appears after the first commit: before it there is no index to open.
         if self._index is None and (self.directory / _GENERATION_FILE).is_file():
-            self._index = tantivy.Index.open(str(self.directory))
+            self._index = _open_index(self.directory)
         return self._index
