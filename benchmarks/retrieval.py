@@ -8,7 +8,7 @@ the same embedding batch size (embedding.batch_size) and the same torch threads.
 - Ingest: the first files of kb-pagerduty-ir (about --ingest-chunks chunks), from files to a persisted
   store, the model loaded and warmed up before the clock starts. Both get the same chunks (same texts,
   ids and metadata, cut by this project's loaders and chunker inside the timed region). Ours:
-  `ingest_paths` (embedding in groups of ingest.write_batch, Chroma upsert, manifest and BM25 commit).
+  `ingest_paths` (embedding in groups of ingest.write_batch, Chroma upsert, manifest commit, BM25 index).
   Baseline: `Chroma.from_texts(texts, embeddings, metadatas, ids)`.
 - Query: stores of 10k and 100k chunks. Embedding 100k chunks is out of reach on a 2-core CPU (about
   12 chunks/s), so the stores are built from real chunk texts (kb-pagerduty-ir and the starter guide)
@@ -391,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
             "chromadb": chromadb.__version__,
             "langchain_chroma": _version("langchain-chroma"),
             "sentence_transformers": sentence_transformers.__version__,
+            "tantivy": _version("tantivy"),
         },
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }

@@ -195,18 +195,9 @@ class RetrievalSettings(BaseModel):
     fetch_k: int = Field(20, gt=0, le=500, description="candidates per list before MMR or fusion")
     mmr_lambda: float = Field(0.5, ge=0.0, le=1.0, description="1: pure similarity, 0: pure diversity")
     hybrid: bool = Field(
-        True, description="fuse BM25 (SQLite FTS5 beside the collection) with dense search by reciprocal rank"
+        True, description="fuse BM25 (a tantivy index beside the collection) with dense search by reciprocal rank"
     )
     rrf_k: int = Field(60, gt=0, description="reciprocal rank fusion constant: score = sum 1 / (rrf_k + rank)")
-    lexical_max_df: float = Field(
-        0.5, gt=0.0, le=1.0,
-        description="BM25 leaves out query words found in more than this share of the chunks (their IDF is ~0)",
-    )
-    lexical_max_postings: int = Field(
-        20_000, gt=0,
-        description="BM25 takes query words rarest first while their chunk counts add up to at most this: "
-        "it bounds the rows FTS5 scores per query",
-    )
 
 
 class SafetySettings(BaseModel):

@@ -1,13 +1,15 @@
 """The ingest manifest: which files are in the store, with which content and chunk IDs.
 
-It is an SQLite file beside the collection (`retrieval.store.index_path`) that also holds the BM25
-index. Its transactions are the commit points of an ingest, and the Chroma writes are ordered around
-them so that a crash at any moment leaves only work that the next run undoes or redoes:
+It is an SQLite file beside the collection (`retrieval.store.index_path`) that also holds the chunk
+texts of the BM25 index (retrieval/lexical.py), whose tantivy folder follows each commit. Its
+transactions are the commit points of an ingest, and the Chroma writes are ordered around them so
+that a crash at any moment leaves only work that the next run undoes or redoes:
 
 1. `mark_pending(new ids)` (commit)  -> a crash after it leaves chunks nobody committed;
 2. Chroma upsert of the new chunks;
-3. `commit(files)` (commit): entries, chunk IDs and BM25 rows swap to the new content in one
-   transaction, and the replaced chunks' IDs become pending;
+3. `commit(files)` (commit): entries, chunk IDs and BM25 texts swap to the new content in one
+   transaction, and the replaced chunks' IDs become pending; then the tantivy index follows (a run
+   killed before it did leaves it behind, and the next open rebuilds it);
 4. Chroma delete of the replaced chunks, then `clear_pending`.
 
 At start, `pending_orphans()` lists every pending ID that no committed file owns: deleting them
@@ -52,6 +54,8 @@ class Manifest:
             self.connection.execute("CREATE INDEX IF NOT EXISTS chunks_by_source ON chunks (source)")
             self.connection.execute("CREATE TABLE IF NOT EXISTS pending (id TEXT PRIMARY KEY)")
             lexical.create_schema(self.connection)
+        self.bm25 = lexical.Bm25Writer(lexical.bm25_dir(path))
+        self.bm25.ensure(self.connection)
 
     def close(self) -> None:
         self.connection.close()
@@ -74,6 +78,7 @@ class Manifest:
     def commit(self, updates: Sequence[FileUpdate]) -> list[str]:
         """Swap every file to its new chunks in one transaction; returns the replaced chunks' IDs."""
         replaced: list[str] = []
+        added: list[tuple[str, str]] = []
         now = time.time()
         with self.connection:
             for update in updates:
@@ -84,13 +89,15 @@ class Manifest:
                     "INSERT OR IGNORE INTO chunks (id, source) VALUES (?, ?)",
                     ((chunk_id, update.source) for chunk_id in new_ids),
                 )
-                lexical.add_chunks(self.connection, update.chunks)
+                added += lexical.add_chunks(self.connection, update.chunks)
                 self.connection.execute(
                     "INSERT OR REPLACE INTO files (source, content_hash, chunk_count, ingested_at) VALUES (?, ?, ?, ?)",
                     (update.source, update.content_hash, len(new_ids), now),
                 )
                 self.connection.executemany("DELETE FROM pending WHERE id = ?", ((i,) for i in new_ids))
                 replaced.extend(old)
+            target = self._next_generation(added, replaced)
+        self._follow_in_bm25(added, replaced, target)
         return replaced
 
     def remove(self, sources: Sequence[str]) -> list[str]:
@@ -102,7 +109,18 @@ class Manifest:
                 self._forget(ids)
                 self.connection.execute("DELETE FROM files WHERE source = ?", (source,))
                 removed.extend(ids)
+            target = self._next_generation([], removed)
+        self._follow_in_bm25([], removed, target)
         return removed
+
+    def _next_generation(self, added: Sequence[tuple[str, str]], removed: Sequence[str]) -> int | None:
+        """Inside the transaction: a change to the texts is a new generation for the tantivy index to reach."""
+        return lexical.bump_generation(self.connection) if added or removed else None
+
+    def _follow_in_bm25(self, added: Sequence[tuple[str, str]], removed: Sequence[str], target: int | None) -> None:
+        """After the commit: the tantivy index takes the same change."""
+        if target is not None:
+            self.bm25.apply(self.connection, added, removed, target)
 
     def _forget(self, ids: Sequence[str]) -> None:
         """Inside a transaction: the chunks leave the manifest and BM25, and wait in `pending` for deletion."""
@@ -125,6 +143,7 @@ class Manifest:
 
 
 def remove_index_files(path: Path) -> None:
-    """The manifest and its SQLite journal files (for `--reset`)."""
+    """The manifest, its SQLite journal files and the BM25 folder (for `--reset`)."""
     for suffix in ("", "-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
+    lexical.remove_index(lexical.bm25_dir(path))

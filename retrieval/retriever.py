@@ -18,7 +18,7 @@ from langchain_chroma import Chroma
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
 from configs.settings import AppSettings, RetrievalSettings
-from retrieval.lexical import LexicalIndex
+from retrieval.lexical import LexicalIndex, bm25_dir
 from retrieval.store import index_path, open_store
 
 logger = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ class Retriever:
         mmr = search_type == "mmr"
         pool = max(k, self.settings.fetch_k) if (mmr or hybrid) else k
 
-        # BM25 runs in SQLite (which releases the GIL) while the query is embedded and searched densely.
+        # tantivy releases the GIL: BM25 (1-15 ms at 100k chunks) runs while the query is embedded.
         lexical = None
         if hybrid and self.lexical is not None:
             lexical = self._lexical_pool.submit(self.lexical.search, query, pool)
@@ -184,9 +184,4 @@ class Retriever:
 
 
 def build_retriever(settings: AppSettings, store: Chroma | None = None) -> Retriever:
-    lexical = LexicalIndex(
-        index_path(settings),
-        max_df=settings.retrieval.lexical_max_df,
-        max_postings=settings.retrieval.lexical_max_postings,
-    )
-    return Retriever(store or open_store(settings), settings.retrieval, lexical)
+    return Retriever(store or open_store(settings), settings.retrieval, LexicalIndex(bm25_dir(index_path(settings))))

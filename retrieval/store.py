@@ -50,7 +50,8 @@ def open_store(settings: AppSettings) -> Chroma:
 
 
 def index_path(settings: AppSettings) -> Path:
-    """The SQLite file beside the collection: the ingest manifest and the BM25 index.
+    """The SQLite file beside the collection: the ingest manifest and the BM25 texts (their tantivy
+    index is the folder beside it, `retrieval.lexical.bm25_dir`).
 
     It lives in `persist_dir` also in server mode (named after the server), so one ingest host
     keeps the manifest for a collection it writes on a server.

@@ -13,16 +13,34 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import tantivy
 
 from configs.settings import AppSettings, load_settings
+from retrieval import lexical
 
 CHROMA_CLI = Path(sys.executable).with_name("chroma")
 
 
-def document_frequencies(connection: sqlite3.Connection) -> dict[str, int]:
-    """Each stem's chunk count as FTS5 itself counts it over the lexical table (slow; for checks)."""
-    connection.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.lexical_check USING fts5vocab(main, lexical, row)")
-    return dict(connection.execute("SELECT term, doc FROM temp.lexical_check"))
+def write_lexical(index_file: Path, chunks: dict[str, str]) -> sqlite3.Connection:
+    """The texts and the tantivy index as the ingest's manifest writes them: one commit, then the index follows."""
+    connection = sqlite3.connect(index_file)
+    with connection:
+        lexical.create_schema(connection)
+        added = lexical.add_chunks(connection, chunks.items())
+        target = lexical.bump_generation(connection)
+    lexical.Bm25Writer(lexical.bm25_dir(index_file)).apply(connection, added, [], target)
+    return connection
+
+
+def bm25_ids(index_file: Path) -> set[str]:
+    """Every chunk id in the tantivy index beside the manifest file (none before its first commit)."""
+    directory = lexical.bm25_dir(index_file)
+    if not (directory / "generation").is_file():
+        return set()
+    index = tantivy.Index.open(str(directory))
+    searcher = index.searcher()
+    hits = searcher.search(tantivy.Query.all_query(), max(searcher.num_docs, 1)).hits
+    return {searcher.doc(address)["id"][0] for _, address in hits}
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The BM25 index's document frequencies and the choice of query words they drive (SQLite only, fast)."""
+"""The BM25 index: tantivy following the manifest's texts, rebuilt when behind, and its search (fast)."""
 
 from __future__ import annotations
 
@@ -8,70 +8,85 @@ from pathlib import Path
 import pytest
 
 from retrieval import lexical
-from retrieval.lexical import LexicalIndex, select_words
-from tests.retrieval.conftest import document_frequencies
+from retrieval.lexical import Bm25Writer, LexicalIndex, bm25_dir
+from tests.retrieval.conftest import bm25_ids, write_lexical
 
-# "incident" is in every chunk, "pager" in most, "escalation" and "webhook" in one each.
+# "incident" is in four chunks, "pager" in three, "escalation" and "webhook" in one each.
 CHUNKS = {
     "a": "Incident commanders page the pager rotation during an incident.",
     "b": "Every incident gets a pager alert and a Slack channel.",
     "c": "Incident escalation policies decide who is paged next.",
     "d": "Incidents can post to a webhook; the pager is optional.",
+    "e": "Le café du coin ferme à minuit.",
 }
 
 
-def build_index(path: Path, chunks: dict[str, str]) -> sqlite3.Connection:
-    connection = sqlite3.connect(path)
-    with connection:
-        lexical.create_schema(connection)
-        lexical.add_chunks(connection, chunks.items())
-    return connection
-
-
-def test_document_frequencies_follow_adds_and_removes(tmp_path: Path) -> None:
-    connection = build_index(tmp_path / "index.sqlite", CHUNKS)
-    terms = dict(connection.execute("SELECT term, df FROM lexical_terms"))
-    assert (
-        terms["incid"] == 4 and terms["pager"] == 3 and terms["webhook"] == 1
-    )  # porter stems, as FTS5 has them
-    assert terms == document_frequencies(connection)
-
+def test_the_index_follows_adds_and_removes(tmp_path: Path) -> None:
+    index_file = tmp_path / "index.sqlite"
+    connection = write_lexical(index_file, CHUNKS)
+    assert bm25_ids(index_file) == set(CHUNKS)
+    writer = Bm25Writer(bm25_dir(index_file))
     with connection:
         lexical.remove_chunks(connection, ["d", "b"])
-        lexical.add_chunks(connection, [("a", CHUNKS["a"])])  # already there: counted once
-    terms = dict(connection.execute("SELECT term, df FROM lexical_terms"))
-    assert terms == document_frequencies(connection)
-    assert terms["incid"] == 2 and "webhook" not in terms
+        added = lexical.add_chunks(connection, [("a", CHUNKS["a"]), ("f", "A new webhook chunk.")])
+        target = lexical.bump_generation(connection)
+    assert added == [("f", "A new webhook chunk.")]  # "a" was there already
+    writer.apply(connection, added, ["d", "b"], target)
+    assert bm25_ids(index_file) == {"a", "c", "e", "f"}
+    assert writer.held_generation() == lexical.generation(connection)
+    assert LexicalIndex(bm25_dir(index_file)).search("webhook", 4) == ["f"]
 
 
-def test_an_index_from_before_the_counts_gets_them_on_open(tmp_path: Path) -> None:
-    connection = build_index(tmp_path / "index.sqlite", CHUNKS)
+def test_an_index_left_behind_is_rebuilt_from_the_texts(tmp_path: Path) -> None:
+    index_file = tmp_path / "index.sqlite"
+    connection = write_lexical(index_file, CHUNKS)
+    with connection:  # a run killed after its SQLite commit, before tantivy followed
+        lexical.remove_chunks(connection, ["a"])
+        lexical.bump_generation(connection)
+    writer = Bm25Writer(bm25_dir(index_file))
+    assert bm25_ids(index_file) == set(CHUNKS)
+    writer.ensure(connection)
+    assert bm25_ids(index_file) == {"b", "c", "d", "e"}
+    with connection:  # the next change finds the index one generation behind it, or rebuilds
+        lexical.remove_chunks(connection, ["b"])
+        lexical.bump_generation(connection)
+        target = lexical.bump_generation(connection)
+    writer.apply(connection, [], ["b"], target)
+    assert bm25_ids(index_file) == {"c", "d", "e"}
+
+
+def test_a_file_from_the_fts5_era_moves_its_texts_over(tmp_path: Path) -> None:
+    index_file = tmp_path / "index.sqlite"
+    connection = sqlite3.connect(index_file)
     with connection:
-        connection.execute("DROP TABLE lexical_terms")
+        connection.execute("CREATE TABLE lexical_ids (rowid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE)")
+        connection.execute("CREATE VIRTUAL TABLE lexical USING fts5(text)")
+        connection.execute("CREATE TABLE lexical_terms (term TEXT PRIMARY KEY, df INTEGER NOT NULL)")
+        for rowid, (chunk_id, text) in enumerate(CHUNKS.items(), start=1):
+            connection.execute("INSERT INTO lexical_ids (rowid, id) VALUES (?, ?)", (rowid, chunk_id))
+            connection.execute("INSERT INTO lexical (rowid, text) VALUES (?, ?)", (rowid, text))
+    with connection:
         lexical.create_schema(connection)
-    assert dict(connection.execute("SELECT term, df FROM lexical_terms")) == document_frequencies(connection)
+    Bm25Writer(bm25_dir(index_file)).ensure(connection)
+    assert dict(connection.execute("SELECT id, text FROM lexical_chunks")) == CHUNKS
+    assert connection.execute("SELECT 1 FROM sqlite_master WHERE name LIKE 'lexical_ids%'").fetchone() is None
+    assert bm25_ids(index_file) == set(CHUNKS)
 
 
-def test_select_words_drops_common_words_and_takes_rare_ones_first_within_the_budget() -> None:
-    frequencies = {"incident": 90, "pager": 40, "escalation": 5, "webhook": 2, "missing": 0}
-    assert select_words(frequencies, 100, max_df=0.5, max_postings=1000) == ["webhook", "escalation", "pager"]
-    assert select_words(frequencies, 100, max_df=0.5, max_postings=10) == ["webhook", "escalation"]
-    assert select_words(frequencies, 100, max_df=0.5, max_postings=1) == ["webhook"]  # the rarest always
-    assert select_words({"incident": 90}, 100, max_df=0.5, max_postings=1000) == []
-
-
-def test_search_ranks_by_the_discriminating_words(tmp_path: Path) -> None:
-    build_index(tmp_path / "index.sqlite", CHUNKS).close()
-    index = LexicalIndex(tmp_path / "index.sqlite", max_df=0.5, max_postings=1000)
-    assert index.search("incident escalation", 4) == ["c"]  # "incident" is in every chunk: left out
-    assert index.search("incidents", 4) == []  # nothing but a word in every chunk: no lexical opinion
+def test_search_ranks_by_bm25(tmp_path: Path) -> None:
+    write_lexical(tmp_path / "index.sqlite", CHUNKS).close()
+    index = LexicalIndex(bm25_dir(tmp_path / "index.sqlite"))
+    assert index.search("incident escalation", 4)[0] == "c"  # the rare word outweighs the common one
+    assert set(index.search("incidents", 4)) == {"a", "b", "c", "d"}  # stemmed: "incident" found in each
+    assert index.search("CAFE", 4) == ["e"]  # case and diacritics folded
     assert index.search("paging the pager for an incident webhook", 4)[0] == "d"
-    assert LexicalIndex(tmp_path / "missing.sqlite").search("incident", 4) == []
+    assert index.search("the and of", 4) == []  # nothing but stop words
+    assert LexicalIndex(tmp_path / "missing.bm25").search("incident", 4) == []
 
 
 @pytest.mark.parametrize(
-    "query", ['"webhook" OR NEAR(', "webhook*", "text:webhook", "-webhook", "foo_bar webhooks"]
+    "query", ['"webhook" OR NEAR(', "webhook*", "text:webhook", "-webhook", "foo_bar webhooks", "webhook AND ___"]
 )
-def test_fts5_syntax_in_the_question_is_searched_as_words(tmp_path: Path, query: str) -> None:
-    build_index(tmp_path / "index.sqlite", CHUNKS).close()
-    assert LexicalIndex(tmp_path / "index.sqlite").search(query, 4) == ["d"]
+def test_query_syntax_in_the_question_is_searched_as_words(tmp_path: Path, query: str) -> None:
+    write_lexical(tmp_path / "index.sqlite", CHUNKS).close()
+    assert LexicalIndex(bm25_dir(tmp_path / "index.sqlite")).search(query, 4) == ["d"]

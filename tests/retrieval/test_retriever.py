@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 import numpy as np
 import pytest
 
 from configs.settings import AppSettings, RetrievalSettings
-from retrieval import lexical
-from retrieval.lexical import LexicalIndex
+from retrieval.lexical import LexicalIndex, bm25_dir
 from retrieval.retriever import RetrievedChunk, Retriever, build_retriever
 from retrieval.store import index_path
+from tests.retrieval.conftest import write_lexical
 
 pytestmark = pytest.mark.slow
 
@@ -76,13 +74,9 @@ def test_search_on_an_empty_store_returns_nothing(store_settings: AppSettings) -
 def hybrid_retriever(retriever: Retriever, store_settings: AppSettings) -> Retriever:
     """The FACTS store plus a chunk only an exact number finds, all in the BM25 index too; pools of 2."""
     retriever.store.add_texts([PROXY], metadatas=[{"source": "proxy.txt"}], ids=["proxy"])
-    connection = sqlite3.connect(index_path(store_settings))
-    with connection:
-        lexical.create_schema(connection)
-        lexical.add_chunks(connection, [*FACTS.items(), ("proxy", PROXY)])
-    connection.close()
+    write_lexical(index_path(store_settings), {**FACTS, "proxy": PROXY}).close()
     settings = RetrievalSettings(fetch_k=2, min_relevance=0.0)
-    return Retriever(retriever.store, settings, LexicalIndex(index_path(store_settings)))
+    return Retriever(retriever.store, settings, LexicalIndex(bm25_dir(index_path(store_settings))))
 
 
 PROXY = "Status 7731 is returned when the upstream proxy gives up."
