@@ -1,12 +1,14 @@
 """Train the embedded safety classifier's heads, reproducibly, into agents/safety/weights/.
 
     python -m lab.guard.train [--config ...] [--data-dir ../shared/data] [--output agents/safety/weights]
+                              [--mix lab/guard/mix.yaml] [--embedding-cache var/guard/embeddings.npz]
 
-Same data + seed + library versions -> the same weights: samples and splits are seeded hashes, the
+Same data + mix + seed + library versions -> the same weights: samples and splits are seeded hashes, the
 cross-validation folds, the MLP's initialisation and its mini-batches are seeded, and lbfgs logistic
-regression is deterministic. The data files' sha256 go into the manifest. Thresholds are picked on
-out-of-fold training scores (never on a test split): the highest F1 whose false-positive rate on benign
-training examples stays under --max-fpr.
+regression is deterministic. The data files' sha256 go into the manifest. Thresholds are calibrated on
+validation rows only (lab.guard.splits.calibration_sets; never on training data): the highest F1 whose
+false-positive rate there stays under --max-fpr. The manifest records every validation set's metrics at
+that threshold, which tests/agents/safety checks the shipped weights against.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import argparse
 import logging
 import sys
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -29,19 +31,22 @@ from agents.safety.verdict import HAZARD_CATEGORIES
 from configs.settings import EMBEDDED_EMBEDDER, PROJECT_ROOT
 from lab.guard.cli import base_parser, run, settings_from
 from lab.guard.metrics import binary_metrics, choose_threshold
-from lab.guard.training_data import (
-    Example,
-    SafetyData,
-    SplitSizes,
+from lab.guard.sources import MIX_FILE, TECHNICAL_QUESTIONS_FILE, Mix, extra_files, load_mix
+from lab.guard.splits import (
+    calibration_sets,
     request_training_set,
+    request_validation_sets,
     response_training_set,
+    response_validation_sets,
 )
+from lab.guard.training_data import Example, SafetyData, SplitSizes
 from lab.hashing import file_sha256
 
 logger = logging.getLogger(__name__)
 
 FOLDS = 5
 DEFAULT_MAX_FPR = 0.03
+DEFAULT_EMBEDDING_CACHE = PROJECT_ROOT / "var" / "guard" / "embeddings.npz"
 # Picked by out-of-fold average precision over C in {0.25, 1, 4, 16} while developing (4 won, twice).
 LOGISTIC_C = 4.0
 MLP_HIDDEN = 512
@@ -81,8 +86,9 @@ class StageResult:
 def embed_texts(texts: list[str], embedder: str, cache: Path | None = None) -> dict[str, np.ndarray]:
     """Each distinct text embedded once, by the guard's own encoder, with a progress bar.
 
-    Texts go in length order, 64 at a time, so a batch pads to about its own length. `cache` (an .npz of
-    texts and vectors for this embedder and dtype) skips texts embedded by an earlier run.
+    Texts go in length order, 16 at a time, so a batch pads to about its own length. `cache` (an .npz of
+    texts and vectors for this embedder and dtype, git-ignored under var/) skips texts embedded by an
+    earlier run: ~35,000 texts take 10-15 minutes on two busy cores.
     """
     from tqdm import tqdm
 
@@ -97,7 +103,7 @@ def embed_texts(texts: list[str], embedder: str, cache: Path | None = None) -> d
     unique = sorted(set(texts) - set(known), key=lambda text: (len(text), text))
     if unique:
         encode = SentenceEncoder.load(embedder, cache_size=0)
-        batch = 64
+        batch = 16
         for start in tqdm(range(0, len(unique), batch), desc="embedding", unit="batch"):
             chunk = unique[start : start + batch]
             known.update(zip(chunk, encode(chunk), strict=True))
@@ -137,11 +143,11 @@ def out_of_fold_scores(make, features: np.ndarray, labels: np.ndarray, weights: 
 
 
 def fit_unsafe_head(
-    spec: StageSpec, features: np.ndarray, labels: np.ndarray, weights: np.ndarray, seed: int
-) -> tuple[Any, np.ndarray, dict[str, Any]]:
-    """The fitted model, its out-of-fold scores, and its hyperparameters (for the manifest)."""
+    spec: StageSpec, features: np.ndarray, labels: np.ndarray, weights: np.ndarray, seed: int, out_of_fold: bool = True
+) -> tuple[Any, np.ndarray | None, dict[str, Any]]:
+    """The fitted model, its out-of-fold scores (when asked for), and its hyperparameters (for the manifest)."""
     make = partial(make_model, spec.model, seed)
-    oof = out_of_fold_scores(make, features, labels, weights, seed)
+    oof = out_of_fold_scores(make, features, labels, weights, seed) if out_of_fold else None
     chosen = ({"model": "mlp", "hidden": MLP_HIDDEN, "alpha": MLP_ALPHA, "epochs": MLP_EPOCHS}
               if spec.model == "mlp" else {"model": "logistic", "C": LOGISTIC_C})
     chosen["written_weight"] = spec.written_weight
@@ -150,7 +156,7 @@ def fit_unsafe_head(
 
 def fit_category_head(examples: list[Example], features: np.ndarray, categories: list[str], seed: int) -> Head:
     """Softmax regression over the primary hazard code of the unsafe examples."""
-    rows = [i for i, e in enumerate(examples) if e.unsafe]
+    rows = [i for i, e in enumerate(examples) if e.unsafe and e.categories]  # unmapped hazards: no category
     primary = np.array([categories.index(examples[i].categories[0]) for i in rows])
     model = make_model("logistic", seed)
     model.set_params(class_weight=None)
@@ -163,34 +169,42 @@ def fit_category_head(examples: list[Example], features: np.ndarray, categories:
     return Head(((weight, bias),))
 
 
-def train_stage(
-    spec: StageSpec, examples: list[Example], features: np.ndarray, categories: list[str], max_fpr: float, seed: int
-) -> StageResult:
+def train_stage(spec: StageSpec, examples: list[Example], features: np.ndarray, categories: list[str],
+                seed: int) -> StageResult:
+    """The stage's heads (threshold still 0.5: `calibrate` sets it) and its training report."""
     from sklearn.metrics import average_precision_score
 
     labels = np.array([e.unsafe for e in examples], dtype=np.int64)
     weights = np.array([spec.written_weight if e.source.startswith("written/") else 1.0 for e in examples])
     model, oof, chosen = fit_unsafe_head(spec, features, labels, weights, seed)
-    threshold = choose_threshold(labels, oof, max_fpr)
     heads = StageHeads(unsafe=to_head(model), category=fit_category_head(examples, features, categories, seed),
-                       threshold=threshold)
+                       threshold=0.5)
+    by_category = Counter(e.categories[0] if e.categories else "unmapped" for e in examples if e.unsafe)
     report = {
         "examples": len(examples),
         "unsafe": int(labels.sum()),
         "by_source": dict(sorted(Counter(f"{e.source}:{'unsafe' if e.unsafe else 'safe'}" for e in examples).items())),
-        "unsafe_by_category": dict(sorted(Counter(e.categories[0] for e in examples if e.unsafe).items(),
-                                          key=lambda item: int(item[0][1:]))),
+        "unsafe_by_category": dict(sorted(by_category.items(), key=lambda item: (len(item[0]), item[0]))),
         "head": chosen,
         "out_of_fold_average_precision": round(float(average_precision_score(labels, oof)), 4),
-        "out_of_fold_at_threshold": binary_metrics(labels.astype(bool), oof >= threshold),
-        "threshold": threshold,
     }
     return StageResult(heads, report, oof)
 
 
-def data_file_records(data: SafetyData) -> list[dict[str, Any]]:
+def calibrate(scores: dict[str, np.ndarray], truth: dict[str, np.ndarray], calibration: list[str],
+              max_fpr: float) -> tuple[float, dict[str, Any]]:
+    """The threshold chosen on the calibration sets' scores, and every validation set's metrics at it."""
+    pooled_truth = np.concatenate([truth[name] for name in calibration])
+    pooled_scores = np.concatenate([scores[name] for name in calibration])
+    threshold = choose_threshold(pooled_truth, pooled_scores, max_fpr)
+    report = {name: binary_metrics(truth[name], scores[name] >= threshold) for name in scores}
+    report["calibration_pool"] = binary_metrics(pooled_truth, pooled_scores >= threshold)
+    return threshold, report
+
+
+def data_file_records(data: SafetyData, mix: Mix) -> list[dict[str, Any]]:
     records = []
-    for path in data.source_files():
+    for path in [*data.source_files(), *extra_files(data.data_dir, mix), TECHNICAL_QUESTIONS_FILE, MIX_FILE]:
         resolved = path.resolve()
         if resolved.is_relative_to(PROJECT_ROOT):
             name = f"repo:{resolved.relative_to(PROJECT_ROOT)}"
@@ -209,42 +223,63 @@ def library_versions() -> dict[str, str]:
             "sentence-transformers": sentence_transformers.__version__}
 
 
+def stack(vectors: dict[str, np.ndarray], texts: list[str]) -> np.ndarray:
+    return np.stack([vectors[text] for text in texts])
+
+
+def truth_of(sets: dict[str, list[Example]]) -> dict[str, np.ndarray]:
+    return {name: np.array([e.unsafe for e in rows], dtype=bool) for name, rows in sets.items()}
+
+
 def train(
-    data: SafetyData, output: Path, *, max_fpr: float, threads: int, sizes: SplitSizes, cache: Path | None = None
+    data: SafetyData, mix: Mix, output: Path, *, max_fpr: float, threads: int, sizes: SplitSizes,
+    cache: Path | None = None,
 ) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(threads)  # embeddings and the MLP: a fixed thread count keeps float sums in order
-    requests = request_training_set(data, sizes)
-    responses = response_training_set(data)
-    texts = [e.request for e in requests] + [e.request for e in responses] + [e.answer or "" for e in responses]
+    requests = request_training_set(data, mix, sizes)
+    responses = response_training_set(data, mix)
+    request_val = request_validation_sets(data, mix, sizes)
+    response_val = response_validation_sets(data, mix)
+    texts = [e.request for e in requests] + [e.request for rows in request_val.values() for e in rows]
+    texts += [t for e in responses + [e for rows in response_val.values() for e in rows] for t in (e.request, e.answer or "")]
     vectors = embed_texts(texts, EMBEDDED_EMBEDDER, cache)
     categories = list(HAZARD_CATEGORIES)
 
     request_spec, response_spec = STAGE_SPECS
-    request_x = request_features(np.stack([vectors[e.request] for e in requests]))
-    request_result = train_stage(request_spec, requests, request_x, categories, max_fpr, data.seed)
+    request_x = request_features(stack(vectors, [e.request for e in requests]))
+    request_result = train_stage(request_spec, requests, request_x, categories, data.seed)
+    request_head = request_result.heads.unsafe
+    request_threshold, request_validation = calibrate(
+        {name: request_head.unsafe_probability(request_features(stack(vectors, [e.request for e in rows])))
+         for name, rows in request_val.items()},
+        truth_of(request_val), calibration_sets(mix, "request"), max_fpr)
 
     # The response head reads the request head's scores. For texts the request head was trained on, use
     # its out-of-fold score, as it will score unseen text in service, not the memorised in-sample one.
     held_out_score = {e.request: p for e, p in zip(requests, request_result.out_of_fold, strict=True)}
 
-    def request_scores(texts: list[str]) -> np.ndarray:
-        fresh = request_result.heads.unsafe.unsafe_probability(request_features(np.stack([vectors[t] for t in texts])))
-        return np.array([held_out_score.get(t, p) for t, p in zip(texts, fresh, strict=True)])
+    def features_of(rows: list[Example], held_out: dict[str, float]) -> np.ndarray:
+        asked, answers = [e.request for e in rows], [e.answer or "" for e in rows]
 
-    response_requests = [e.request for e in responses]
-    response_answers = [e.answer or "" for e in responses]
-    response_x = response_features(
-        np.stack([vectors[t] for t in response_requests]),
-        np.stack([vectors[t] for t in response_answers]),
-        request_scores(response_requests),
-        request_scores(response_answers),
-    )
-    response_result = train_stage(response_spec, responses, response_x, categories, max_fpr, data.seed)
+        def scores(texts: list[str]) -> np.ndarray:
+            fresh = request_head.unsafe_probability(request_features(stack(vectors, texts)))
+            return np.array([held_out.get(t, p) for t, p in zip(texts, fresh, strict=True)])
 
+        return response_features(stack(vectors, asked), stack(vectors, answers), scores(asked), scores(answers))
+
+    response_x = features_of(responses, held_out_score)
+    response_result = train_stage(response_spec, responses, response_x, categories, data.seed)
+    response_threshold, response_validation = calibrate(
+        {name: response_result.heads.unsafe.unsafe_probability(features_of(rows, {}))
+         for name, rows in response_val.items()},
+        truth_of(response_val), calibration_sets(mix, "response"), max_fpr)
+
+    heads = {"request": replace(request_result.heads, threshold=request_threshold),
+             "response": replace(response_result.heads, threshold=response_threshold)}
     manifest = {
-        "format": 1,
+        "format": 2,
         "embedder": EMBEDDED_EMBEDDER,
         "embedding_dim": int(request_x.shape[1]),
         "embedding_dtype": EMBEDDING_DTYPE,
@@ -252,17 +287,23 @@ def train(
                      "response": "[e(request), e(answer), e(request) * e(answer), score(request), score(answer)], "
                                  "score = 0.25 * clipped logit of the request head"},
         "categories": categories,
-        "thresholds": {"request": request_result.heads.threshold, "response": response_result.heads.threshold},
-        "threshold_rule": f"highest out-of-fold F1 ({FOLDS}-fold, training data only) with FPR <= {max_fpr}",
+        "thresholds": {"request": request_threshold, "response": response_threshold},
+        "threshold_rule": f"highest F1 with FPR <= {max_fpr} on the calibration validation sets "
+                          "(lab.guard.splits.calibration_sets), never on training data",
+        "calibration_sets": {stage: calibration_sets(mix, stage) for stage in ("request", "response")},
         "seed": data.seed,
+        "mix": {"file": str(MIX_FILE.relative_to(PROJECT_ROOT)), "files": mix.files, "seed": mix.seed},
         "torch_threads": threads,
-        "sizes": {"harmless_train": sizes.harmless_train, "answers_per_benign_set": sizes.answers_per_benign_set},
+        "sizes": {"harmless_train": sizes.harmless_train, "harmless_test": sizes.harmless_test,
+                  "answers_per_benign_set": sizes.answers_per_benign_set},
         "training": {"request": request_result.report, "response": response_result.report},
-        "data_files": data_file_records(data),
+        # Metrics of every validation set at the shipped thresholds, from batched embeddings.
+        "validation": {"request": request_validation, "response": response_validation},
+        "data_files": data_file_records(data, mix),
         "library_versions": library_versions(),
         "command": "python -m lab.guard.train",
     }
-    save_heads(output, {"request": request_result.heads, "response": response_result.heads}, manifest)
+    save_heads(output, heads, manifest)
     return manifest
 
 
@@ -270,14 +311,13 @@ def main(args: argparse.Namespace) -> int:
     settings = settings_from(args, {"safety.seed": args.seed})
     data = SafetyData(settings.data_dir, settings.safety.seed)
     output = args.output or settings.safety.classifier_path
-    manifest = train(data, output, max_fpr=args.max_fpr, threads=args.threads, sizes=SplitSizes(),
+    manifest = train(data, load_mix(args.mix), output, max_fpr=args.max_fpr, threads=args.threads, sizes=SplitSizes(),
                      cache=args.embedding_cache)
     for stage in ("request", "response"):
-        report = manifest["training"][stage]
-        cv = report["out_of_fold_at_threshold"]
+        report, pool = manifest["training"][stage], manifest["validation"][stage]["calibration_pool"]
         print(
             f"{stage:8s} examples={report['examples']:5d} unsafe={report['unsafe']:5d} head={report['head']['model']} "
-            f"threshold={report['threshold']:.3f} out-of-fold F1={cv['f1']:.3f} FPR={cv['fpr']:.3f}"
+            f"threshold={manifest['thresholds'][stage]:.3f} calibration F1={pool['f1']:.3f} FPR={pool['fpr']:.3f}"
         )
     print(f"wrote {output}")
     return 0
@@ -288,10 +328,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", type=Path, help="weights folder (default: safety.classifier_path)")
     parser.add_argument("--seed", type=int, help="default: safety.seed")
     parser.add_argument("--max-fpr", type=float, default=DEFAULT_MAX_FPR,
-                        help="largest out-of-fold false-positive rate a threshold may have")
+                        help="largest false-positive rate on the calibration sets a threshold may have")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: the shipped weights' setting)")
-    parser.add_argument("--embedding-cache", type=Path,
-                        help="an .npz that keeps embeddings between runs (development); off by default")
+    parser.add_argument("--embedding-cache", type=Path, default=DEFAULT_EMBEDDING_CACHE,
+                        help="an .npz that keeps embeddings between runs (git-ignored)")
+    parser.add_argument("--mix", type=Path, default=MIX_FILE, help="which sources train and which validate")
     return parser
 
 

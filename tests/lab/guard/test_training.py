@@ -11,16 +11,9 @@ import pytest
 from agents.safety.heads import load_heads
 from configs.settings import load_settings
 from lab.guard.metrics import binary_metrics, choose_threshold
-from lab.guard.train import DEFAULT_MAX_FPR, data_file_records, train
-from lab.guard.training_data import (
-    SplitSizes,
-    is_refusal,
-    normalize,
-    request_test_sets,
-    request_training_set,
-    response_test_sets,
-    response_training_set,
-)
+from lab.guard.sources import load_mix
+from lab.guard.train import DEFAULT_EMBEDDING_CACHE, DEFAULT_MAX_FPR, data_file_records, train
+from lab.guard.training_data import SplitSizes, is_refusal
 
 SHIPPED = load_settings().safety.classifier_path
 
@@ -40,23 +33,9 @@ def test_refusal_marker_check():
     assert not is_refusal("Sure! Step 1: gather the materials.")
 
 
-def test_test_splits_never_overlap_training(safety_data):
-    sizes = SplitSizes()
-    train_requests = {normalize(e.request) for e in request_training_set(safety_data, sizes)}
-    for name, rows in request_test_sets(safety_data, sizes).items():
-        leaked = [e.request for e in rows if normalize(e.request) in train_requests]
-        assert not leaked, f"{name} shares {len(leaked)} rows with training, e.g. {leaked[:2]}"
-    train_answers = {normalize(e.answer or "") for e in response_training_set(safety_data)}
-    for name, rows in response_test_sets(safety_data).items():
-        if name.startswith("refusals"):
-            continue  # written refusals are their own held-out list; the requests are held out
-        leaked = [e.answer for e in rows if normalize(e.answer or "") in train_answers]
-        assert not leaked, f"{name} shares {len(leaked)} answers with training"
-
-
 def test_shipped_manifest_matches_the_data_it_was_trained_on(safety_data):
     manifest = json.loads((SHIPPED / "manifest.json").read_text())
-    assert manifest["data_files"] == data_file_records(safety_data)
+    assert manifest["data_files"] == data_file_records(safety_data, load_mix())
     assert set(manifest["thresholds"]) == {"request", "response"}
     heads = load_heads(SHIPPED)
     assert heads.request.unsafe.layers[0][0].shape[1] == manifest["embedding_dim"]
@@ -64,17 +43,20 @@ def test_shipped_manifest_matches_the_data_it_was_trained_on(safety_data):
 
 @pytest.mark.slow
 def test_training_reproduces_the_shipped_classifier(safety_data, tmp_path: Path):
-    """Retrain from scratch (embeddings included) and compare with what is in the repository."""
-    manifest = train(safety_data, tmp_path, max_fpr=DEFAULT_MAX_FPR, threads=1, sizes=SplitSizes())
+    """Retrain and compare with what is in the repository.
+
+    Embeddings come from the git-ignored cache when a developer has one; a fresh checkout (CI) embeds all
+    ~35,000 texts first, which is most of this test's time.
+    """
+    manifest = train(safety_data, load_mix(), tmp_path, max_fpr=DEFAULT_MAX_FPR, threads=1, sizes=SplitSizes(),
+                     cache=DEFAULT_EMBEDDING_CACHE)
     shipped = json.loads((SHIPPED / "manifest.json").read_text())
     for stage in ("request", "response"):
         assert manifest["thresholds"][stage] == pytest.approx(shipped["thresholds"][stage], abs=0.02)
         ours, theirs = manifest["training"][stage], shipped["training"][stage]
         assert ours["examples"] == theirs["examples"] and ours["head"] == theirs["head"]
-        assert ours["out_of_fold_at_threshold"]["f1"] == pytest.approx(theirs["out_of_fold_at_threshold"]["f1"], abs=0.01)
-    # Same shapes; the weights themselves are compared through the metrics above: the encoder embeds in bf16,
-    # whose CPU kernels round differently with and without AVX512-BF16, so heads retrained on another CPU
-    # differ in their weights (up to 0.37 seen) while their thresholds and F1 agree.
+        ours_pool, theirs_pool = (m["validation"][stage]["calibration_pool"] for m in (manifest, shipped))
+        assert ours_pool["f1"] == pytest.approx(theirs_pool["f1"], abs=0.01)
     new, old = load_heads(tmp_path), load_heads(SHIPPED)
     for stage in ("request", "response"):
         for kind in ("unsafe", "category"):
