@@ -1,11 +1,12 @@
-"""MiniLM sentence embeddings for the guard: one bfloat16 forward per call, and the recent texts cached.
+"""MiniLM sentence embeddings for the guard: one float32 forward per call, and the recent texts cached.
 
 Profiled on one core of this project's 2-core AMD EPYC (torch.set_num_threads(1)), one short request:
-tokenizing 0.07 ms, the numpy heads well under 0.1 ms, the float32 MiniLM forward 11-20 ms (nearly all
-of it the Linear layers' matrix products, bound by reading 43 MB of weights for a handful of tokens).
-bfloat16 weights halve that read (7-12 ms per verdict) and keep the embeddings within cosine 0.9999 of
-float32. Dynamic int8 quantization was faster (4-6 ms) but moved embeddings to cosine 0.94-0.99 and
-made each text's embedding depend on the others in its batch (activation scales are per batch).
+tokenizing 0.07 ms, the numpy heads well under 0.1 ms, the MiniLM forward nearly all the rest (the Linear
+layers' matrix products). The weights were bfloat16 until issue 20: with torch 2.13 on this CPU (AVX2, no
+AVX-512 BF16) a bfloat16 forward took 164 ms per text against 40 ms in float32 (batch 1, same moment,
+load ~5 on two cores; batched, 110-130 ms against 11-20 ms), and float32 embeddings are the reference
+the bfloat16 ones approximated (cosine 0.99998). Dynamic int8 quantization was faster still but moved
+embeddings to cosine 0.94-0.99 and made each text's embedding depend on the others in its batch.
 The heads are trained on embeddings from this same encoder (`EMBEDDING_DTYPE` is in the manifest).
 """
 
@@ -17,7 +18,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-EMBEDDING_DTYPE = "bfloat16"
+EMBEDDING_DTYPE = "float32"
 MAX_TOKENS = 256  # all-MiniLM-L6-v2 was trained on at most 256 word pieces; answer windows stay below
 
 

@@ -14,6 +14,7 @@ that threshold, which tests/agents/safety checks the shipped weights against.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import sys
 from collections import Counter
@@ -45,13 +46,15 @@ from lab.hashing import file_sha256
 logger = logging.getLogger(__name__)
 
 FOLDS = 5
-DEFAULT_MAX_FPR = 0.03
+# The calibration sets hold hard look-alikes (HateCheck non-hateful, CoCoNot contrast); 5% is issue 20's target.
+DEFAULT_MAX_FPR = 0.05
 DEFAULT_EMBEDDING_CACHE = PROJECT_ROOT / "var" / "guard" / "embeddings.npz"
 # Picked by out-of-fold average precision over C in {0.25, 1, 4, 16} while developing (4 won, twice).
 LOGISTIC_C = 4.0
 MLP_HIDDEN = 512
 MLP_ALPHA = 0.01
-MLP_EPOCHS = 150
+# 40 epochs over the ~21,600-row mix: calibration-pool F1 0.821 (10 epochs 0.781, 100 epochs 0.828 at 2.5x the time).
+MLP_EPOCHS = 40
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,8 @@ class StageSpec:
     """Which model decides "unsafe" for a stage.
 
     Compared while developing (same data, same threshold rule): for requests a one-hidden-layer MLP beat
-    logistic regression (F1 0.92-0.93 vs 0.90 on the test splits, about half as many look-alikes refused); for answers,
+    logistic regression (F1 0.92-0.93 vs 0.90 on the earlier test splits; on the issue-20 mix, calibration-pool
+    F1 0.82 vs 0.58 at 5% FPR); for answers,
     whose features are three times wider and whose training set is smaller, logistic regression did as
     well as the MLP at a fraction of the size and training time.
     """
@@ -69,8 +73,8 @@ class StageSpec:
     written_weight: float = 1.0  # loss weight of the hand-written examples (the rest weigh 1)
 
 
-# The written requests are few (~700 of ~4,500) but are the hard cases: look-alikes and unsafe requests
-# worded like them. 5x was chosen by a one-off comparison of weights 1, 3, 5, 10 and 20 on training folds
+# The written requests (now with the technical questions' train part, ~900 of ~21,600) are the hard cases:
+# look-alikes and unsafe requests worded like them. 5x was chosen, on the earlier ~4,500-row data, by a one-off comparison of weights 1, 3, 5, 10 and 20 on training folds
 # only (out-of-fold F1 0.848 -> 0.861, look-alike FPR 12.5% -> 10.1% for 1 -> 5); that comparison is not a
 # command of this repository, so only the chosen weight's numbers are reproducible (in the manifest).
 STAGE_SPECS = (StageSpec("request", "mlp", written_weight=5.0), StageSpec("response", "logistic"))
@@ -83,12 +87,16 @@ class StageResult:
     out_of_fold: np.ndarray  # unsafe probability of each training example from the fold that held it out
 
 
+def text_key(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def embed_texts(texts: list[str], embedder: str, cache: Path | None = None) -> dict[str, np.ndarray]:
     """Each distinct text embedded once, by the guard's own encoder, with a progress bar.
 
     Texts go in length order, 16 at a time, so a batch pads to about its own length. `cache` (an .npz of
-    texts and vectors for this embedder and dtype, git-ignored under var/) skips texts embedded by an
-    earlier run: ~35,000 texts take 10-15 minutes on two busy cores.
+    sha256(text) keys and vectors for this embedder and dtype, git-ignored under var/) skips texts embedded
+    by an earlier run: ~35,000 texts take 15-30 minutes on two busy cores.
     """
     from tqdm import tqdm
 
@@ -99,19 +107,20 @@ def embed_texts(texts: list[str], embedder: str, cache: Path | None = None) -> d
     if cache is not None and cache.is_file():
         stored = np.load(cache, allow_pickle=False)
         if str(stored["embedder"]) == key:
-            known = dict(zip(stored["texts"].tolist(), stored["vectors"], strict=True))
-    unique = sorted(set(texts) - set(known), key=lambda text: (len(text), text))
+            known = dict(zip(stored["keys"].tolist(), stored["vectors"], strict=True))
+    keys = {text: text_key(text) for text in set(texts)}
+    unique = sorted((text for text, digest in keys.items() if digest not in known), key=lambda text: (len(text), text))
     if unique:
         encode = SentenceEncoder.load(embedder, cache_size=0)
         batch = 16
         for start in tqdm(range(0, len(unique), batch), desc="embedding", unit="batch"):
             chunk = unique[start : start + batch]
-            known.update(zip(chunk, encode(chunk), strict=True))
+            known.update(zip([keys[text] for text in chunk], encode(chunk), strict=True))
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
             names = sorted(known)
-            np.savez(cache, embedder=key, texts=np.array(names), vectors=np.stack([known[t] for t in names]))
-    return {text: known[text] for text in set(texts)}
+            np.savez(cache, embedder=key, keys=np.array(names), vectors=np.stack([known[k] for k in names]))
+    return {text: known[digest] for text, digest in keys.items()}
 
 
 def make_model(model: str, seed: int):
