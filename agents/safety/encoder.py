@@ -8,6 +8,8 @@ load ~5 on two cores; batched, 110-130 ms against 11-20 ms), and float32 embeddi
 the bfloat16 ones approximated (cosine 0.99998). Dynamic int8 quantization was faster still but moved
 embeddings to cosine 0.94-0.99 and made each text's embedding depend on the others in its batch.
 The heads are trained on embeddings from this same encoder (`EMBEDDING_DTYPE` is in the manifest).
+Since issue 20 the encoder is MiniLM fine-tuned for the guard (lab.guard.tune_encoder): a LoRA adapter shipped
+beside the heads, merged into a private float32 copy at load, so a verdict costs what a plain MiniLM forward does.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import copy
 import threading
 from collections import OrderedDict
+from pathlib import Path
 
 import numpy as np
 
@@ -33,14 +36,19 @@ class SentenceEncoder:
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, embedder: str, device: str = "cpu", cache_size: int = 256) -> SentenceEncoder:
+    def load(cls, embedder: str, device: str = "cpu", cache_size: int = 256, adapter: Path | None = None) -> SentenceEncoder:
+        """`embedder`'s transformer, with the PEFT `adapter` folder merged into it when one is given."""
         import torch
 
         from retrieval.embeddings import load_sentence_model
 
-        shared = load_sentence_model(embedder, device)  # the retriever's float32 copy stays as it is
-        model = copy.deepcopy(shared[0].auto_model).to(getattr(torch, EMBEDDING_DTYPE)).eval()
-        return cls(shared.tokenizer, model, cache_size)
+        shared = load_sentence_model(embedder, device)  # the retriever's copy stays as it is
+        model = copy.deepcopy(shared[0].auto_model).to(getattr(torch, EMBEDDING_DTYPE))
+        if adapter is not None:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+        return cls(shared.tokenizer, model.eval(), cache_size)
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         """Embeddings of `texts`, in order; the ones not cached are encoded together in one forward."""

@@ -7,7 +7,7 @@ Every verdict goes through the backend's public API one at a time (batch 1, torc
 so the latency is what a request pays; the thread's CPU time per verdict is recorded beside it. The sets
 are lab.guard.splits' validation sets: none of their rows is trained on; the calibration sets (named in
 the report) chose the thresholds, the others are unseen. For the classifier the report adds
-leave-one-source-out figures (lab.guard.leave_one_out), AILuminate recall per hazard, the look-alike and
+leave-one-source-out figures (measured when the encoder was tuned: lab.guard.tune_encoder), AILuminate recall per hazard, the look-alike and
 technical-question false-positive rates, the knowledge-base questions, and each target of issue 20
 with whether it is met.
 """
@@ -28,14 +28,13 @@ from typing import Any
 
 import numpy as np
 
+from agents.safety.heads import MANIFEST_FILE
 from agents.safety.verdict import HAZARD_CATEGORIES, SafetyGuard, Verdict
 from configs.settings import PROJECT_ROOT, AppSettings
 from lab.guard.cli import base_parser, run, settings_from
-from lab.guard.leave_one_out import leave_one_source_out
 from lab.guard.metrics import binary_metrics, pooled_metrics
 from lab.guard.sources import MIX_FILE, Mix, load_mix
 from lab.guard.splits import TECHNICAL, calibration_sets, request_validation_sets, response_validation_sets
-from lab.guard.train import DEFAULT_EMBEDDING_CACHE, DEFAULT_MAX_FPR
 from lab.guard.training_data import Example, SafetyData, SplitSizes
 
 DEFAULT_OUTPUT = PROJECT_ROOT / "benchmarks" / "results" / "safety_eval.json"
@@ -241,8 +240,16 @@ def build_backend(name: str, settings: AppSettings) -> SafetyGuard:
     return build_guard(backend_settings, judge)
 
 
-def evaluate(settings: AppSettings, backends: list[str], limit: int | None, mix: Mix,
-             cache: Path | None) -> dict[str, Any]:
+def leave_one_source_out(classifier_path: Path) -> dict[str, Any]:
+    """The folds measured when the shipped encoder was tuned (`lab.guard.tune_encoder --leave-one-out`): each
+    fold's encoder and heads trained without one source, its threshold calibrated without it, then tested
+    on all of that source's rows. Empty when the shipped weights were tuned without folds."""
+    manifest = json.loads((classifier_path / MANIFEST_FILE).read_text(encoding="utf-8"))
+    folds = dict(manifest.get("encoder_tuning", {}).get("leave_one_out", {}))
+    return {**folds, "union": pooled_metrics(list(folds.values()))} if folds else {}
+
+
+def evaluate(settings: AppSettings, backends: list[str], limit: int | None, mix: Mix) -> dict[str, Any]:
     """Judge every validation set with each backend; the report's per-split sizes say what each one saw."""
     import torch
 
@@ -281,8 +288,8 @@ def evaluate(settings: AppSettings, backends: list[str], limit: int | None, mix:
         result["ailuminate"] = category_recall(sampled["request"]["ailuminate/demo_en"],
                                                verdicts["request"][0]["ailuminate/demo_en"])
         result["kb_questions"] = kb_questions(guard, data.data_dir)
-        loso = (leave_one_source_out(data, mix, sizes, DEFAULT_MAX_FPR, cache) if name == "classifier" else None)
-        if loso is not None:
+        loso = leave_one_source_out(settings.safety.classifier_path) if name == "classifier" else None
+        if loso:
             result["leave_one_source_out"] = loso
         result["targets"] = targets(result, loso)
         report["backends"][name] = result
@@ -324,7 +331,7 @@ def print_summary(report: dict[str, Any]) -> None:
 
 def main(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    report = evaluate(settings, args.backends, args.max_per_split, load_mix(args.mix), args.embedding_cache)
+    report = evaluate(settings, args.backends, args.max_per_split, load_mix(args.mix))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print_summary(report)
@@ -340,8 +347,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seeded subsample per split for llama_guard / generator_judge (classifier: all rows)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--mix", type=Path, default=MIX_FILE, help="the training mix the weights were trained on")
-    parser.add_argument("--embedding-cache", type=Path, default=DEFAULT_EMBEDDING_CACHE,
-                        help="embeddings for the leave-one-source-out folds (git-ignored)")
     return parser
 
 
