@@ -1,5 +1,1 @@
-"""Settings schema and YAML profiles."""
-
-from configs.settings import AppSettings, ConfigError, load_settings
-
-__all__ = ["AppSettings", "ConfigError", "load_settings"]
+"""Settings schema (configs.settings), YAML profiles, and the command-line convention (configs.cli)."""

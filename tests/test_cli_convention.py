@@ -23,14 +23,16 @@ COMMANDS: dict[str, list[str]] = {
     "lab.alignment.sweep": ["--set", "beta=0.1", "--harmful", "h.json", "--benign", "b.json", "--out", "var/none"],
     "lab.alignment.evaluate": [],
     "lab.alignment.sets": [],
-    "lab.guard.train": [],
+    "lab.guard.train": ["--tuned", "missing-folder"],
     "lab.guard.evaluate": [],
     "lab.guard.generate_answers": [],
+    "lab.guard.tuning_bundle": [],
     "lab.agent.evaluate": [],
     "benchmarks.api_load": [],
 }
-# Benchmarks take no settings profile; they are checked for --help only.
+# Benchmarks and the GPU-side guard tuning take no settings profile; they are checked for --help only.
 HELP_ONLY = [
+    "lab.guard.tune_encoder",
     "benchmarks.train_throughput", "benchmarks.retrieval", "benchmarks.retrieval_quality", "benchmarks.evidence_selection",
     "benchmarks.generate_throughput", "benchmarks.engine_agreement",
 ]

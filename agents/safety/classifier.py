@@ -119,7 +119,7 @@ class EmbeddingClassifierGuard:
             )
         return cls(
             heads,
-            SentenceEncoder.load(heads.embedder, device),
+            SentenceEncoder.load(heads.embedder, device, adapter=heads.encoder_adapter),
             request_threshold=request_threshold,
             response_threshold=response_threshold,
             category_min_probability=category_min_probability,

@@ -1,12 +1,15 @@
-"""MiniLM sentence embeddings for the guard: one bfloat16 forward per call, and the recent texts cached.
+"""MiniLM sentence embeddings for the guard: one float32 forward per call, and the recent texts cached.
 
 Profiled on one core of this project's 2-core AMD EPYC (torch.set_num_threads(1)), one short request:
-tokenizing 0.07 ms, the numpy heads well under 0.1 ms, the float32 MiniLM forward 11-20 ms (nearly all
-of it the Linear layers' matrix products, bound by reading 43 MB of weights for a handful of tokens).
-bfloat16 weights halve that read (7-12 ms per verdict) and keep the embeddings within cosine 0.9999 of
-float32. Dynamic int8 quantization was faster (4-6 ms) but moved embeddings to cosine 0.94-0.99 and
-made each text's embedding depend on the others in its batch (activation scales are per batch).
+tokenizing 0.07 ms, the numpy heads well under 0.1 ms, the MiniLM forward nearly all the rest (the Linear
+layers' matrix products). The weights were bfloat16 until issue 20: with torch 2.13 on this CPU (AVX2, no
+AVX-512 BF16) a bfloat16 forward took 164 ms per text against 40 ms in float32 (batch 1, same moment,
+load ~5 on two cores; batched, 110-130 ms against 11-20 ms), and float32 embeddings are the reference
+the bfloat16 ones approximated (cosine 0.99998). Dynamic int8 quantization was faster still but moved
+embeddings to cosine 0.94-0.99 and made each text's embedding depend on the others in its batch.
 The heads are trained on embeddings from this same encoder (`EMBEDDING_DTYPE` is in the manifest).
+Since issue 20 the encoder is MiniLM fine-tuned for the guard (lab.guard.tune_encoder): a LoRA adapter shipped
+beside the heads, merged into a private float32 copy at load, so a verdict costs what a plain MiniLM forward does.
 """
 
 from __future__ import annotations
@@ -14,10 +17,11 @@ from __future__ import annotations
 import copy
 import threading
 from collections import OrderedDict
+from pathlib import Path
 
 import numpy as np
 
-EMBEDDING_DTYPE = "bfloat16"
+EMBEDDING_DTYPE = "float32"
 MAX_TOKENS = 256  # all-MiniLM-L6-v2 was trained on at most 256 word pieces; answer windows stay below
 
 
@@ -32,14 +36,19 @@ class SentenceEncoder:
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, embedder: str, device: str = "cpu", cache_size: int = 256) -> SentenceEncoder:
+    def load(cls, embedder: str, device: str = "cpu", cache_size: int = 256, adapter: Path | None = None) -> SentenceEncoder:
+        """`embedder`'s transformer, with the PEFT `adapter` folder merged into it when one is given."""
         import torch
 
         from retrieval.embeddings import load_sentence_model
 
-        shared = load_sentence_model(embedder, device)  # the retriever's float32 copy stays as it is
-        model = copy.deepcopy(shared[0].auto_model).to(getattr(torch, EMBEDDING_DTYPE)).eval()
-        return cls(shared.tokenizer, model, cache_size)
+        shared = load_sentence_model(embedder, device)  # the retriever's copy stays as it is
+        model = copy.deepcopy(shared[0].auto_model).to(getattr(torch, EMBEDDING_DTYPE))
+        if adapter is not None:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+        return cls(shared.tokenizer, model.eval(), cache_size)
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         """Embeddings of `texts`, in order; the ones not cached are encoded together in one forward."""

@@ -69,9 +69,17 @@ class GuardHeads:
     categories: list[str]  # the category heads' output order
     manifest: dict[str, Any]
 
+    directory: Path
+
     @property
     def embedder(self) -> str:
         return self.manifest["embedder"]
+
+    @property
+    def encoder_adapter(self) -> Path | None:
+        """The fine-tuned encoder's LoRA adapter folder (lab.guard.tune_encoder), if the heads read its embeddings."""
+        name = self.manifest.get("encoder_adapter")
+        return self.directory / name if name else None
 
 
 def head_tensors(heads: dict[str, StageHeads]) -> dict[str, np.ndarray]:
@@ -130,4 +138,7 @@ def load_heads(directory: Path) -> GuardHeads:
         raise ClassifierFilesError(f"{directory} is incomplete ({exc} missing); retrain with `python -m lab.guard.train`") from exc
     if any(stages[stage].category.layers[-1][0].shape[0] != len(categories) for stage in STAGES):
         raise ClassifierFilesError(f"{directory}: category head and manifest disagree; retrain the classifier")
-    return GuardHeads(stages["request"], stages["response"], categories, manifest)
+    adapter = manifest.get("encoder_adapter")
+    if adapter and not (directory / adapter / "adapter_config.json").is_file():
+        raise ClassifierFilesError(f"{directory}: the encoder adapter {adapter}/ is missing; retrain the classifier")
+    return GuardHeads(stages["request"], stages["response"], categories, manifest, directory)

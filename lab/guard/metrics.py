@@ -8,10 +8,12 @@ import numpy as np
 def binary_metrics(truth: np.ndarray, flagged: np.ndarray) -> dict[str, float | int]:
     """Precision, recall, F1 and false-positive rate of `flagged` (unsafe is the positive class)."""
     truth, flagged = np.asarray(truth, dtype=bool), np.asarray(flagged, dtype=bool)
-    tp = int(np.sum(truth & flagged))
-    fp = int(np.sum(~truth & flagged))
-    fn = int(np.sum(truth & ~flagged))
-    tn = int(np.sum(~truth & ~flagged))
+    return metrics_from_counts(int(np.sum(truth & flagged)), int(np.sum(~truth & flagged)),
+                               int(np.sum(truth & ~flagged)), int(np.sum(~truth & ~flagged)))
+
+
+def metrics_from_counts(tp: int, fp: int, fn: int, tn: int) -> dict[str, float | int]:
+    """The same figures from confusion counts (pooling several sets: add their counts)."""
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
@@ -26,6 +28,10 @@ def binary_metrics(truth: np.ndarray, flagged: np.ndarray) -> dict[str, float | 
         "fn": fn,
         "tn": tn,
     }
+
+
+def pooled_metrics(results: list[dict[str, float | int]]) -> dict[str, float | int]:
+    return metrics_from_counts(*(int(sum(r[k] for r in results)) for k in ("tp", "fp", "fn", "tn")))
 
 
 def choose_threshold(truth: np.ndarray, scores: np.ndarray, max_fpr: float) -> float:

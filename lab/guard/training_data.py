@@ -1,6 +1,7 @@
-"""Labeled examples for the embedded classifier, from ../shared/data and the written corpus, in fixed splits.
+"""Labeled examples from the older shared sets and the written corpus, each in a fixed train/test part.
 
-Split policy (every split is a pure function of the files and the seed):
+Parts (every one is a pure function of the files and the seed; lab.guard.splits joins them with the
+safety-extra sources into the training mix and the validation sets):
 - requests, train: safety-prompts harmful_train (260) and a seeded sample of harmless_train, ToxiGen
   statements whose seeded hash falls in the train bucket, hand-labelled hh-rlhf first user turns in
   the train bucket, the written `train` requests.
@@ -369,62 +370,3 @@ class SplitSizes:
     harmless_train: int = 3000
     harmless_test: int = 2000
     answers_per_benign_set: int = 600
-
-
-def request_training_set(data: SafetyData, sizes: SplitSizes) -> list[Example]:
-    return (
-        data.harmful("harmful_train")
-        + data.harmless("harmless_train", sizes.harmless_train)
-        + data.toxigen("train")
-        + data.group_questions()
-        + data.hh_first_turns("train")
-        + data.written_requests("train")
-    )
-
-
-def request_test_sets(data: SafetyData, sizes: SplitSizes) -> dict[str, list[Example]]:
-    toxigen = data.toxigen("test")
-    written = data.written_requests("test")
-    hh = data.hh_first_turns("test")
-    return {
-        "harmful_val": data.harmful("harmful_val"),
-        "advbench_deduplicated": data.advbench(),
-        "harmless_val_sample": data.harmless("harmless_val", sizes.harmless_test),
-        "toxigen_test_hate": [e for e in toxigen if e.unsafe],
-        "toxigen_test_neutral": [e for e in toxigen if not e.unsafe],
-        "hh_rlhf_test_unsafe": [e for e in hh if e.unsafe],
-        "hh_rlhf_test_benign": [e for e in hh if not e.unsafe],
-        "written_test_unsafe": [e for e in written if e.unsafe],
-        "written_test_lookalikes": [e for e in written if not e.unsafe],
-    }
-
-
-def response_training_set(data: SafetyData) -> list[Example]:
-    harmful = data.harmful("harmful_train") + [e for e in data.written_requests("train") if e.unsafe]
-    return (
-        data.generated_answers(["harmful_train", "harmless_train"])
-        + data.toxigen_answers("train")
-        + data.written_answers("train")
-        + data.refused(harmful, "train")
-    )
-
-
-def response_test_sets(data: SafetyData) -> dict[str, list[Example]]:
-    # A degenerate answer (e.g. a run of emoji) can come out for a training and a test prompt alike: such
-    # duplicates are dropped from the test side so no test answer was seen in training.
-    seen = {normalize(e.answer or "") for e in data.generated_answers(["harmful_train", "harmless_train"])}
-    generated = [
-        e
-        for e in data.generated_answers(["harmful_val", "advbench", "harmless_val"])
-        if normalize(e.answer or "") not in seen
-    ]
-    toxigen = data.toxigen_answers("test")
-    written = data.written_answers("test")
-    harmful_test_requests = data.harmful("harmful_val") + [e for e in data.written_requests("test") if e.unsafe]
-    return {
-        "generated_harmful_requests": [e for e in generated if e.source != "generated/harmless_val"],
-        "generated_harmless_val": [e for e in generated if e.source == "generated/harmless_val"],
-        "toxigen_test_as_answers": toxigen,
-        "written_test_answers": written,
-        "refusals_to_harmful_test_requests": data.refused(harmful_test_requests, "test"),
-    }

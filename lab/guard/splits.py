@@ -1,0 +1,127 @@
+"""The guard's training mix and its validation sets: the older shared sets (lab.guard.training_data), the
+safety-extra sources as lab/guard/mix.yaml assigns them (lab.guard.sources), and the technical questions.
+
+Validation sets are named by what they hold: the older test parts keep their names, safety-extra ones are
+"<source>/<file>" (their validation rows), the technical questions "technical_questions". A validation
+row whose normalised text is also a training row is dropped (logged), so no number is measured on a row
+that was trained on; tests/lab/guard checks it by hash.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from lab.guard.sources import Mix, SourceRow, extra_splits, read_extra, technical_questions
+from lab.guard.training_data import Example, SafetyData, SplitSizes, normalize
+
+logger = logging.getLogger(__name__)
+
+TECHNICAL = "technical_questions"
+
+
+def _request_rows(rows: list[SourceRow], without: str | None = None) -> list[Example]:
+    return [r.example for r in rows if r.stage == "request" and r.source != without]
+
+
+def _by_file(rows: list[SourceRow], stage: str) -> dict[str, list[Example]]:
+    sets: dict[str, list[Example]] = {}
+    for row in rows:
+        if row.stage == stage:
+            sets.setdefault(row.file, []).append(row.example)
+    return sets
+
+
+def held_out(sets: dict[str, list[Example]], training: list[Example], key=lambda e: e.request) -> dict[str, list[Example]]:
+    """`sets` minus every row whose normalised text (request, or `key`) is a training row."""
+    seen = {normalize(key(e)) for e in training}
+    kept = {}
+    for name, rows in sets.items():
+        kept[name] = [e for e in rows if normalize(key(e)) not in seen]
+        if len(kept[name]) < len(rows):
+            logger.info("%s: %d rows also in training, left out of validation", name, len(rows) - len(kept[name]))
+    return kept
+
+
+def request_training_set(data: SafetyData, mix: Mix, sizes: SplitSizes, without: str | None = None) -> list[Example]:
+    """The request mix; `without` leaves one safety-extra source out entirely (leave-one-source-out)."""
+    return (
+        data.harmful("harmful_train")
+        + data.harmless("harmless_train", sizes.harmless_train)
+        + data.toxigen("train")
+        + data.group_questions()
+        + data.hh_first_turns("train")
+        + data.written_requests("train")
+        + technical_questions(mix, "train")
+        + _request_rows(extra_splits(data.data_dir, mix).train, without)
+    )
+
+
+def request_validation_sets(data: SafetyData, mix: Mix, sizes: SplitSizes) -> dict[str, list[Example]]:
+    toxigen = data.toxigen("test")
+    written = data.written_requests("test")
+    hh = data.hh_first_turns("test")
+    sets = {
+        "harmful_val": data.harmful("harmful_val"),
+        "advbench_deduplicated": data.advbench(),
+        "harmless_val_sample": data.harmless("harmless_val", sizes.harmless_test),
+        "toxigen_test_hate": [e for e in toxigen if e.unsafe],
+        "toxigen_test_neutral": [e for e in toxigen if not e.unsafe],
+        "hh_rlhf_test_unsafe": [e for e in hh if e.unsafe],
+        "hh_rlhf_test_benign": [e for e in hh if not e.unsafe],
+        "written_test_unsafe": [e for e in written if e.unsafe],
+        "written_test_lookalikes": [e for e in written if not e.unsafe],
+        TECHNICAL: technical_questions(mix, "val"),
+        **_by_file(extra_splits(data.data_dir, mix).validation, "request"),
+    }
+    return held_out(sets, request_training_set(data, mix, sizes))
+
+
+def calibration_sets(mix: Mix, stage: str) -> list[str]:
+    """The validation sets a stage's threshold is chosen on (never training data).
+
+    Requests: the held-out rows of safety-extra files that also train (split/scope); the sources held out
+    whole, the older test parts and the technical questions stay unseen. Answers: the older answer test
+    sets; DICES (the only human-labelled answer set) stays unseen.
+    """
+    if stage == "request":
+        return [name for name, use in mix.files.items() if use in ("split", "scope")]
+    return ["generated_harmful_requests", "generated_harmless_val", "toxigen_test_as_answers", "written_test_answers",
+            "refusals_to_harmful_test_requests"]
+
+
+def leave_one_out_set(data: SafetyData, mix: Mix, sizes: SplitSizes, source: str) -> tuple[list[Example], list[Example]]:
+    """(training mix without `source`, every request row of `source` that is not in that training mix)."""
+    training = request_training_set(data, mix, sizes, without=source)
+    rows = [row for name, use in mix.files.items() if use != "exclude" and name.split("/", 1)[0] == source
+            for row in read_extra(data.data_dir, name)]
+    return training, held_out({source: _request_rows(rows)}, training)[source]
+
+
+def response_training_set(data: SafetyData, mix: Mix) -> list[Example]:
+    harmful = data.harmful("harmful_train") + [e for e in data.written_requests("train") if e.unsafe]
+    return (
+        data.generated_answers(["harmful_train", "harmless_train"])
+        + data.toxigen_answers("train")
+        + data.written_answers("train")
+        + data.refused(harmful, "train")
+        + [r.example for r in extra_splits(data.data_dir, mix).train if r.stage == "response"]
+    )
+
+
+def response_validation_sets(data: SafetyData, mix: Mix) -> dict[str, list[Example]]:
+    # A degenerate answer (e.g. a run of emoji) can come out for a training and a test prompt alike: such
+    # duplicates are dropped from the validation side so no validation answer was seen in training.
+    generated = data.generated_answers(["harmful_val", "advbench", "harmless_val"])
+    harmful_test_requests = data.harmful("harmful_val") + [e for e in data.written_requests("test") if e.unsafe]
+    sets = {
+        "generated_harmful_requests": [e for e in generated if e.source != "generated/harmless_val"],
+        "generated_harmless_val": [e for e in generated if e.source == "generated/harmless_val"],
+        "toxigen_test_as_answers": data.toxigen_answers("test"),
+        "written_test_answers": data.written_answers("test"),
+        **_by_file(extra_splits(data.data_dir, mix).validation, "response"),
+    }
+    kept = held_out(sets, response_training_set(data, mix), key=lambda e: e.answer or "")
+    # Written refusals are their own held-out list (the same few sentences decline every request): the
+    # requests they answer are held out, the refusal texts are the test part of written_answers.yaml.
+    kept["refusals_to_harmful_test_requests"] = data.refused(harmful_test_requests, "test")
+    return kept

@@ -1,0 +1,87 @@
+"""The training mix: safety-extra rows on the side mix.yaml gives them, technical questions split by hash,
+and no training row in any validation set (checked by hashing every normalised text)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from lab.guard.sources import (
+    TECHNICAL_QUESTIONS_FILE,
+    extra_splits,
+    load_mix,
+    read_extra,
+    technical_questions,
+)
+from lab.guard.splits import (
+    leave_one_out_set,
+    request_training_set,
+    request_validation_sets,
+    response_training_set,
+    response_validation_sets,
+)
+from lab.guard.training_data import SafetyDataError, SplitSizes, normalize
+
+MIX = load_mix()
+
+
+def digests(texts) -> set[str]:
+    return {hashlib.sha256(normalize(text).encode()).hexdigest() for text in texts}
+
+
+def test_technical_questions_are_many_distinct_and_split_by_hash():
+    train, val = technical_questions(MIX, "train"), technical_questions(MIX, "val")
+    assert len(train) + len(val) >= 300
+    assert len(digests(e.request for e in train + val)) == len(train) + len(val)  # no two the same
+    assert 0.2 <= len(val) / (len(train) + len(val)) <= 0.4
+    assert not any(e.unsafe for e in train + val)
+    assert technical_questions(MIX, "val") == val  # the same split every time
+    assert TECHNICAL_QUESTIONS_FILE.is_file()
+
+
+def test_no_training_row_appears_in_a_validation_set(safety_data):
+    sizes = SplitSizes()
+    trained = digests(e.request for e in request_training_set(safety_data, MIX, sizes))
+    for name, rows in request_validation_sets(safety_data, MIX, sizes).items():
+        assert rows, name
+        leaked = [e.request for e in rows if digests([e.request]) <= trained]
+        assert not leaked, f"{name}: {len(leaked)} validation requests are training rows, e.g. {leaked[:2]}"
+    trained_answers = digests(e.answer or "" for e in response_training_set(safety_data, MIX))
+    for name, rows in response_validation_sets(safety_data, MIX).items():
+        if name.startswith("refusals"):
+            continue  # written refusals are their own held-out list; the requests they answer are held out
+        leaked = [e.answer for e in rows if digests([e.answer or ""]) <= trained_answers]
+        assert not leaked, f"{name}: {len(leaked)} validation answers are training answers"
+
+
+def test_sources_held_out_whole_never_train_and_templates_never_straddle(safety_data):
+    splits = extra_splits(safety_data.data_dir, MIX)
+    trained_files = {row.file for row in splits.train}
+    assert not trained_files & {name for name, use in MIX.files.items() if use in ("val", "exclude")}
+    for name, use in MIX.files.items():
+        if use == "split":
+            train_groups = {r.group for r in splits.train if r.file == name}
+            assert not train_groups & {r.group for r in splits.validation if r.file == name}, name
+    # AART is capped per template group; do-not-answer's borderline rows validate, the rest train.
+    assert len([r for r in splits.train if r.file == "aart/v1"]) < len(read_extra(safety_data.data_dir, "aart/v1")) / 2
+    assert {r.scope for r in splits.validation if r.file == "donotanswer/all"} == {"borderline"}
+    assert not any(r.example.unsafe and r.scope == "out" for r in splits.train + splits.validation)
+
+
+def test_leave_one_out_training_holds_nothing_of_the_left_out_source(safety_data):
+    training, test = leave_one_out_set(safety_data, MIX, SplitSizes(), "hatecheck")
+    assert not any(e.source.startswith("extra/hatecheck/") for e in training)
+    assert len(test) > 3000 and not digests(e.request for e in test) & digests(e.request for e in training)
+
+
+def test_a_row_off_the_schema_is_a_clear_error(tmp_path: Path):
+    folder = tmp_path / "safety-extra" / "broken"
+    folder.mkdir(parents=True)
+    (folder / "rows.jsonl").write_text(json.dumps({"text": "hello"}) + "\n")
+    with pytest.raises(SafetyDataError, match="line 1 does not follow the safety-extra schema"):
+        read_extra(tmp_path, "broken/rows")
+    with pytest.raises(SafetyDataError, match="not found"):
+        read_extra(tmp_path, "missing/rows")
