@@ -102,6 +102,9 @@ def running_server(root: Path, profile: dict[str, Any]) -> Iterator[Server]:
 def server(tmp_path_factory) -> Iterator[Server]:
     profile = {
         "model": {"max_new_tokens": 48},
+        # Knowledge answers generated (not the embedded default's quoted evidence, answer_with auto): the
+        # streaming, cancellation and remote-backend tests need a model that is still writing when they act.
+        "agent": {"agentic": {"answer_with": "generator"}},
         # The second key is stored hashed, as a deployment would; generous rate limit: the suite is one client.
         "api": {"api_keys": [API_KEY, f"sha256:{hashlib.sha256(OTHER_KEY.encode()).hexdigest()}"],
                 "max_message_chars": MAX_MESSAGE_CHARS, "rate_limit_per_minute": 10_000,
