@@ -21,8 +21,8 @@ highest threshold whose false-positive rate there is <= --max-fpr; calibration s
 trained-on sources, never training rows) is kept and written; the kept recipe is re-trained with --seeds for
 its spread; with --leave-one-out, once per held-out source without that source's rows, then tested on all of
 them at a threshold calibrated without them. Output: `encoder/` (the PEFT adapter), `heads.safetensors`
-(request unsafe and category, response unsafe), the fp16 embeddings of every bundle text from the kept model (`embeddings-N.npy`, split to stay under transfer
-limits) and `report.json`.
+(request unsafe and category, response unsafe), the fp16 embeddings of every bundle text from the kept model
+(`embeddings-N.npy`, split to stay under transfer limits) and `report.json`.
 """
 
 from __future__ import annotations
