@@ -136,6 +136,7 @@ def train_model(base: Path, recipe: Recipe, data: Tokenized, rows: dict[str, np.
     `responses` (request and answer text ids, labels, weights); returns it and its loss curve."""
     import torch
     from torch import nn
+    from tqdm import tqdm
 
     model = build_model(base, recipe, categories).to(device)
     lora = [p for p in model["encoder"].parameters() if p.requires_grad]
@@ -157,6 +158,7 @@ def train_model(base: Path, recipe: Recipe, data: Tokenized, rows: dict[str, np.
     autocast = device.type == "cuda"
     answer_batches = response_batches(responses, recipe.batch_size // 2, order) if responses is not None else None
     curve = []
+    progress = tqdm(total=total, desc=f"tuning lr {recipe.learning_rate:g} seed {recipe.seed}", unit="step")
     model.train()
     for _ in range(recipe.epochs):
         permutation = order.permutation(len(rows["text"]))
@@ -184,6 +186,8 @@ def train_model(base: Path, recipe: Recipe, data: Tokenized, rows: dict[str, np.
             optimizer.step()
             schedule.step()
             curve.append(float(loss.detach()))
+            progress.update()
+    progress.close()
     model.eval()
     return model, curve
 
