@@ -34,7 +34,7 @@ COMMANDS: dict[str, list[str]] = {
 HELP_ONLY = [
     "lab.guard.tune_encoder",
     "benchmarks.train_throughput", "benchmarks.retrieval", "benchmarks.retrieval_quality", "benchmarks.evidence_selection",
-    "benchmarks.generate_throughput", "benchmarks.engine_agreement",
+    "benchmarks.generate_throughput", "benchmarks.engine_agreement", "benchmarks.production_recipe",
 ]
 
 
