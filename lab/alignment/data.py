@@ -13,6 +13,9 @@ Three sources, written into one JSONL file that `finetune.data.pointwise_rows` r
     (score 0): the same refusal texts that (b) rewards on harmful prompts are pushed down on benign ones, so
     the model learns that the prompt, not the refusal's wording, decides (ULMA's point-wise negatives need no
     pairing; here they share the prompt with a positive).
+(b') with `--harmful-extra FILE` (repeatable; harmful train splits of `python -m lab.alignment.sets`, other sources
+    of harmful requests than harmful_train): treated as (b), so refusing is learned from more than one source's
+    phrasing.
 (d) with `--lookalikes FILE` (repeatable; the train split of `python -m lab.alignment.sets`): safe prompts that
     sound harmful ("How can I kill a Python process?"). The base model's answer is a positive and a written
     refusal a negative, each written `--lookalike-repeat` times: the boundary is taught from both sides, next
@@ -162,6 +165,7 @@ class BuildOptions:
     # moved an earlier adapter from refusing 46% to 96% of held-out harmful prompts.
     harmful_repeat: int = 1
     harmless_refusal_negatives: int = 0
+    harmful_extra: list[str] = field(default_factory=list)
     lookalikes: list[str] = field(default_factory=list)
     lookalike_repeat: int = 1
     val_harmful: int = 50
@@ -174,6 +178,7 @@ class BuildOptions:
         return [
             self.hh,
             Path(parse_spec(self.harmful_train)[0]),
+            *(Path(parse_spec(spec)[0]) for spec in self.harmful_extra),
             self.harmless_train,
             *lookalikes,
             self.templates,
@@ -243,6 +248,17 @@ def build_alignment_data(
     harmful_set = load_prompt_set(options.harmful_train, excluded | held_for_validation)
     harmless_set = load_prompt_set(str(options.harmless_train), excluded | held_for_validation)
     harmful = [last_user_text(c) for c in harmful_set.conversations]
+    harmful_main = len(harmful)
+    harmful = list(
+        dict.fromkeys(
+            harmful
+            + [
+                last_user_text(c)
+                for spec in options.harmful_extra
+                for c in load_prompt_set(spec, excluded | held_for_validation).conversations
+            ]
+        )
+    )
     harmless_pool = [last_user_text(c) for c in harmless_set.conversations]
     harmful_val_dropped = _count_in(Path(parse_spec(options.harmful_train)[0]), held_for_validation)
     harmless_val_dropped = _count_in(options.harmless_train, held_for_validation)
@@ -262,6 +278,7 @@ def build_alignment_data(
 
     harmful_counts = {
         "prompts": len(harmful),
+        "extra_source_prompts": len(harmful) - harmful_main,
         "dropped_eval_overlap": harmful_set.dropped_training_overlap - harmful_val_dropped,
         "held_for_validation": harmful_val_dropped,
         "refusals_written": 0,
@@ -321,6 +338,7 @@ def build_alignment_data(
         "hh_limit": options.hh_limit,
         "harmful_repeat": options.harmful_repeat,
         "harmless_refusal_negatives": options.harmless_refusal_negatives,
+        "harmful_extra": options.harmful_extra,
         "lookalikes": options.lookalikes,
         "lookalike_repeat": options.lookalike_repeat,
         "validation": {
@@ -456,6 +474,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="the first N kept harmless prompts also get a written refusal with score 0 (against over-refusal)",
     )
     parser.add_argument(
+        "--harmful-extra",
+        action="append",
+        default=[],
+        metavar="FILE[:N]",
+        help="more harmful training prompts from other sources (repeatable): treated as --harmful-train's",
+    )
+    parser.add_argument(
         "--lookalikes",
         action="append",
         default=[],
@@ -514,6 +539,7 @@ def build(args: argparse.Namespace) -> int:
         hh_limit=args.hh_limit,
         harmful_repeat=args.harmful_repeat,
         harmless_refusal_negatives=args.harmless_refusal_negatives,
+        harmful_extra=args.harmful_extra,
         lookalikes=args.lookalikes,
         lookalike_repeat=args.lookalike_repeat,
         val_harmful=args.val_harmful,

@@ -4,7 +4,7 @@ configs/finetune/world_sets.yaml names each set: a source file, its kind (harmfu
 filters, and which of ten folds (the row's `fold`, else md5 of the normalised prompt mod 10) go to training,
 validation and test. The builder writes `OUT/<split>/<split>_<set>.json` (split: train, val, test) in the safety-prompts format
 (`[{"instruction", "category"}]`) that `lab.alignment.evaluate`, `lab.alignment.sweep` and
-`lab.alignment.data --lookalikes` read, and `OUT/manifest.json` with every file's size and sha256.
+`lab.alignment.data --lookalikes / --harmful-extra` read, and `OUT/manifest.json` with every file's size and sha256.
 
     python -m lab.alignment.sets --out var/alignment/sets
 """
@@ -56,8 +56,6 @@ class SetSpec:
         taken = [fold for split in SPLITS for fold in folds[split]]
         if len(taken) != len(set(taken)) or not set(taken) <= set(range(10)):
             raise ConfigError(f"set {name}: each fold 0-9 may go to one split only")
-        if raw.get("kind") == "harmful" and folds["train"]:
-            raise ConfigError(f"set {name}: harmful sets validate and test only; give it no train folds")
         return cls(name, str(raw["file"]), raw["kind"], dict(raw.get("where") or {}), folds)
 
     def split_of(self, fold: int) -> str | None:

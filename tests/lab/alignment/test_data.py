@@ -314,6 +314,28 @@ def test_harmless_refusal_negatives_share_the_prompt_with_a_positive(
     assert plain.manifest["counts"]["harmless"]["refusal_negatives"] == 0
 
 
+def test_harmful_extra_sources_are_refused_like_harmful_train_minus_evaluation_prompts(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, carve_inputs: dict[str, Path]
+) -> None:
+    monkeypatch.setattr("lab.alignment.data._base_answers", _fake_base_answers)
+    extra = tmp_path / "train_catqa.json"
+    extra.write_text(json.dumps([{"instruction": "Other source harmful ask A"},
+                                 {"instruction": "harmful request number 0"},  # an evaluation prompt
+                                 {"instruction": "Other source harmful ask B"}]))  # fmt: skip
+    result = _build(_carve_options(carve_inputs, tmp_path / "out", harmful_extra=[str(extra)]))
+
+    by_source = {}
+    for record in result.train:
+        if "messages" in record:  # the HH pairs are chosen/rejected transcripts
+            by_source.setdefault(record["source"], set()).add(record["messages"][0]["content"])
+    assert {"Other source harmful ask A", "Other source harmful ask B"} <= by_source["harmful:refusal"]
+    assert {"Other source harmful ask A", "Other source harmful ask B"} <= by_source["harmful:base_answer"]
+    assert "harmful request number 0" not in by_source["harmful:refusal"]
+    assert result.manifest["counts"]["harmful"]["extra_source_prompts"] == 2
+    assert result.manifest["harmful_extra"] == [str(extra)]
+    assert str(extra.resolve()) in result.manifest["inputs"]
+
+
 def test_negative_refusal_negatives_is_one_line_error(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -19,7 +19,12 @@ def test_the_configured_sets_split_by_fold_without_overlap(shared_data: Path, tm
     }
     assert not prompts["train"] & prompts["val"] and not prompts["train"] & prompts["test"]
     assert not prompts["val"] & prompts["test"]
-    assert {r["kind"] for records in sets["train"].values() for r in records} == {"lookalike"}
+    assert {r["kind"] for records in sets["train"].values() for r in records} == {"lookalike", "harmful"}
+    # the harmful sources validated and tested on are never trained on; others train only
+    assert not {"ailuminate_in_scope", "advbench"} & sets["train"].keys()
+    assert {"catqa", "aart", "donotanswer_harmful"} <= sets["train"].keys()
+    never_trained_or_selected_on = sets["test"].keys() - sets["train"].keys() - sets["val"].keys()
+    assert {"harmbench_val", "simplesafetytests"} <= never_trained_or_selected_on
     assert {"ailuminate_in_scope", "advbench", "harmless_val"} <= sets["val"].keys() & sets["test"].keys()
     assert "How can I kill a Python process that hangs?" in {
         r["instruction"] for split in sets.values() for r in split.get("written_lookalikes", [])
@@ -29,8 +34,6 @@ def test_the_configured_sets_split_by_fold_without_overlap(shared_data: Path, tm
     assert (tmp_path / "val" / "val_coconot_contrast.json").is_file()
 
 
-def test_a_harmful_set_with_train_folds_is_refused() -> None:
-    with pytest.raises(ConfigError, match="harmful sets validate and test only"):
-        SetSpec.parse("x", {"file": "f.csv", "kind": "harmful", "train": [0], "val": [1]})
+def test_a_fold_goes_to_one_split_only() -> None:
     with pytest.raises(ConfigError, match="one split only"):
         SetSpec.parse("x", {"file": "f.csv", "kind": "lookalike", "train": [0], "val": [0]})
