@@ -169,11 +169,13 @@ def train_summary(out: Path) -> dict[str, Any]:
 
 
 def serve_and_generate(args: argparse.Namespace, model_dir: Path) -> dict[str, Any]:
-    """The adapter as the service loads it (agents.parts.load_generator), asked one question."""
+    """The adapter loaded and answered with as the service's sequential engine does (what
+    agents.parts.load_generator builds, without importing the retrieval stack), asked one question."""
     import torch
 
-    from agents.parts import load_generator
+    from agents.generator import SequentialGenerator
     from configs.settings import ModelSettings
+    from finetune.modeling import load_model
 
     settings = ModelSettings(
         name_or_path=str(model_dir),
@@ -183,7 +185,7 @@ def serve_and_generate(args: argparse.Namespace, model_dir: Path) -> dict[str, A
         engine={"kind": "sequential"},
     )
     started = time.perf_counter()
-    generator = load_generator(settings)
+    generator = SequentialGenerator(*load_model(settings), settings)
     loaded_s = time.perf_counter() - started
     try:
         started = time.perf_counter()

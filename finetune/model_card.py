@@ -30,6 +30,31 @@ def _table(values: dict[str, Any]) -> str:
     return "| | |\n| --- | --- |\n" + rows
 
 
+# How the base was held in training, and so how the service loads it for this adapter
+# (finetune.modeling.served_precision): refusals move with the base's precision.
+PRECISION = {
+    "always": (
+        "a 4-bit NF4 base (QLoRA)",
+        (
+            "Serve it on a 4-bit NF4 base (`model.quantization.load_in_4bit: always`); on CPU, where bitsandbytes "
+            "4-bit is slow, a full-precision base changes the arithmetic it was validated in."
+        ),
+    ),
+    "auto": (
+        "a 4-bit NF4 base on CUDA, a full-precision one on CPU (QLoRA where a GPU trained it)",
+        "The service loads the base as it trained: 4-bit NF4 on CUDA, full precision on CPU.",
+    ),
+    "never": (
+        "a full-precision base (no 4-bit)",
+        (
+            "With `model.quantization.load_in_4bit: auto` (the default) the service serves this adapter on a "
+            "full-precision base everywhere: bf16 on CUDA, float32 on CPU, not NF4, because it was trained and "
+            "validated so. An explicit `always` overrides that."
+        ),
+    ),
+}
+
+
 def render_model_card(
     config: UlmaConfig, data: dict[str, Any], final_metrics: dict[str, float], global_step: int
 ) -> str:
@@ -38,15 +63,20 @@ def render_model_card(
         key: value for key, value in final_metrics.items() if not key.endswith(("runtime", "per_second"))
     }
     skipped = data["train_report"]["skipped"]
+    trained_on, served = PRECISION[config.load_in_4bit]
+    tags = "ulma, qlora, lora" if config.load_in_4bit == "always" else "ulma, lora"
     return f"""---
 library_name: peft
 base_model: {config.model_name_or_path}
-tags: [ulma, qlora, lora, safety-alignment]
+tags: [{tags}, safety-alignment]
 ---
 # ULMA safety adapter for `{config.model_name_or_path}`
 
 A LoRA adapter trained with ULMA (point-wise preference alignment: SFT on positive responses, a
-reference-anchored sigmoid loss on negative ones) on a 4-bit NF4 base (QLoRA), by `python -m finetune`.
+reference-anchored sigmoid loss on negative ones) on {trained_on}, by `python -m finetune`.
+
+## Precision
+{served}
 
 ## Data
 - Source: `{data["source"]}`

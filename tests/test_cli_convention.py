@@ -32,7 +32,7 @@ COMMANDS: dict[str, list[str]] = {
 }
 # Benchmarks and the GPU-side guard tuning take no settings profile; they are checked for --help only.
 HELP_ONLY = [
-    "lab.guard.tune_encoder",
+    "lab.guard.tune_encoder", "lab.alignment.seeds",
     "benchmarks.train_throughput", "benchmarks.retrieval", "benchmarks.retrieval_quality", "benchmarks.evidence_selection",
     "benchmarks.generate_throughput", "benchmarks.engine_agreement", "benchmarks.production_recipe",
 ]

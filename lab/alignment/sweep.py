@@ -1,6 +1,6 @@
 """`python -m lab.alignment.sweep`: tune ULMA hyperparameters on a validation split, several runs at once.
 
-    python -m lab.alignment.sweep --config configs/finetune/ulma-embedded-aligned.yaml \\
+    python -m lab.alignment.sweep --config configs/finetune/ulma-embedded-lookalikes.yaml \\
         --set learning_rate=2e-4,4e-4 --set num_train_epochs=2,3 \\
         --harmful var/alignment/sets/val/val_ailuminate_in_scope.json --harmful .../val_advbench.json \\
         --lookalike var/alignment/sets/val/val_coconot_contrast.json --benign .../val_harmless_val.json \\
