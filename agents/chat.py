@@ -116,6 +116,9 @@ class ChatAgent:
                 elif chunk["type"] == "retract":
                     yield RetractEvent(chunk["replacement"])
             completed = True
+        except (asyncio.CancelledError, GeneratorExit):  # the caller left (a closed stream, a disconnect)
+            logger.info("turn cancelled by the caller before its answer was done")
+            raise
         finally:
             # The generate node runs in a worker thread, which cancelling the graph does not stop.
             context.cancelled.set()

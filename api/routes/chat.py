@@ -11,13 +11,14 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
-from fastapi.sse import EventSourceResponse, ServerSentEvent
+from fastapi.sse import ServerSentEvent
 
 from agents.chat import DoneEvent, RetractEvent, TokenEvent
 from api.deps import AgentDep, ServiceDep, SettingsDep, TurnCallerDep, TurnSlotDep
 from api.errors import InvalidRequest, client_error
 from api.openapi import TURN_ERRORS, error_responses
 from api.schemas import ChatRequest, ChatResponse, RetractData, StreamError, TokenData
+from api.streaming import WatchedEventSourceResponse
 from api.turn_runner import run_turn, stream_turn
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ async def chat(
     return ChatResponse.from_turn(turn)
 
 
-@router.post("/chat/stream", response_class=EventSourceResponse)
+@router.post("/chat/stream", response_class=WatchedEventSourceResponse)
 async def chat_stream(
     request: ChatRequestDep, caller: TurnCallerDep, thread_id: ThreadDep, agent: AgentDep, service: ServiceDep,
     _slot: None = TurnSlotDep,

@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
-from fastapi.responses import StreamingResponse
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from pydantic import BaseModel
 
@@ -36,6 +35,7 @@ from api.openai_schemas import (
 )
 from api.openapi import AUTH_ERRORS, TURN_ERRORS, error_responses
 from api.schemas import Safety, Source
+from api.streaming import WatchedStreamingResponse
 from api.turn_runner import run_turn, stream_turn
 
 logger = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ async def chat_completions(
             x_rag=_details(turn),
         )
     events = stream_turn(service, agent, last.text, thread_id=None, owner=caller.id, history=history)
-    return StreamingResponse(_sse(events, model), media_type="text/event-stream", headers=SSE_HEADERS)
+    return WatchedStreamingResponse(_sse(events, model), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 async def _sse(events: AsyncIterator, model: str) -> AsyncIterator[str]:

@@ -16,7 +16,9 @@ from tests.api.test_server import BENIGN
 
 pytestmark = pytest.mark.slow
 
+# Logged when the caller leaves: by the generate node if the model was mid-answer, else by the agent for the turn.
 CANCELLED = "turn cancelled by the caller"
+TURN_DONE = '"message": "turn done"'
 
 
 def remote_settings(base_url: str, api_key: str | None, read_timeout_s: float = 120) -> ModelSettings:
@@ -48,7 +50,8 @@ def test_the_backend_returns_the_servers_answer_and_counts_its_tokens(server):
 
 def test_closing_the_stream_closes_the_request_and_the_server_stops_generating(server):
     generator = load_generator(remote_settings(server.base_url, server.api_key))
-    cancelled_before = server.log_path.read_text().count(CANCELLED)
+    log = server.log_path.read_text()
+    cancelled_before, done_before = log.count(CANCELLED), log.count(TURN_DONE)
     stream = generator.stream([{"role": "user", "content": BENIGN}])
     assert next(stream).strip()
     started = time.monotonic()
@@ -59,6 +62,8 @@ def test_closing_the_stream_closes_the_request_and_the_server_stops_generating(s
     while server.log_path.read_text().count(CANCELLED) == cancelled_before:
         assert time.monotonic() < deadline, "the server kept generating for a client that had left"
         time.sleep(0.2)
+    time.sleep(1)
+    assert server.log_path.read_text().count(TURN_DONE) == done_before  # no grounding check or retry ran on
 
 
 def test_server_failures_become_generation_errors_that_say_what_failed(server):
