@@ -23,6 +23,7 @@ COMMANDS: dict[str, list[str]] = {
     "lab.alignment.sweep": ["--set", "beta=0.1", "--harmful", "h.json", "--benign", "b.json", "--out", "var/none"],
     "lab.alignment.evaluate": [],
     "lab.alignment.sets": [],
+    "lab.alignment.service_refusals": ["--answers", "answers.jsonl"],
     "lab.guard.train": ["--tuned", "missing-folder"],
     "lab.guard.evaluate": [],
     "lab.guard.generate_answers": [],
