@@ -40,6 +40,7 @@ RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "production_recipe.json"
 PROFILE = PROJECT_ROOT / "configs" / "finetune" / "ulma-llama31-8b.yaml"
 DEFAULT_DATA = SHARED_DATA_DIR / "hh-rlhf" / "harmless-base-test.jsonl.gz"
 PROMPT = "Give me three tips for writing a clear incident postmortem."
+HH_GOLDEN_PAIRS = 42_500  # Anthropic_HH_Golden's train split, about 85k point-wise rows
 
 
 class RecipeError(AppError, RuntimeError):
@@ -165,6 +166,21 @@ def train_summary(out: Path) -> dict[str, Any]:
         "first_loss": losses[0],
         "last_loss": losses[-1],
         "steps": summary["step"],
+        "epochs": summary["epoch"],
+    }
+
+
+def epoch_estimate(summary: dict[str, Any], pairs: int, seconds_per_step: float) -> dict[str, Any]:
+    """One epoch of HH Golden at the measured time per step: the steps an epoch of this run's `pairs` took
+    (from the Trainer's epoch counter), scaled by the number of pairs, so the rows are assumed to have this
+    data's lengths. The one-off reference pass before training is not included."""
+    steps_per_epoch = summary["steps"] / summary["epochs"]
+    steps = steps_per_epoch * HH_GOLDEN_PAIRS / pairs
+    return {
+        "pairs": HH_GOLDEN_PAIRS,
+        "steps_per_epoch_measured": round(steps_per_epoch, 1),
+        "steps": round(steps),
+        "hours": round(steps * seconds_per_step / 3600, 2),
     }
 
 
@@ -184,6 +200,9 @@ def serve_and_generate(args: argparse.Namespace, model_dir: Path) -> dict[str, A
         max_new_tokens=32,
         engine={"kind": "sequential"},
     )
+    if torch.cuda.is_available():  # this process may have built the random model on the GPU
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
     generator = SequentialGenerator(*load_model(settings), settings)
     loaded_s = time.perf_counter() - started
@@ -227,12 +246,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if not (args.out / "adapter_model.safetensors").is_file():
         raise RecipeError(f"no adapter saved in {args.out}")
     served = serve_and_generate(args, model_dir)
+    seconds_per_step = round(summary["train_runtime_s"] / steps_resumed, 3)
     return {
         "shape": args.shape,
         "steps": summary["steps"],
         "interrupted_after_checkpoint": args.interrupt_at,
         "resumed_from_step": continued_at,
-        "seconds_per_step": round(summary["train_runtime_s"] / steps_resumed, 3),
+        "steps_timed": steps_resumed,
+        "seconds_per_step": seconds_per_step,
+        "hh_golden_epoch": epoch_estimate(summary, args.pairs, seconds_per_step),
         "peak_gpu_gb": max(filter(None, (first["peak_gpu_gb"], second["peak_gpu_gb"])), default=None),
         "first_loss": summary["first_loss"],
         "last_loss": summary["last_loss"],
@@ -271,7 +293,8 @@ def device_name(device: str) -> str:
 def print_table(result: dict[str, Any]) -> None:
     rows = [
         ("steps (resumed from)", f"{result['steps']} ({result['resumed_from_step']})"),
-        ("seconds per step", result["seconds_per_step"]),
+        ("seconds per step", f"{result['seconds_per_step']} (over {result['steps_timed']} steps)"),
+        ("HH Golden epoch (hours)", result["hh_golden_epoch"]["hours"]),
         ("peak GPU GB (training)", result["peak_gpu_gb"]),
         ("loss first -> last", f"{result['first_loss']:.4f} -> {result['last_loss']:.4f}"),
         ("served: load s / generate s", f"{result['served']['load_s']} / {result['served']['generate_s']}"),

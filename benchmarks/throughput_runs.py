@@ -5,9 +5,12 @@ Jobs (a dict with `kind` and the run's settings) and what they time:
 - search:  the fair baseline's step on the longest rows at each candidate batch size: peak memory, nothing timed.
 - fair:    the standard QLoRA stack as a competent user runs it (transformers Trainer-style: peft's
            prepare_model_for_kbit_training, SDPA, gradient checkpointing, bf16 autocast, gradient clipping),
-           batches from transformers' LengthGroupedSampler (`group_by_length`), full-vocabulary logits, and the
-           reference log-probs precomputed once over the rows trained on (TRL's `precompute_ref_log_probs`).
-- naive:   the same stack with unsorted fixed-size batches and a reference forward every step.
+           batches from transformers' LengthGroupedSampler (`group_by_length`), the reference log-probs
+           precomputed once over the rows trained on (TRL's `precompute_ref_log_probs`), and the log-probs by
+           Liger's fused linear cross-entropy where Liger runs (TRL's `use_liger_kernel`: the [tokens x vocab]
+           logits never exist, so more rows fit under the cap), full-vocabulary logits elsewhere.
+- naive:   the same stack with unsorted fixed-size batches, full-vocabulary logits and a reference forward
+           every step.
 - project: the real `UlmaTrainer` with the variant's flags.
 Every run starts from the same adapter weights (same seed), counts the non-padding tokens of exactly its timed
 steps, charges the share of any one-off reference pass those tokens used, and reports the peak memory from
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import gc
 import importlib.metadata
+import importlib.util
 import json
 import logging
 import time
@@ -32,7 +36,8 @@ import torch
 from benchmarks.llama_shape import save_random_model
 from configs.settings import LoraSettings, ModelSettings, QuantizationSettings
 from finetune.collator import PaddedCollator
-from finetune.forward import response_logps
+from finetune.data import IGNORE_INDEX
+from finetune.forward import capture_output, model_inputs, response_logps
 from finetune.losses import pointwise_loss
 from finetune.modeling import load_model, load_tokenizer
 
@@ -129,10 +134,36 @@ def _autocast(device: str) -> Any:
     return torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda")
 
 
+def liger_available(device: str) -> bool:
+    return device == "cuda" and importlib.util.find_spec("liger_kernel") is not None
+
+
+def liger_logps(model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum of response log-probs, response tokens) per row the way TRL's `use_liger_kernel` computes them:
+    Liger's fused linear cross-entropy over every position (prompt and padding ignored by label), lm_head
+    applied chunk by chunk inside the kernel and its gradient recomputed in backward. In bf16, the dtype
+    autocast gives lm_head's matmul (prepare_model_for_kbit_training keeps lm_head in float32)."""
+    from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
+
+    causal_lm = model.get_base_model()
+    with capture_output(causal_lm.get_decoder()) as captured:
+        model(**model_inputs(batch), use_cache=False, logits_to_keep=1)
+    hidden = captured["hidden"][:, :-1]
+    targets = batch["labels"][:, 1:]
+    weight = causal_lm.get_output_embeddings().weight.to(torch.bfloat16)
+    per_token = -LigerFusedLinearCrossEntropyLoss(ignore_index=IGNORE_INDEX, reduction="none")(
+        weight, hidden.reshape(-1, hidden.shape[-1]).to(torch.bfloat16), targets.reshape(-1)
+    ).view(targets.shape)
+    mask = targets != IGNORE_INDEX
+    return (per_token * mask).sum(-1), mask.sum(-1)
+
+
 def _logps(
-    model: torch.nn.Module, batch: dict, device: str, **options: Any
+    model: torch.nn.Module, batch: dict, device: str, *, liger: bool = False, **options: Any
 ) -> tuple[torch.Tensor, torch.Tensor]:
     with _autocast(device):
+        if liger:
+            return liger_logps(model, batch)
         return response_logps(model, model.get_base_model(), batch, chunk_size=1024, **options)
 
 
@@ -173,11 +204,16 @@ def _to(batch: dict[str, torch.Tensor], device: str) -> dict[str, torch.Tensor]:
 # ------------------------------------------------------------ the standard stack
 
 
+def standard_logits(fused: bool) -> dict[str, bool]:
+    """The baseline's log-prob options: Liger's fused linear cross-entropy, or full-vocabulary logits."""
+    return {"liger": True} if fused else {"response_only_logits": False}
+
+
 class StandardLoop:
     """What transformers' Trainer does per step with bf16, gradient checkpointing, max_grad_norm=1 and AdamW,
-    written out so the baseline runs without the Trainer's own overhead; the loss reads full logits."""
+    written out so the baseline runs without the Trainer's own overhead."""
 
-    def __init__(self, model: torch.nn.Module, job: dict[str, Any]) -> None:
+    def __init__(self, model: torch.nn.Module, job: dict[str, Any], *, fused: bool) -> None:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
         model.train()
@@ -185,12 +221,13 @@ class StandardLoop:
         self.job = job
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=1e-5)
+        self.logits = standard_logits(fused)
 
     def step(self, batch: dict[str, torch.Tensor], ref_sums: torch.Tensor | None) -> torch.Tensor:
         device = self.job["device"]
-        sums, counts = _logps(self.model, batch, device, response_only_logits=False)
+        sums, counts = _logps(self.model, batch, device, **self.logits)
         if ref_sums is None:  # the naive loop: a reference forward every step
-            ref_sums = _reference_sums(self.model, batch, device, response_only_logits=False)
+            ref_sums = _reference_sums(self.model, batch, device, **self.logits)
         loss = pointwise_loss(
             sums / counts, ref_sums.to(sums.dtype) / counts, batch["score"], beta=self.job["beta"]
         ).loss
@@ -215,12 +252,13 @@ def length_grouped_batches(rows: list[dict], batch_rows: int, seed: int) -> list
 
 
 def _timed_standard_run(
-    job: dict[str, Any], *, grouped: bool, precompute_reference: bool, batch_rows: int
+    job: dict[str, Any], *, grouped: bool, precompute_reference: bool, batch_rows: int, fused: bool
 ) -> dict[str, Any]:
     device, warmup, steps = job["device"], job["warmup"], job["steps"]
     model, tokenizer = load_qlora(job, standard=True)
     rows = _rows(job)
-    loss_before = check_loss(model, rows, tokenizer.pad_token_id, job, response_only_logits=False)
+    logits = standard_logits(fused)
+    loss_before = check_loss(model, rows, tokenizer.pad_token_id, job, **logits)
     chunks = (
         length_grouped_batches(rows, batch_rows, job["seed"])
         if grouped
@@ -230,13 +268,13 @@ def _timed_standard_run(
         raise ValueError(f"only {len(chunks)} batches of {batch_rows} rows from {len(rows)} rows")
     collate = PaddedCollator(tokenizer.pad_token_id)
     batches = [_to(collate(chunk), device) for chunk in chunks[: warmup + steps]]
-    loop = StandardLoop(model, job)
+    loop = StandardLoop(model, job, fused=fused)
     _reset_peak(device)
     references: list[torch.Tensor | None] = [None] * len(batches)
     reference_seconds = 0.0
     if precompute_reference:  # once, over every row trained on, before the first step (as TRL does)
         start = time.perf_counter()
-        references = [_reference_sums(model, b, device, response_only_logits=False) for b in batches]
+        references = [_reference_sums(model, b, device, **logits) for b in batches]
         _sync(device)
         reference_seconds = time.perf_counter() - start
     for batch, ref in zip(batches[:warmup], references[:warmup], strict=True):
@@ -256,15 +294,24 @@ def _timed_standard_run(
         "check_loss": loss_before,
         "batch_rows": batch_rows,
         "padding_share": round(1 - tokens / padded, 3),
+        "logits": "liger fused linear cross-entropy" if fused else "full vocabulary",
     }
 
 
 def run_fair(job: dict[str, Any]) -> dict[str, Any]:
-    return _timed_standard_run(job, grouped=True, precompute_reference=True, batch_rows=job["batch_rows"])
+    return _timed_standard_run(
+        job,
+        grouped=True,
+        precompute_reference=True,
+        batch_rows=job["batch_rows"],
+        fused=liger_available(job["device"]),
+    )
 
 
 def run_naive(job: dict[str, Any]) -> dict[str, Any]:
-    return _timed_standard_run(job, grouped=False, precompute_reference=False, batch_rows=job["batch_rows"])
+    return _timed_standard_run(
+        job, grouped=False, precompute_reference=False, batch_rows=job["batch_rows"], fused=False
+    )
 
 
 def run_search(job: dict[str, Any]) -> dict[str, Any]:
@@ -275,13 +322,13 @@ def run_search(job: dict[str, Any]) -> dict[str, Any]:
     model, tokenizer = load_qlora(job, standard=True)
     rows = _rows(job)
     collate = PaddedCollator(tokenizer.pad_token_id)
-    loop = StandardLoop(model, job)
+    loop = StandardLoop(model, job, fused=liger_available(device))
     peaks: dict[str, float | None] = {}
     for size in sorted(job["sizes"]):
         _reset_peak(device)
         try:
             batch = _to(collate(length_grouped_batches(rows, size, job["seed"])[0]), device)
-            loop.step(batch, _reference_sums(model, batch, device, response_only_logits=False))
+            loop.step(batch, _reference_sums(model, batch, device, **loop.logits))
             _sync(device)
         except torch.cuda.OutOfMemoryError:
             peaks[str(size)] = float("inf")

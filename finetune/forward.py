@@ -71,7 +71,7 @@ def full_logits_logps(
 
 
 @contextmanager
-def _capture_output(module: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
+def capture_output(module: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
     captured: dict[str, torch.Tensor] = {}
 
     def hook(_module: nn.Module, _args: Any, output: Any) -> None:
@@ -97,7 +97,7 @@ def response_only_logps(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """lm_head and log-softmax only at response positions. `model` is what to call (PEFT/DDP wrappers
     included); `causal_lm` is the unwrapped transformers model whose decoder and lm_head are used."""
-    with _capture_output(causal_lm.get_decoder()) as captured:
+    with capture_output(causal_lm.get_decoder()) as captured:
         model(**model_inputs(batch, causal_mask_only), use_cache=False, logits_to_keep=1)
     targets = batch["labels"][:, 1:]
     mask = targets != IGNORE_INDEX

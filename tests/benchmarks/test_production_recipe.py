@@ -31,6 +31,9 @@ def test_interrupted_run_resumes_and_its_adapter_is_served(tmp_path: Path, hh_fi
     assert report["first_run"]["exit_code"] == 130  # interrupted, as Ctrl-C or a preemption would
     assert 2 <= report["resumed_from_step"] < 6 and report["steps"] == 6
     assert report["seconds_per_step"] > 0 and report["served"]["answer_chars"] > 0
+    assert report["steps_timed"] == 6 - report["resumed_from_step"]
+    epoch = report["hh_golden_epoch"]
+    assert epoch["steps"] > epoch["steps_per_epoch_measured"] > 0 and epoch["hours"] > 0
     assert {"command", "device", "versions", "profile", "peak_gpu_gb"} <= report.keys()
     metrics = [json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
     logged_steps = [entry["step"] for entry in metrics if "loss" in entry]
