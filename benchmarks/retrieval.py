@@ -19,8 +19,9 @@ the same embedding batch size (embedding.batch_size) and the same torch threads.
   hybrid timed alternately, query by query), the baseline through langchain-chroma's
   `Chroma(persist_directory=...)` and `similarity_search(k=4)`. Latency includes embedding the query
   (torch on 1 thread in both); queries are the 40 dev questions, 10 warm-up, then --passes timed passes.
-- The 1-minute load average is recorded by every worker: on a shared machine absolute times move with
-  it, and only figures from the same run (ours vs baseline, hybrid vs dense) compare.
+- The 1-minute load average is recorded by every worker, and the machine's CPU steal share (time the host gave
+  other guests) by every measurement: on a shared machine absolute times move with both, and only figures
+  from the same run (ours vs baseline, hybrid vs dense) compare.
 """
 
 from __future__ import annotations
@@ -257,7 +258,19 @@ def worker_query(pipeline: str, size: int, passes: int, cache_dir: Path, limit: 
     return {**result, "load_1min": [load_before, _load()]}
 
 
+def _cpu_ticks() -> tuple[int, int] | None:
+    """(steal, total) CPU ticks since boot from /proc/stat (Linux; None elsewhere)."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
 def _run_worker(*args: str) -> dict[str, Any]:
+    """One measurement in its own process; the machine's CPU steal share during it is recorded beside it, since
+    on a virtual machine time taken by the host's other guests stretches every timing."""
+    ticks_before = _cpu_ticks()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False"}
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.retrieval", "--worker", *args],
@@ -269,7 +282,13 @@ def _run_worker(*args: str) -> dict[str, Any]:
     )
     if done.returncode != 0:
         raise RuntimeError(f"worker {' '.join(args)} failed: {done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    ticks_after = _cpu_ticks()
+    if ticks_before and ticks_after and ticks_after[1] > ticks_before[1]:
+        result["cpu_steal_share"] = round(
+            (ticks_after[0] - ticks_before[0]) / (ticks_after[1] - ticks_before[1]), 3
+        )
+    return result
 
 
 def _median(runs: list[dict[str, Any]], *path: str) -> float:
@@ -354,6 +373,13 @@ def main(argv: list[str] | None = None) -> int:
         for run in measured
         for value in run["load_1min"]
     ]
+    steals = [
+        run["cpu_steal_share"]
+        for p in runs.values()
+        for measured in p.values()
+        for run in measured
+        if "cpu_steal_share" in run
+    ]
     import chromadb
     import sentence_transformers
     import torch
@@ -378,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
             "max": max(loads),
             "cores": os.cpu_count(),
         },
+        "cpu_steal_share": {"min": min(steals), "max": max(steals)} if steals else None,
         "baseline_what": "langchain-chroma Chroma.from_texts (ingest) and similarity_search (query), the same "
         "embedder and batch size, cosine collection",
         "runs": runs,
@@ -397,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(output, indent=2) + "\n")
-    _print_table(table, args.sizes, output["load_average_1min"])
+    _print_table(table, args.sizes, output["load_average_1min"], output["cpu_steal_share"])
     return 0
 
 
@@ -407,7 +434,9 @@ def _version(distribution: str) -> str:
     return version(distribution)
 
 
-def _print_table(table: dict[str, dict[str, Any]], sizes: list[int], load: dict[str, Any]) -> None:
+def _print_table(
+    table: dict[str, dict[str, Any]], sizes: list[int], load: dict[str, Any], steal: dict[str, float] | None
+) -> None:
     header = " ".join(f"{f'p50@{s}':>10} {f'p95@{s}':>10} {f'hyb95@{s}':>10}" for s in sizes)
     print(f"{'':10} {'ingest/s':>9} {header}")
     for pipeline in ("ours", "baseline"):
@@ -418,6 +447,8 @@ def _print_table(table: dict[str, dict[str, Any]], sizes: list[int], load: dict[
             cells.append(f"{row['query_p50_ms']:10.1f} {row['query_p95_ms']:10.1f} {hybrid:10.1f}")
         print(f"{pipeline:10} " + " ".join(cells))
     print(f"1-minute load average during the run: {load['min']}-{load['max']} on {load['cores']} cores")
+    if steal:
+        print(f"CPU time taken by the host's other guests (steal) per measurement: {steal['min']:.1%}-{steal['max']:.1%}")
 
 
 if __name__ == "__main__":

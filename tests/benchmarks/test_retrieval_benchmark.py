@@ -29,4 +29,5 @@ def test_tiny_benchmark_writes_the_documented_fields(tmp_path: Path, shared_data
         assert result["runs"][pipeline]["300"][0]["dense"]["queries"] == 40
     assert result["ours"]["300"]["hybrid_p95_ms"] > 0 and "hybrid_p95_ms" not in result["baseline"]["300"]
     assert set(result["load_average_1min"]) == {"at_start", "min", "max", "cores"}
+    assert 0.0 <= result["cpu_steal_share"]["min"] <= result["cpu_steal_share"]["max"] <= 1.0
     assert {"command", "device", "versions", "date", "method"} <= set(result)
