@@ -366,20 +366,9 @@ def main(argv: list[str] | None = None) -> int:
             table[pipeline][str(size)] = row
     ingest_chunks = {run["chunks"] for p in ("ours", "baseline") for run in runs[p]["ingest"]}
     digests = {run["ids_sha256"] for p in ("ours", "baseline") for run in runs[p]["ingest"]}
-    loads = [
-        value
-        for p in runs.values()
-        for measured in p.values()
-        for run in measured
-        for value in run["load_1min"]
-    ]
-    steals = [
-        run["cpu_steal_share"]
-        for p in runs.values()
-        for measured in p.values()
-        for run in measured
-        if "cpu_steal_share" in run
-    ]
+    every_run = [run for pipeline in runs.values() for measured in pipeline.values() for run in measured]
+    loads = [value for run in every_run for value in run["load_1min"]]
+    steals = [run["cpu_steal_share"] for run in every_run if "cpu_steal_share" in run]
     import chromadb
     import sentence_transformers
     import torch
