@@ -67,7 +67,7 @@ class ContinuousGenerator(Generator):
                 raise GenerationError("the generation engine is not accepting requests (stopping or failed)")
             shown = ""
             while not finished:
-                output = _next_output(outputs, request_id)
+                output = _latest_output(outputs, request_id)
                 if output.error:
                     raise GenerationError(f"generation failed: {output.error}")
                 tokens = output.generated_tokens
@@ -110,13 +110,21 @@ class ContinuousGenerator(Generator):
                 waiting.put(output)
 
 
-def _next_output(outputs: queue.Queue[GenerationOutput], request_id: str) -> GenerationOutput:
+def _latest_output(outputs: queue.Queue[GenerationOutput], request_id: str) -> GenerationOutput:
+    """The newest of the outputs waiting (each holds every token so far): a stream that fell behind the engine
+    decodes once per wake-up, not once per token, and leaves the GIL to the engine's loop."""
     try:
-        return outputs.get(timeout=STREAM_TOKEN_TIMEOUT_S)
+        output = outputs.get(timeout=STREAM_TOKEN_TIMEOUT_S)
     except queue.Empty as exc:
         raise GenerationError(
             f"no token for {STREAM_TOKEN_TIMEOUT_S:.0f} s for {request_id}; generation stalled"
         ) from exc
+    while not (output.error or output.is_finished()):
+        try:
+            output = outputs.get_nowait()
+        except queue.Empty:
+            break
+    return output
 
 
 def _start_manager(
@@ -143,6 +151,8 @@ def _start_manager(
         max_batch_tokens=engine.max_batch_tokens,
         max_requests_per_batch=engine.max_concurrent,
         use_cuda_graph=engine.cuda_graphs,
+        q_padding_interval_size=engine.query_padding_tokens,
+        kv_padding_interval_size=engine.key_padding_tokens,
     )
     if model.device.type != "cuda":
         # transformers sizes the cache from the free memory, which off the GPU is the machine's RAM (it took

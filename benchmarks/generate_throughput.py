@@ -67,8 +67,8 @@ SIDES = {
                      "plain transformers generate, one request at a time (the service before continuous "
                      "batching): NF4 base + unmerged LoRA, as it served on CUDA"),
     "project": Side("project", "continuous", "never",
-                    "continuous batching (transformers ContinuousBatchingManager, paged KV cache, CUDA graphs), "
-                    "LoRA merged into a bf16 base"),
+                    "continuous batching (transformers ContinuousBatchingManager, paged KV cache, CUDA graphs at "
+                    "the service's padding: queries to 16 tokens, keys to 512), LoRA merged into a bf16 base"),
     "project_nf4": Side("project_nf4", "continuous", "always",
                         "continuous batching on the NF4 base with the LoRA adapter unmerged (small GPUs)"),
 }

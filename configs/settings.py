@@ -82,6 +82,15 @@ class EngineSettings(BaseModel):
         description="replay each step as a CUDA graph (no launch overhead per kernel); transformers turns them off "
         "by default for SDPA attention, which pads the graphs, but without flash-attn they are the main lever",
     )
+    # transformers pads queries to 64 tokens and keys to 16,384 so that few graphs cover every step; with SDPA
+    # every step then attends over 16,384 keys. Finer padding measured 3.3x faster for one stream and 1.4x for
+    # 32 on an H200 (python -m benchmarks.engine_settings) for a few more graphs (captured once each).
+    query_padding_tokens: int = Field(
+        16, gt=0, description="a step's query tokens are padded up to a multiple of this (one graph per size)"
+    )
+    key_padding_tokens: int = Field(
+        512, gt=0, description="a step's cached key tokens are padded up to a multiple of this (one graph per size)"
+    )
 
 
 class OpenAIBackendSettings(BaseModel):
