@@ -30,7 +30,7 @@ COMMANDS: dict[str, list[str]] = {
     "lab.guard.tuning_bundle": [],
     "lab.agent.evaluate": [],
     "benchmarks.api_load": [],
-    "benchmarks.guard_int8": [],
+    "benchmarks.guard_runtime": [],
 }
 # Benchmarks and the GPU-side guard tuning take no settings profile; they are checked for --help only.
 HELP_ONLY = [

@@ -23,6 +23,7 @@ from agents.safety.encoder import EMBEDDING_DTYPE, SentenceEncoder
 from agents.safety.heads import ClassifierFilesError, GuardHeads, StageHeads, load_heads
 from agents.safety.verdict import Judge, Verdict
 from configs.settings import AppSettings
+from retrieval.onnx_encoder import Runtime
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ class EmbeddingClassifierGuard:
         return cls.load(
             safety.classifier_path,
             device=settings.embedding.device,
+            runtime=settings.embedding.runtime,
             request_threshold=safety.request_threshold,
             response_threshold=safety.response_threshold,
             category_min_probability=safety.category_min_probability,
@@ -106,6 +108,7 @@ class EmbeddingClassifierGuard:
         classifier_path: Path,
         *,
         device: str = "cpu",
+        runtime: Runtime = "auto",
         request_threshold: float | None = None,
         response_threshold: float | None = None,
         category_min_probability: float = 0.35,
@@ -119,7 +122,7 @@ class EmbeddingClassifierGuard:
             )
         return cls(
             heads,
-            SentenceEncoder.load(heads.embedder, device, adapter=heads.encoder_adapter),
+            SentenceEncoder.load(heads.embedder, device, adapter=heads.encoder_adapter, runtime=runtime),
             request_threshold=request_threshold,
             response_threshold=response_threshold,
             category_min_probability=category_min_probability,
