@@ -38,6 +38,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
     # transformers' padding for CUDA graphs: queries to 64 tokens, keys to 16,384 (what the service ran before)
     "graphs_coarse": dict(use_cuda_graph=True),
     "graphs_fine": dict(use_cuda_graph=True, q_padding_interval_size=16, kv_padding_interval_size=512),
+    "graphs_fine_kv2048": dict(use_cuda_graph=True, q_padding_interval_size=16, kv_padding_interval_size=2048),
     "graphs_fine_async": dict(use_cuda_graph=True, q_padding_interval_size=16, kv_padding_interval_size=512,
                               use_async_batching=True),
     "graphs_fine_async_kv256": dict(use_cuda_graph=True, q_padding_interval_size=8, kv_padding_interval_size=256,

@@ -121,7 +121,10 @@ def run_stage(command: list[str], log: Path, interrupt_at: int | None = None) ->
     out = Path(command[command.index("--output_dir") + 1])
     started = time.perf_counter()
     with log.open("w", encoding="utf-8") as handle:
-        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT)
+        # A parent started in the background (nohup, `&`) ignores SIGINT and its children inherit that, so
+        # Python in the child would never raise KeyboardInterrupt: give the child the default disposition.
+        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT,
+                                   preexec_fn=_default_sigint)
         with GpuMemoryWatch(process.pid) as watch:
             interrupted = False
             while process.poll() is None:
@@ -141,6 +144,10 @@ def run_stage(command: list[str], log: Path, interrupt_at: int | None = None) ->
         "wall_s": round(time.perf_counter() - started, 1),
         "peak_gpu_gb": watch.peak_gb,
     }
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def last_checkpoint_step(out: Path) -> int:

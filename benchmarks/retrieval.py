@@ -18,7 +18,8 @@ the same embedding batch size (embedding.batch_size) and the same torch threads.
   write path (Chroma plus the BM25 index) and opened by both: ours through `build_retriever` (dense and
   hybrid timed alternately, query by query), the baseline through langchain-chroma's
   `Chroma(persist_directory=...)` and `similarity_search(k=4)`. Latency includes embedding the query
-  (torch on 1 thread in both); queries are the 40 dev questions, 10 warm-up, then --passes timed passes.
+  (the same embedder object in both, on 1 thread: ONNX Runtime for a query since issue 20); queries are the
+  40 dev questions, 10 warm-up, then --passes timed passes.
 - The 1-minute load average is recorded by every worker, and the machine's CPU steal share (time the host gave
   other guests) by every measurement: on a shared machine absolute times move with both, and only figures
   from the same run (ours vs baseline, hybrid vs dense) compare.

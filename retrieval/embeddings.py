@@ -14,7 +14,7 @@ import numpy as np
 from langchain_core.embeddings import Embeddings
 
 from configs.settings import DEFAULT_CACHE_DIR, EMBEDDED_EMBEDDER, EmbeddingSettings
-from retrieval.onnx_encoder import HiddenStates, mean_pooled
+from retrieval.onnx_encoder import INPUTS, HiddenStates, mean_pooled
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -96,12 +96,14 @@ class SentenceTransformerEmbeddings(Embeddings):
 
 
 def mean_pooling(model: SentenceTransformer) -> bool:
-    """Whether `model` is a transformer, mean pooling and at most a normalization (what ONNX reproduces here)."""
+    """Whether `model` is a BERT-style transformer (ids, token types, mask), mean pooling and at most a
+    normalization: what `HiddenStates` and `mean_pooled` reproduce."""
     from sentence_transformers.models import Normalize, Pooling, Transformer
 
     modules = list(model)
     return (
         len(modules) in (2, 3)
+        and set(INPUTS) <= set(model.tokenizer.model_input_names)
         and isinstance(modules[0], Transformer)
         and isinstance(modules[1], Pooling)
         and modules[1].get_config_dict().get("pooling_mode") == "mean"
