@@ -26,26 +26,24 @@ import torch
 
 from benchmarks.llama_shape import SHAPES
 from configs.cli import run_cli
-from configs.settings import PROJECT_ROOT
+from configs.settings import PROJECT_ROOT, EngineSettings
 
 logger = logging.getLogger("benchmarks.engine_settings")
 
 RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "engine_settings.json"
 
 # name -> ContinuousBatchingConfig fields (the `model.engine` settings that set them)
+_ENGINE = EngineSettings()
+FINE = {"use_cuda_graph": True, "q_padding_interval_size": _ENGINE.query_padding_tokens,
+        "kv_padding_interval_size": _ENGINE.key_padding_tokens}
 SETTINGS: dict[str, dict[str, Any]] = {
-    "no_graphs": dict(use_cuda_graph=False),
+    "no_graphs": {"use_cuda_graph": False},
     # transformers' padding for CUDA graphs: queries to 64 tokens, keys to 16,384 (what the service ran before)
-    "graphs_coarse": dict(use_cuda_graph=True),
-    "graphs_fine": dict(use_cuda_graph=True, q_padding_interval_size=16, kv_padding_interval_size=512),
-    "graphs_fine_kv2048": dict(use_cuda_graph=True, q_padding_interval_size=16, kv_padding_interval_size=2048),
-    "graphs_fine_async": dict(use_cuda_graph=True, q_padding_interval_size=16, kv_padding_interval_size=512,
-                              use_async_batching=True),
-    "graphs_fine_async_kv256": dict(use_cuda_graph=True, q_padding_interval_size=8, kv_padding_interval_size=256,
-                                    use_async_batching=True),
-    "graphs_fine_async_compiled": dict(use_cuda_graph=True, q_padding_interval_size=16,
-                                       kv_padding_interval_size=512, use_async_batching=True,
-                                       default_compile_level=1),
+    "graphs_coarse": {"use_cuda_graph": True},
+    "graphs_fine": FINE,  # the service's default (model.engine.query_padding_tokens, key_padding_tokens)
+    "graphs_fine_kv2048": FINE | {"kv_padding_interval_size": 2048},
+    "graphs_fine_async": FINE | {"use_async_batching": True},
+    "graphs_fine_async_compiled": FINE | {"use_async_batching": True, "default_compile_level": 1},
 }
 
 
@@ -130,8 +128,8 @@ def measure_static_generate(model: Any, args: argparse.Namespace) -> dict[str, A
     result: dict[str, Any] = {"what": "generate, cache_implementation=static (auto torch.compile, CUDA graphs)"}
     for batch_size in [1, *args.concurrency]:
         batch = torch.tensor(prompts(batch_size, args.prompt_tokens, vocab, 300 + batch_size), device=model.device)
-        options = dict(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=False,
-                       cache_implementation="static", pad_token_id=0)
+        options = {"max_new_tokens": args.new_tokens, "min_new_tokens": args.new_tokens, "do_sample": False,
+                   "cache_implementation": "static", "pad_token_id": 0}
         started = time.perf_counter()
         for _ in range(2):  # compile, then capture the graphs
             model.generate(batch, **options)

@@ -17,6 +17,7 @@ benchmarks/results/production_recipe.json and prints a table.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import logging
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Self
 
@@ -121,10 +123,8 @@ def run_stage(command: list[str], log: Path, interrupt_at: int | None = None) ->
     out = Path(command[command.index("--output_dir") + 1])
     started = time.perf_counter()
     with log.open("w", encoding="utf-8") as handle:
-        # A parent started in the background (nohup, `&`) ignores SIGINT and its children inherit that, so
-        # Python in the child would never raise KeyboardInterrupt: give the child the default disposition.
-        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT,
-                                   preexec_fn=_default_sigint)
+        with _sigint_not_ignored():
+            process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT)
         with GpuMemoryWatch(process.pid) as watch:
             interrupted = False
             while process.poll() is None:
@@ -146,8 +146,19 @@ def run_stage(command: list[str], log: Path, interrupt_at: int | None = None) ->
     }
 
 
-def _default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+@contextlib.contextmanager
+def _sigint_not_ignored() -> Iterator[None]:
+    """A process started in the background (nohup, `&`) ignores SIGINT, and a child inherits an ignored signal,
+    so Python in the child would never raise KeyboardInterrupt. A handled signal is reset to the default in the
+    child instead: handle it here while the child starts."""
+    if signal.getsignal(signal.SIGINT) != signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def last_checkpoint_step(out: Path) -> int:
