@@ -35,7 +35,7 @@ from lab.guard.cli import base_parser, run, settings_from
 from lab.guard.sources import MIX_FILE, load_mix
 from lab.guard.splits import request_validation_sets, response_validation_sets
 from lab.guard.training_data import Example, SafetyData, SplitSizes
-from retrieval.onnx_encoder import ONNX_MAX_BATCH_TOKENS, HiddenStates, mean_pooled
+from retrieval.onnx_encoder import ONNX_MAX_BATCH_TOKENS, HiddenStates
 
 LENGTHS = (16, 32, 64, 128, 256)
 BATCHES = (1, 4, 32)
@@ -123,7 +123,7 @@ def breakdown(guard: EmbeddingClassifierGuard, texts: list[str]) -> dict[str, fl
             [text], padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="np"
         )
         t1 = time.thread_time()
-        embedding = mean_pooled(encoder.hidden_states(batch), batch["attention_mask"])
+        embedding = encoder.hidden_states.sentence_embeddings(batch)
         t2 = time.thread_time()
         guard.heads.request.unsafe.unsafe_probability(embedding)
         t3 = time.thread_time()

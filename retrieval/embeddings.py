@@ -14,7 +14,7 @@ import numpy as np
 from langchain_core.embeddings import Embeddings
 
 from configs.settings import DEFAULT_CACHE_DIR, EMBEDDED_EMBEDDER, EmbeddingSettings
-from retrieval.onnx_encoder import INPUTS, HiddenStates, mean_pooled
+from retrieval.onnx_encoder import INPUTS, HiddenStates
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -92,12 +92,12 @@ class SentenceTransformerEmbeddings(Embeddings):
         batch = self.model.tokenizer(
             texts, padding=True, truncation=True, max_length=self.model.max_seq_length, return_tensors="np"
         )
-        return mean_pooled(self.hidden_states(batch), batch["attention_mask"])
+        return self.hidden_states.sentence_embeddings(batch)
 
 
 def mean_pooling(model: SentenceTransformer) -> bool:
     """Whether `model` is a BERT-style transformer (ids, token types, mask), mean pooling and at most a
-    normalization: what `HiddenStates` and `mean_pooled` reproduce."""
+    normalization: what `HiddenStates.sentence_embeddings` reproduces."""
     from sentence_transformers.models import Normalize, Pooling, Transformer
 
     modules = list(model)

@@ -78,6 +78,7 @@ class HiddenStates:
     def __init__(self, model: torch.nn.Module, onnx: OnnxEncoder | None = None) -> None:
         self.model = model
         self.onnx = onnx
+        self.device = next(model.parameters()).device  # read once: this runs on every verdict and query
 
     @classmethod
     def load(cls, model: torch.nn.Module, runtime: Runtime, cache_dir: Path) -> HiddenStates:
@@ -92,10 +93,13 @@ class HiddenStates:
             return self.onnx(batch)
         import torch
 
-        device = next(self.model.parameters()).device
         with torch.inference_mode():
-            inputs = {name: torch.as_tensor(ids, device=device) for name, ids in batch.items()}
+            inputs = {name: torch.as_tensor(ids, device=self.device) for name, ids in batch.items()}
             return self.model(**inputs).last_hidden_state.float().cpu().numpy()
+
+    def sentence_embeddings(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        """Normalized mean-pooled embeddings of a tokenized batch (what sentence-transformers gives MiniLM)."""
+        return mean_pooled(self(batch), batch["attention_mask"])
 
 
 def mean_pooled(hidden: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from configs.settings import DEFAULT_CACHE_DIR
-from retrieval.onnx_encoder import HiddenStates, Runtime, mean_pooled
+from retrieval.onnx_encoder import HiddenStates, Runtime
 
 EMBEDDING_DTYPE = "float32"
 MAX_TOKENS = 256  # all-MiniLM-L6-v2 was trained on at most 256 word pieces; answer windows stay below
@@ -71,7 +71,7 @@ class SentenceEncoder:
 
     def forward(self, texts: list[str]) -> np.ndarray:
         batch = self.tokenizer(texts, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="np")
-        return mean_pooled(self.hidden_states(batch), batch["attention_mask"])
+        return self.hidden_states.sentence_embeddings(batch)
 
     def _remember(self, texts: list[str], vectors: dict[str, np.ndarray]) -> None:
         # The answer check re-reads the request the request check just embedded: keep the latest texts.
