@@ -22,6 +22,7 @@ from agents.messages import ChatMessages
 from configs.settings import ModelSettings
 
 if TYPE_CHECKING:
+    import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
     from transformers.generation.continuous_batching import ContinuousBatchingManager, GenerationOutput
 
@@ -127,6 +128,22 @@ def _latest_output(outputs: queue.Queue[GenerationOutput], request_id: str) -> G
     return output
 
 
+def engine_attention(requested: str, device: torch.device) -> str | None:
+    """The attention implementation to give the engine; None leaves the model's, which transformers then
+    switches to FlashAttention 3 or 2 where installed (its switch does not know FlashAttention 4 yet)."""
+    if requested != "auto":
+        return requested
+    if device.type != "cuda":
+        return None
+    import torch
+    from transformers.utils import is_flash_attn_4_available
+
+    # FlashAttention 4 has kernels for Hopper (compute capability 9) and newer only.
+    if torch.cuda.get_device_capability(device)[0] >= 9 and is_flash_attn_4_available():
+        return "flash_attention_4"
+    return None
+
+
 def _start_manager(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, settings: ModelSettings
 ) -> ContinuousBatchingManager:
@@ -153,6 +170,7 @@ def _start_manager(
         use_cuda_graph=engine.cuda_graphs,
         q_padding_interval_size=engine.query_padding_tokens,
         kv_padding_interval_size=engine.key_padding_tokens,
+        auto_switch_to_flash=engine.attention == "auto",
     )
     if model.device.type != "cuda":
         # transformers sizes the cache from the free memory, which off the GPU is the machine's RAM (it took
@@ -164,6 +182,9 @@ def _start_manager(
         logger.warning("repetition_penalty %.2f is ignored by continuous batching", settings.repetition_penalty)
     # A PEFT wrapper (unmerged adapter on a 4-bit base) forwards to its base; the manager wants the model class.
     target = model.get_base_model() if hasattr(model, "get_base_model") else model
+    attention = engine_attention(engine.attention, model.device)
+    if attention is not None:
+        target.set_attn_implementation(attention)
     started = time.perf_counter()
     manager = target.init_continuous_batching(
         generation_config=generation_config, continuous_batching_config=batching

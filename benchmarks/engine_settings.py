@@ -32,7 +32,8 @@ logger = logging.getLogger("benchmarks.engine_settings")
 
 RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "engine_settings.json"
 
-# name -> ContinuousBatchingConfig fields (the `model.engine` settings that set them)
+# name -> ContinuousBatchingConfig fields (the `model.engine` settings that set them), and the engine's
+# `attention` kernel (model.engine.attention; SDPA where not named)
 _ENGINE = EngineSettings()
 FINE = {"use_cuda_graph": True, "q_padding_interval_size": _ENGINE.query_padding_tokens,
         "kv_padding_interval_size": _ENGINE.key_padding_tokens}
@@ -44,6 +45,10 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "graphs_fine_kv2048": FINE | {"kv_padding_interval_size": 2048},
     "graphs_fine_async": FINE | {"use_async_batching": True},
     "graphs_fine_async_compiled": FINE | {"use_async_batching": True, "default_compile_level": 1},
+    # FlashAttention 4 (the flash-attn-4 package): each request attends over its own keys only
+    "fa4_no_graphs": {"use_cuda_graph": False, "attention": "flash_attention_4"},
+    "fa4_graphs_coarse": {"use_cuda_graph": True, "attention": "flash_attention_4"},
+    "fa4_graphs_fine": FINE | {"attention": "flash_attention_4"},
 }
 
 
@@ -92,8 +97,11 @@ def measure_engine(model: Any, name: str, args: argparse.Namespace) -> dict[str,
 
     generation = GenerationConfig(max_new_tokens=args.new_tokens, do_sample=False, eos_token_id=None,
                                   pad_token_id=0)
+    fields = dict(SETTINGS[name])
+    model.set_attn_implementation(fields.pop("attention", "sdpa"))
     batching = ContinuousBatchingConfig(max_memory_percent=args.kv_cache_memory_percent,
-                                        max_requests_per_batch=max(args.concurrency), **SETTINGS[name])
+                                        max_requests_per_batch=max(args.concurrency), auto_switch_to_flash=False,
+                                        **fields)
     started = time.perf_counter()
     manager = model.init_continuous_batching(generation_config=generation, continuous_batching_config=batching)
     manager.warmup()
@@ -125,6 +133,7 @@ def measure_engine(model: Any, name: str, args: argparse.Namespace) -> dict[str,
 def measure_static_generate(model: Any, args: argparse.Namespace) -> dict[str, Any]:
     """`generate` with a static cache: transformers compiles the forward (mode reduce-overhead, CUDA graphs)."""
     vocab = model.config.vocab_size
+    model.set_attn_implementation("sdpa")  # what transformers compiles; a flash kernel breaks the graph
     result: dict[str, Any] = {"what": "generate, cache_implementation=static (auto torch.compile, CUDA graphs)"}
     for batch_size in [1, *args.concurrency]:
         batch = torch.tensor(prompts(batch_size, args.prompt_tokens, vocab, 300 + batch_size), device=model.device)

@@ -50,14 +50,15 @@ CHECK_ROWS = 8  # the loss check's batch: the first rows, padded
 class Variant:
     """One project run: `TOKENS:on|off[:option...]`, the micro-batch token budget and gradient checkpointing.
     Options switch a lever away from the trainer's default: the ablations (fp32, allref, stepref, fulllogits,
-    maskpad) turn a default-on lever off, the additions (packed, liger) turn a default-off one on."""
+    maskpad) turn a default-on lever off, the additions (packed, liger, fa4: FlashAttention 4) turn a default-off one
+    on."""
 
     max_tokens: int
     gradient_checkpointing: bool
     options: frozenset[str]
 
     ABLATIONS = frozenset({"fp32", "allref", "stepref", "fulllogits", "maskpad"})
-    ADDITIONS = frozenset({"packed", "liger"})
+    ADDITIONS = frozenset({"packed", "liger", "fa4"})
 
     @classmethod
     def parse(cls, text: str) -> Variant:
@@ -115,7 +116,9 @@ def _rows(job: dict[str, Any]) -> list[dict]:
     return json.loads(Path(job["rows_file"]).read_text())
 
 
-def load_qlora(job: dict[str, Any], *, standard: bool) -> tuple[torch.nn.Module, Any]:
+def load_qlora(
+    job: dict[str, Any], *, standard: bool, attention: str = "sdpa"
+) -> tuple[torch.nn.Module, Any]:
     """from_pretrained in 4-bit NF4 + LoRA r16 on all linear layers; `standard` adds
     prepare_model_for_kbit_training's float32 upcast of the unquantized weights, as users' QLoRA scripts do.
     The seed makes every run's fresh adapter the same."""
@@ -126,7 +129,9 @@ def load_qlora(job: dict[str, Any], *, standard: bool) -> tuple[torch.nn.Module,
     )
     torch.manual_seed(0)
     lora = LoraSettings(r=16, alpha=32, dropout=0.0)
-    return load_model(settings, lora=lora, for_training=True, fp32_frozen_weights=standard)
+    return load_model(
+        settings, lora=lora, for_training=True, fp32_frozen_weights=standard, attn_implementation=attention
+    )
 
 
 def _autocast(device: str) -> Any:
@@ -370,7 +375,8 @@ def run_project(job: dict[str, Any]) -> dict[str, Any]:
     device, warmup, steps = job["device"], job["warmup"], job["steps"]
     variant = Variant.parse(job["variant"])
     options = variant.options
-    model, tokenizer = load_qlora(job, standard="fp32" in options)
+    attention = "flash_attention_4" if "fa4" in options else "sdpa"
+    model, tokenizer = load_qlora(job, standard="fp32" in options, attention=attention)
     rows = _rows(job)
     args = UlmaConfig(
         output_dir=job["output_dir"],
@@ -442,6 +448,7 @@ def run_project(job: dict[str, Any]) -> dict[str, Any]:
             "causal_mask_only": args.causal_mask_only,
             "fp32_frozen_weights": "fp32" in options,
             "use_liger_kernel": args.use_liger_kernel,
+            "attention": attention,
         },
     }
 

@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
         nargs="+",
         default=["32768:on", "16384:on", "8192:off"],
         help="project runs as TOKENS_PER_MICRO_BATCH:on|off[:OPTION...] (gradient checkpointing; options: the "
-        "additions packed, liger and the ablations fp32, allref, stepref, fulllogits, maskpad; see Variant)",
+        "additions packed, liger, fa4 and the ablations fp32, allref, stepref, fulllogits, maskpad; see Variant)",
     )
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--steps", type=int, default=20)

@@ -91,6 +91,15 @@ class EngineSettings(BaseModel):
     key_padding_tokens: int = Field(
         512, gt=0, description="a step's cached key tokens are padded up to a multiple of this (one graph per size)"
     )
+    # Without a flash kernel transformers' engine runs SDPA over the concatenated keys of every request in the
+    # step behind a dense mask, so a step's attention grows with requests x total context; FlashAttention's
+    # variable-length kernel attends each request over its own keys only.
+    attention: Literal["auto", "sdpa", "flash_attention_2", "flash_attention_3", "flash_attention_4"] = Field(
+        "auto",
+        description="attention kernel of the engine; auto: FlashAttention 4 on Hopper or newer GPUs where the "
+        "flash-attn-4 package is installed, else transformers' own choice (FlashAttention 3 or 2 if installed, "
+        "else SDPA)",
+    )
 
 
 class OpenAIBackendSettings(BaseModel):

@@ -64,7 +64,11 @@ class FlatteningCollator:
     """One row `[1, sum of lengths]` with restarting `position_ids` and `seq_idx`; no padding at all."""
 
     def __init__(self) -> None:
-        self._flatten = DataCollatorWithFlattening(return_position_ids=True, return_seq_idx=True)
+        # The flash kwargs (cu_seq_lens, max_length) let a flash kernel take the sequence bounds as given;
+        # without them transformers derives them from position_ids in every layer, a host sync each time.
+        self._flatten = DataCollatorWithFlattening(
+            return_position_ids=True, return_seq_idx=True, return_flash_attn_kwargs=True
+        )
 
     def __call__(self, features: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         tokens = [{"input_ids": f["input_ids"], "labels": f["labels"]} for f in features]

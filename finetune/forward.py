@@ -29,7 +29,9 @@ from torch.utils.checkpoint import checkpoint
 from finetune.data import IGNORE_INDEX
 from finetune.losses import sequence_logprobs, token_logprobs
 
-MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids")
+# The last four come with a flattened batch: the sequence bounds a flash kernel reads (others ignore them).
+MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids", "cu_seq_lens_q", "cu_seq_lens_k", "max_length_q",
+                "max_length_k")
 
 
 def model_inputs(batch: dict[str, Any], causal_mask_only: bool = False) -> dict[str, torch.Tensor]:
