@@ -65,7 +65,7 @@ class FlatteningCollator:
 
     def __init__(self) -> None:
         # The flash kwargs (cu_seq_lens, max_length) let a flash kernel take the sequence bounds as given;
-        # without them transformers derives them from position_ids in every layer, a host sync each time.
+        # without them transformers derives them from position_ids in every attention call, with a host sync.
         self._flatten = DataCollatorWithFlattening(
             return_position_ids=True, return_seq_idx=True, return_flash_attn_kwargs=True
         )

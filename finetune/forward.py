@@ -34,7 +34,7 @@ MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids", "cu_seq_lens_q", 
                 "max_length_k")
 
 
-def model_inputs(batch: dict[str, Any], causal_mask_only: bool = False) -> dict[str, torch.Tensor]:
+def model_inputs(batch: dict[str, Any], causal_mask_only: bool = False) -> dict[str, Any]:
     # Right padding only (PaddedCollator): see the module docstring.
     skipped = {"attention_mask"} if causal_mask_only else set()
     return {key: batch[key] for key in MODEL_INPUTS if key in batch and key not in skipped}
