@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import importlib.metadata
 import json
 import logging
 import os
@@ -60,6 +61,7 @@ class Side:
     engine: str  # model.engine.kind
     load_in_4bit: str  # model.quantization.load_in_4bit
     what: str
+    attention: str = "auto"  # model.engine.attention
 
 
 SIDES = {
@@ -92,7 +94,7 @@ def service_config(side: Side, args: argparse.Namespace, work: Path, port: int) 
             "max_new_tokens": args.new_tokens,
             "max_input_tokens": 4096,
             "repetition_penalty": 1.0,
-            "engine": {"kind": side.engine, "max_concurrent": max(args.concurrency)},
+            "engine": {"kind": side.engine, "max_concurrent": max(args.concurrency), "attention": side.attention},
         },
         "embedding": {"device": "auto"},
         "vector_store": {"persist_dir": str(work / f"chroma-{side.name}")},
@@ -230,7 +232,8 @@ async def measure(side: Side, args: argparse.Namespace, work: Path, prompt: str)
             for _ in range(args.warmup):
                 await one_turn(client, service.url, prompt)
             result: dict[str, Any] = {"what": side.what, "engine": side.engine,
-                                      "load_in_4bit": side.load_in_4bit, "ready_s": round(ready_s, 1)}
+                                      "load_in_4bit": side.load_in_4bit, "attention": served_attention(side, args),
+                                      "ready_s": round(ready_s, 1)}
             result["single"] = await single_stream(client, service.url, prompt, args.single_runs)
             for concurrency in args.concurrency:
                 result[f"aggregate_at_{concurrency}"] = await aggregate(
@@ -244,6 +247,17 @@ async def measure(side: Side, args: argparse.Namespace, work: Path, prompt: str)
         result[f"aggregate_tokens_per_s_at_{concurrency}"] = result[f"aggregate_at_{concurrency}"]["tokens_per_s"]
     logger.info("%s: %s", side.name, json.dumps(result))
     return result
+
+
+def served_attention(side: Side, args: argparse.Namespace) -> str | None:
+    """The kernel the service gives its continuous-batching engine on this machine (None: the model's own)."""
+    if side.engine != "continuous":
+        return None
+    import torch
+
+    from agents.continuous_generator import engine_attention
+
+    return engine_attention(side.attention, torch.device(args.device)) or "model default"
 
 
 def free_port() -> int:
@@ -269,9 +283,13 @@ def versions() -> dict[str, str]:
     import torch
     import transformers
 
+    try:
+        flash_attention_4 = importlib.metadata.version("flash-attn-4")
+    except importlib.metadata.PackageNotFoundError:
+        flash_attention_4 = "not installed"
     return {"python": platform.python_version(), "torch": torch.__version__,
             "transformers": transformers.__version__, "fastapi": fastapi.__version__,
-            "cuda": torch.version.cuda or "none"}
+            "cuda": torch.version.cuda or "none", "flash_attn_4": flash_attention_4}
 
 
 def ratio(project: float | None, baseline: float | None) -> float | None:

@@ -51,6 +51,8 @@ def test_a_toy_run_through_the_service_writes_the_documented_fields(
     report = json.loads(out.read_text())
     project = report["project"]
     assert project["engine"] == "continuous"
+    assert project["attention"] == "model default"  # off the GPU `auto` leaves the model's kernel
+    assert "flash_attn_4" in report["versions"]
     assert project["single_stream_tokens_per_s"] > 0 and project["ttft_ms"] > 0
     assert project["aggregate_at_2"]["completed"] == 2 and not project["aggregate_at_2"]["errors"]
     assert {"command", "device", "versions", "baseline", "ratio_single", "ratio_aggregate"} <= set(report)
