@@ -70,7 +70,11 @@ SIDES = {
                      "batching): NF4 base + unmerged LoRA, as it served on CUDA"),
     "project": Side("project", "continuous", "never",
                     "continuous batching (transformers ContinuousBatchingManager, paged KV cache, CUDA graphs at "
-                    "the service's padding: queries to 16 tokens, keys to 512), LoRA merged into a bf16 base"),
+                    "the service's padding: queries to 16 tokens, keys to 512), LoRA merged into a bf16 base, "
+                    "attention as the service picks it (FlashAttention 4 on Hopper where the gpu extra is installed)"),
+    "project_sdpa": Side("project_sdpa", "continuous", "never",
+                         "the project's default engine with its attention pinned to SDPA (as without the gpu extra)",
+                         attention="sdpa"),
     "project_nf4": Side("project_nf4", "continuous", "always",
                         "continuous batching on the NF4 base with the LoRA adapter unmerged (small GPUs)"),
 }
