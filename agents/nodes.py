@@ -79,6 +79,7 @@ def to_context_documents(chunks: Sequence[RetrievedChunk]) -> list[ContextDocume
             source=chunk.source,
             title=str(chunk.metadata.get("title") or chunk.source),
             citation=chunk.citation,
+            heading=str(chunk.metadata.get("heading") or ""),
             score=chunk.score,
             text=chunk.text,
         )

@@ -6,7 +6,7 @@ import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, TypedDict
+from typing import Annotated, NotRequired, TypedDict
 
 from langchain_core.messages import AnyMessage, HumanMessage
 from langgraph.graph.message import add_messages
@@ -22,6 +22,7 @@ class ContextDocument(TypedDict):
     source: str
     title: str
     citation: str  # source with heading path or page: "docs/guide.md > Setup", "manual.pdf, page 3"
+    heading: NotRequired[str]  # the section's heading path ("Setup > Install"): Markdown and DOCX only
     score: float
     text: str
 

@@ -3,8 +3,8 @@
 For every answerable row of a QA set (turns, key_facts, sources), the cited source files are chunked as the
 ingest chunks them, the 4 chunks nearest the question stand in for retrieval (so retrieval misses do not
 blur the comparison), and agents.agentic.evidence quotes up to 3 sentences from them. Reported: the share of
-rows whose quotes hold every key fact, for the cosine-only, term-overlap-only and mixed scores, and the mixed
-score with the quantity answer-type bonus (the default).
+rows whose quotes hold every key fact, for the cosine-only, term-overlap-only and mixed scores, the mixed
+score with the quantity answer-type bonus, and with each statement scored under its heading too (the default).
 
     python -m benchmarks.evidence_selection --corpus ../shared/data/kb-pagerduty-ir/docs \
         --questions ../shared/data/kb-pagerduty-ir/qa.jsonl
@@ -32,11 +32,13 @@ from retrieval.embeddings import build_embeddings
 from retrieval.retriever import RetrievedChunk
 
 DEFAULT = AgenticSettings()
-VARIANTS = {  # each without the answer-type bonus, then the default (mixed score with it)
-    "lexical only": AgenticSettings(evidence_similarity_weight=0.0, evidence_quantity_bonus=0.0),
-    "cosine only": AgenticSettings(evidence_similarity_weight=1.0, evidence_quantity_bonus=0.0),
-    "mixed": AgenticSettings(evidence_quantity_bonus=0.0),
-    "mixed + quantity answer type (default)": DEFAULT,
+PLAIN = {"evidence_quantity_bonus": 0.0, "evidence_heading_context": False}
+VARIANTS = {  # each signal alone, then added one at a time up to the default
+    "lexical only": AgenticSettings(**PLAIN, evidence_similarity_weight=0.0),
+    "cosine only": AgenticSettings(**PLAIN, evidence_similarity_weight=1.0),
+    "mixed": AgenticSettings(**PLAIN),
+    "mixed + quantity answer type": AgenticSettings(evidence_heading_context=False),
+    "mixed + quantity answer type + heading context (default)": DEFAULT,
 }
 CHUNKS = 4
 OUTPUT = PROJECT_ROOT / "benchmarks" / "results" / "evidence_selection.json"
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         vectors = np.asarray(embeddings.embed_documents([query] + [c.text for c in chunks]))
         nearest = np.argsort(-(vectors[1:] @ vectors[0]))[:CHUNKS]
         documents = to_context_documents([RetrievedChunk(id=chunks[i].id, text=chunks[i].text, source="",
-                                                         score=1.0) for i in nearest])
+                                                         score=1.0, metadata=chunks[i].metadata) for i in nearest])
         hits = {}
         for name, variant in VARIANTS.items():
             ranker = EvidenceRanker(embeddings, variant)

@@ -267,6 +267,11 @@ class AgenticSettings(BaseModel):
         description="added to the score of a sentence stating a number when the question asks how long, "
         "often, many or much (the expected answer type)",
     )
+    evidence_heading_context: bool = Field(
+        True,
+        description="score each sentence together with its section's heading path, as a reader sees it under "
+        "the heading (a glossary entry under its term, a bullet under the task it belongs to)",
+    )
     excerpt_sentences: int = Field(
         4, ge=0, description="sentences of each chunk shown to the generator (the best matching); 0: whole chunks"
     )

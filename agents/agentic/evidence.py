@@ -6,6 +6,8 @@ often does the bot check" ~ "polls every 30s") and the share of the question's c
 (finds exact names and identifiers that a small embedder blurs). Neither alone is enough on short questions.
 A question that asks for a quantity ("how long", "how often", "how many") adds a third, the expected answer
 type: sentences that state a number or a frequency get a bonus (agent.agentic.evidence_quantity_bonus).
+The unit is a statement a reader can take alone (split_sentences), scored under its section's heading path
+(agent.agentic.evidence_heading_context), as a reader sees it in the document.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ _MARKUP = [
 # A sentence ends at . ! ? before a capital, digit or quote; a chunker that joined lines leaves headings
 # ("### Command Staff") inline, and they start a new piece too.
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'`(\[*_A-Z0-9])|\s+(?=#{1,6}\s)")
+_LIST_ITEM = re.compile(r"^\s*(?:[*+-]|\d+[.)])\s+")
+_LEAD_IN = re.compile(r"[:,]$|\bthe following\b", re.IGNORECASE)
+_CONTINUES = re.compile(r"(?:They|Them|Their|It|Its|This|These|Those|He|She|His|Her|Such)\b")
 MIN_TERMS = 3  # fewer content terms: a heading or a fragment, not a statement
 MAX_CHARS = 400  # longer "sentences" (run-on tables, lists without stops) are cut
 # Further quotes must score at least this share of the best one: a weak third sentence dilutes the evidence.
@@ -66,12 +71,41 @@ def clean_line(line: str) -> str:
 
 
 def split_sentences(text: str) -> list[str]:
-    sentences = []
-    for piece in (p for line in text.splitlines() for p in _SENTENCE_END.split(line)):
-        cleaned = clean_line(piece)
-        if cleaned and not set(cleaned) <= set("-|: "):
-            sentences.append(cleaned)
-    return [s if len(s) <= MAX_CHARS else s[:MAX_CHARS].rsplit(" ", 1)[0] + " …" for s in sentences]
+    """The statements of a chunk, each readable alone: a sentence that opens with a pronoun ("They then leave")
+    stays with the one before it, and a list's lead-in ("invite the following people:") carries the items."""
+    statements: list[str] = []
+    takes_list = False  # the last statement introduces a list that may follow
+    for line in _html_blocks_joined(text.splitlines()):
+        if not line.strip():
+            continue
+        if takes_list and _LIST_ITEM.match(line):
+            item = clean_line(line)
+            if item:
+                statements[-1] += (" " if statements[-1][-1] in ".:;,!?" else "; ") + item
+            continue
+        takes_list = False
+        for position, piece in enumerate(_SENTENCE_END.split(line)):
+            cleaned = clean_line(piece)
+            if not cleaned or set(cleaned) <= set("-|: "):
+                continue
+            if position and statements and _CONTINUES.match(cleaned):
+                statements[-1] += " " + cleaned
+            else:
+                statements.append(cleaned)
+            takes_list = bool(_LEAD_IN.search(cleaned))
+    return [s if len(s) <= MAX_CHARS else s[:MAX_CHARS].rsplit(" ", 1)[0] + " …" for s in statements]
+
+
+def _html_blocks_joined(lines: list[str]) -> list[str]:
+    """Consecutive lines of raw HTML (a table kept in Markdown) as one line: a table row reads as one statement,
+    its first cell ("SEV-4") with the rest."""
+    joined: list[str] = []
+    for line in lines:
+        if joined and line.lstrip().startswith("<") and joined[-1].lstrip().startswith("<"):
+            joined[-1] += " " + line.strip()
+        else:
+            joined.append(line)
+    return joined
 
 
 class EvidenceRanker:
@@ -81,24 +115,27 @@ class EvidenceRanker:
 
     def rank(self, question: str, documents: Sequence[ContextDocument]) -> list[Passage]:
         """Every statement-like sentence of the documents, best first."""
-        candidates = [
-            (doc["index"], position, sentence)
-            for doc in documents
-            for position, sentence in enumerate(split_sentences(doc["text"]))
-            if len(content_terms(sentence)) >= MIN_TERMS
-        ]
+        candidates = []  # (citation number, position, sentence, the text it is scored as)
+        for doc in documents:
+            heading = doc.get("heading", "") if self.settings.evidence_heading_context else ""
+            titles = {part.strip() for part in heading.split(">")}
+            for position, sentence in enumerate(split_sentences(doc["text"])):
+                if len(content_terms(sentence)) < MIN_TERMS or sentence in titles:
+                    continue  # a fragment, or the section's own heading line (its context, not a statement)
+                scored = f"{heading.replace(' > ', ': ')}: {sentence}" if heading else sentence
+                candidates.append((doc["index"], position, sentence, scored))
         if not candidates:
             return []
-        vectors = np.asarray(self.embeddings.embed_documents([question] + [text for _, _, text in candidates]))
+        vectors = np.asarray(self.embeddings.embed_documents([question] + [scored for *_, scored in candidates]))
         similarity = vectors[1:] @ vectors[0]
         terms = content_terms(question)
         weight = self.settings.evidence_similarity_weight
         bonus = self.settings.evidence_quantity_bonus if _ASKS_QUANTITY.search(question) else 0.0
         passages = [
             Passage(index=index, position=position, text=text,
-                    score=round(weight * float(cosine) + (1 - weight) * overlap(terms, text)
+                    score=round(weight * float(cosine) + (1 - weight) * overlap(terms, scored)
                                 + bonus * bool(_STATES_QUANTITY.search(text)), 4))
-            for (index, position, text), cosine in zip(candidates, similarity)
+            for (index, position, text, scored), cosine in zip(candidates, similarity)
         ]
         return sorted(passages, key=lambda p: p["score"], reverse=True)
 

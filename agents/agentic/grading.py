@@ -19,7 +19,7 @@ _INJECTION = re.compile(
     r"|\byou are now\b|\bnew instructions\b|\bsystem prompt\b|\bact as\b|\bpretend to be\b",
     re.IGNORECASE,
 )
-_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
 @dataclass(frozen=True)
@@ -31,10 +31,16 @@ class ChunkGrade:
 
 
 def strip_injected_instructions(text: str) -> tuple[str, bool]:
-    """The text without sentences that instruct the model; whether any were removed."""
-    sentences = [s for s in _SENTENCE.split(text) if s.strip()]
-    kept = [s for s in sentences if not _INJECTION.search(s)]
-    return " ".join(kept), len(kept) != len(sentences)
+    """The text without sentences that instruct the model; whether any were removed. Lines stay lines: the
+    evidence quotes read headings, lists and tables from them."""
+    lines, removed = [], False
+    for line in text.splitlines():
+        sentences = [s for s in _SENTENCE.split(line) if s.strip()]
+        kept = [s for s in sentences if not _INJECTION.search(s)]
+        removed |= len(kept) != len(sentences)
+        if kept or not sentences:
+            lines.append(" ".join(kept))
+    return "\n".join(lines).strip(), removed
 
 
 def grade_chunks(

@@ -14,8 +14,9 @@ from agents.state import ContextDocument
 from configs.settings import AgenticSettings
 
 
-def doc(index: int, text: str) -> ContextDocument:
-    return ContextDocument(index=index, id=f"c{index}", source=f"d{index}.md", title="T", score=0.5, text=text)
+def doc(index: int, text: str, heading: str = "") -> ContextDocument:
+    return ContextDocument(index=index, id=f"c{index}", source=f"d{index}.md", title="T", score=0.5, text=text,
+                           heading=heading)
 
 
 def passage(index: int, text: str, score: float, position: int = 0) -> Passage:
@@ -27,6 +28,40 @@ def test_markdown_becomes_plain_sentences():
             "| SEV-4 | Minor issue |\n|---|---|\n* Page them with `!ic page` in Slack.")
     assert split_sentences(text) == ["Intro here.", "Roles The Scribe keeps the timeline.", "SEV-4 | Minor issue",
                                      "Page them with `!ic page` in Slack."]
+
+
+def test_statements_read_alone_a_pronoun_stays_with_its_sentence_and_a_lead_in_carries_its_list():
+    text = ("Grenade Thrower\nSomeone who joins the call late and derails it. They then leave at once.\n"
+            "You should invite the following people to the meeting,\n\n* Always\n    * The Incident Commander.\n"
+            "* Optional\n    * Customer Liaison. (Only SEV-1 incidents)\n\nThe owner runs the meeting. Lists end.")
+    assert split_sentences(text) == [
+        "Grenade Thrower",
+        "Someone who joins the call late and derails it. They then leave at once.",
+        "You should invite the following people to the meeting, Always; The Incident Commander. Optional; "
+        "Customer Liaison. (Only SEV-1 incidents)",
+        "The owner runs the meeting.", "Lists end.",
+    ]
+
+
+def test_a_raw_html_table_row_is_one_statement_with_its_first_cell():
+    text = ('<tr>\n  <td class="sev-4">SEV-4</td>\n  <td>\n    <p>Minor issues requiring action.</p>\n'
+            "    <ul>\n      <li>Individual host failure (one node out of a cluster).</li>\n    </ul>\n  </td>\n</tr>")
+    assert split_sentences(text) == ["SEV-4 Minor issues requiring action. Individual host failure (one node out "
+                                     "of a cluster)."]
+
+
+def test_a_sentence_is_scored_under_its_heading(embeddings):
+    # A glossary entry never names its term: the heading does.
+    documents = [doc(1, "Grenade Thrower\nSomeone who joins the call late and derails the current thinking.",
+                     heading="Glossary > Grenade Thrower"),
+                 doc(2, "The incident call is run by the Incident Commander, who keeps the call on track.",
+                     heading="Roles > Incident Commander")]
+    question = "What is a grenade thrower on an incident call?"
+    plain = EvidenceRanker(embeddings, AgenticSettings(evidence_heading_context=False)).rank(question, documents)
+    headed = EvidenceRanker(embeddings, AgenticSettings()).rank(question, documents)
+    assert plain[0]["index"] == 2
+    assert headed[0]["text"] == "Someone who joins the call late and derails the current thinking."
+    assert "Grenade Thrower" not in [p["text"] for p in headed]  # the heading line is context, not a quote
 
 
 def test_the_sentence_that_answers_ranks_first_and_quotes_carry_their_citation(embeddings):
