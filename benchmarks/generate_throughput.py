@@ -254,7 +254,8 @@ async def measure(side: Side, args: argparse.Namespace, work: Path, prompt: str)
 
 
 def served_attention(side: Side, args: argparse.Namespace) -> str | None:
-    """The kernel the service gives its continuous-batching engine on this machine (None: the model's own)."""
+    """The kernel the service gives its continuous-batching engine on this machine: "model default" where it
+    leaves the model's own, None for the sequential engine (plain `generate`)."""
     if side.engine != "continuous":
         return None
     import torch
