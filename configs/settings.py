@@ -202,7 +202,9 @@ class IngestSettings(BaseModel):
     starter_kb_dir: Path = PROJECT_ROOT / "ingest" / "starter_kb"
     ingest_starter_on_startup: bool = True
     write_batch: int = Field(
-        256, gt=0, description="chunks embedded and committed together; one commit is all-or-nothing"
+        1024, gt=0,
+        description="chunks embedded and committed together; one commit is all-or-nothing. Larger groups pad "
+        "less (each embedding batch holds texts of about one length); a killed run redoes at most one group",
     )
     jsonl_text_field: str = Field("text", min_length=1, description="JSONL: the field holding a record's text")
     jsonl_metadata_fields: list[str] = Field(
