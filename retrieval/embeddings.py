@@ -68,8 +68,8 @@ class SentenceTransformerEmbeddings(Embeddings):
             )
             return vectors.tolist()
         # Longest first, so each batch pads to inputs of about its own length. By tokens, not by characters as
-        # `encode` sorts: code, tables and links carry more tokens per character (on a real manual, 25% fewer
-        # padded tokens). Each text is tokenized once; a batch is only padded.
+        # `encode` sorts: code, tables and links carry more tokens per character. Each text is tokenized once;
+        # a batch is only padded.
         tokenizer = self.model.tokenizer
         encoded = tokenizer(texts, truncation=True, max_length=self.model.max_seq_length)
         order = sorted(range(len(texts)), key=lambda index: -len(encoded["input_ids"][index]))
