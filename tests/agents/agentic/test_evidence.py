@@ -37,8 +37,8 @@ def test_statements_read_alone_a_pronoun_stays_with_its_sentence_and_a_lead_in_c
     assert split_sentences(text) == [
         "Grenade Thrower",
         "Someone who joins the call late and derails it. They then leave at once.",
-        "You should invite the following people to the meeting, Always; The Incident Commander. Optional; "
-        "Customer Liaison. (Only SEV-1 incidents)",
+        ("You should invite the following people to the meeting, Always; The Incident Commander. Optional; "
+         "Customer Liaison. (Only SEV-1 incidents)"),
         "The owner runs the meeting.", "Lists end.",
     ]
 
@@ -46,8 +46,8 @@ def test_statements_read_alone_a_pronoun_stays_with_its_sentence_and_a_lead_in_c
 def test_a_raw_html_table_row_is_one_statement_with_its_first_cell():
     text = ('<tr>\n  <td class="sev-4">SEV-4</td>\n  <td>\n    <p>Minor issues requiring action.</p>\n'
             "    <ul>\n      <li>Individual host failure (one node out of a cluster).</li>\n    </ul>\n  </td>\n</tr>")
-    assert split_sentences(text) == ["SEV-4 Minor issues requiring action. Individual host failure (one node out "
-                                     "of a cluster)."]
+    assert split_sentences(text) == [("SEV-4 Minor issues requiring action. Individual host failure (one node "
+                                      "out of a cluster).")]
 
 
 def test_a_sentence_is_scored_under_its_heading(embeddings):
