@@ -40,7 +40,7 @@ def strip_injected_instructions(text: str) -> tuple[str, bool]:
         removed |= len(kept) != len(sentences)
         if kept or not sentences:
             lines.append(" ".join(kept))
-    return "\n".join(lines).strip(), removed
+    return ("\n".join(lines).strip(), True) if removed else (text, False)
 
 
 def grade_chunks(

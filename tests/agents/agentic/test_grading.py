@@ -36,7 +36,7 @@ def test_planted_instructions_are_cut_from_chunks_and_the_rest_is_kept():
 
 
 def test_ordinary_text_is_untouched():
-    text = "Chunks overlap by 120 characters.\nThe ingest command reports a summary."
+    text = "Chunks overlap by 120 characters.  Spaces stay.\n    * An indented item.\nThe ingest command reports."
     assert strip_injected_instructions(text) == (text, False)
 
 
