@@ -130,7 +130,7 @@ class SequentialGenerator(Generator):
                 with torch.inference_mode():
                     output = self.model.generate(**kwargs)
                 self.stats.record(output.shape[-1] - input_ids.shape[-1], time.perf_counter() - started)
-            except BaseException as exc:  # re-raised in the consumer below
+            except BaseException as exc:  # noqa: BLE001 -- handed to the consumer thread, which re-raises it
                 failure.append(exc)
                 streamer.end()
 

@@ -2,24 +2,27 @@
 
     python -m benchmarks.retrieval            # writes benchmarks/results/retrieval.json, prints a table
 
-Every measurement runs in its own process, warmed up; ours and the baseline alternate, each is run
---repeats times and the median over the runs is reported. Both use the packaged MiniLM embedder with
-the same embedding batch size (embedding.batch_size) and the same torch threads.
+Every measurement runs in its own process, warmed up; the pipelines take turns (which one runs first rotates),
+each is run --repeats times and the median over the runs is reported. All use the packaged MiniLM with the
+same embedding batch size (embedding.batch_size) and the same torch threads. Two langchain-chroma baselines:
+`baseline` is given this project's embedder object (so the two differ only in the pipeline around it), `plain`
+embeds as a LangChain user does, through sentence-transformers' `encode` (what langchain-huggingface's
+`HuggingFaceEmbeddings` calls; that package itself is not installed, it pins huggingface-hub below 2).
 - Ingest: the first files of kb-pagerduty-ir (about --ingest-chunks chunks), from files to a persisted
   store, the model loaded and warmed up before the clock starts. Both get the same chunks (same texts,
   ids and metadata, cut by this project's loaders and chunker inside the timed region). Ours:
   `ingest_paths` (embedding in groups of ingest.write_batch, Chroma upsert, manifest commit, BM25 index).
-  Baseline: `Chroma.from_texts(texts, embeddings, metadatas, ids)`.
+  Baselines: `Chroma.from_texts(texts, embeddings, metadatas, ids)`.
 - Query: stores of 10k and 100k chunks. Embedding 100k chunks is out of reach on a 2-core CPU (about
   12 chunks/s), so the stores are built from real chunk texts (kb-pagerduty-ir and the starter guide)
   embedded once and cached under var/bench/, each vector reused with a small Gaussian perturbation
   (sigma 0.02, renormalized) and its text tagged with its copy number; so every word's document
   frequency is the real corpus's times the number of copies. One store per size, built once by our
   write path (Chroma plus the BM25 index) and opened by both: ours through `build_retriever` (dense and
-  hybrid timed alternately, query by query), the baseline through langchain-chroma's
-  `Chroma(persist_directory=...)` and `similarity_search(k=4)`. Latency includes embedding the query
-  (the same embedder object in both, on 1 thread: ONNX Runtime for a query since issue 20); queries are the
-  40 dev questions, 10 warm-up, then --passes timed passes.
+  hybrid timed alternately, query by query), the baselines through langchain-chroma's
+  `Chroma(persist_directory=...)` and `similarity_search(k=4)`. Latency includes embedding the query on
+  1 thread (ours and `baseline`: ONNX Runtime for a query since issue 20; `plain`: `encode` in torch);
+  queries are the 40 dev questions, 10 warm-up, then --passes timed passes.
 - The 1-minute load average is recorded by every worker, and the machine's CPU steal share (time the host gave
   other guests) by every measurement: on a shared machine absolute times move with both, and only figures
   from the same run (ours vs baseline, hybrid vs dense) compare.
@@ -42,8 +45,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from langchain_core.embeddings import Embeddings
 
-from configs.settings import PROJECT_ROOT, load_settings
+from configs.settings import PROJECT_ROOT, EmbeddingSettings, load_settings
+from retrieval.embeddings import build_embeddings, resolve_embedder_path
 
 KB = PROJECT_ROOT.parent / "shared" / "data" / "kb-pagerduty-ir"
 CACHE_DIR = PROJECT_ROOT / "var" / "bench"
@@ -51,6 +56,30 @@ RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "retrieval.json"
 SIGMA = 0.02
 COLLECTION = "bench"
 K = 4
+PIPELINES = ("ours", "baseline", "plain")
+
+
+class PlainEmbeddings(Embeddings):
+    """Embeddings as langchain-huggingface's `HuggingFaceEmbeddings` makes them: `SentenceTransformer.encode`
+    on the texts as given (it sorts them by characters itself), normalized for the cosine collection."""
+
+    def __init__(self, settings: EmbeddingSettings) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        self.model = SentenceTransformer(resolve_embedder_path(settings.name_or_path), device=settings.device)
+        self.batch_size = settings.batch_size
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.model.encode(
+            texts, batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False
+        ).tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_documents([text])[0]
+
+
+def _embedder(pipeline: str, settings: EmbeddingSettings) -> Embeddings:
+    return PlainEmbeddings(settings) if pipeline == "plain" else build_embeddings(settings)
 
 
 def _settings(persist_dir: Path, **extra: Any):
@@ -173,13 +202,11 @@ def _chunks_of(docs: Path, settings) -> tuple[list[str], list[str], list[dict[st
 
 
 def worker_ingest(pipeline: str, limit: int) -> dict[str, Any]:
-    from retrieval.embeddings import build_embeddings
-
     load_before = _load()
     with tempfile.TemporaryDirectory() as tmp:
         settings = _settings(Path(tmp) / "chroma")
         docs = _ingest_files(limit, Path(tmp))
-        embeddings = build_embeddings(settings.embedding)
+        embeddings = _embedder(pipeline, settings.embedding)
         embeddings.embed_documents(["warm-up sentence"] * settings.embedding.batch_size * 2)
         if pipeline == "ours":
             from ingest.pipeline import ingest_paths
@@ -247,11 +274,9 @@ def worker_query(pipeline: str, size: int, passes: int, cache_dir: Path, limit: 
     else:
         from langchain_chroma import Chroma
 
-        from retrieval.embeddings import build_embeddings
-
         store = Chroma(
             collection_name=COLLECTION,
-            embedding_function=build_embeddings(settings.embedding),
+            embedding_function=_embedder(pipeline, settings.embedding),
             persist_directory=str(settings.vector_store.persist_dir),
         )
         searches = {"dense": lambda q: store.similarity_search(q, k=K)}
@@ -301,9 +326,9 @@ def _median(runs: list[dict[str, Any]], *path: str) -> float:
     return round(statistics.median(values), 2)
 
 
-def _alternating(repeats: int) -> list[tuple[str, str]]:
-    """(ours, baseline), (baseline, ours), ...: neither always runs first."""
-    return [("ours", "baseline") if i % 2 == 0 else ("baseline", "ours") for i in range(repeats)]
+def _alternating(repeats: int) -> list[tuple[str, ...]]:
+    """The pipelines in turn, the order rotated each repeat: none always runs first or last."""
+    return [PIPELINES[i % len(PIPELINES) :] + PIPELINES[: i % len(PIPELINES)] for i in range(repeats)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -334,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     for size in args.sizes:
         if not (_store_dir(args.cache_dir, size, args.base_chunks) / "complete").is_file():
             builds[str(size)] = _run_worker("build", str(size), str(args.cache_dir), str(args.base_chunks))
-    runs: dict[str, dict[str, list[dict[str, Any]]]] = {"ours": {"ingest": []}, "baseline": {"ingest": []}}
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {pipeline: {"ingest": []} for pipeline in PIPELINES}
     for order in _alternating(args.repeats):
         for pipeline in order:
             runs[pipeline]["ingest"].append(_run_worker("ingest", pipeline, str(args.ingest_chunks)))
@@ -353,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
 
     table: dict[str, dict[str, Any]] = {}
-    for pipeline in ("ours", "baseline"):
+    for pipeline in PIPELINES:
         table[pipeline] = {"ingest_chunks_per_s": _median(runs[pipeline]["ingest"], "ingest_chunks_per_s")}
         for size in args.sizes:
             row = {
@@ -365,8 +390,8 @@ def main(argv: list[str] | None = None) -> int:
                 row["hybrid_p95_ms"] = _median(runs[pipeline][str(size)], "hybrid", "p95_ms")
                 row["hybrid_over_dense_p95"] = round(row["hybrid_p95_ms"] / row["query_p95_ms"], 2)
             table[pipeline][str(size)] = row
-    ingest_chunks = {run["chunks"] for p in ("ours", "baseline") for run in runs[p]["ingest"]}
-    digests = {run["ids_sha256"] for p in ("ours", "baseline") for run in runs[p]["ingest"]}
+    ingest_chunks = {run["chunks"] for p in PIPELINES for run in runs[p]["ingest"]}
+    digests = {run["ids_sha256"] for p in PIPELINES for run in runs[p]["ingest"]}
     every_run = [run for pipeline in runs.values() for measured in pipeline.values() for run in measured]
     loads = [value for run in every_run for value in run["load_1min"]]
     steals = [run["cpu_steal_share"] for run in every_run if "cpu_steal_share" in run]
@@ -377,15 +402,19 @@ def main(argv: list[str] | None = None) -> int:
     output = {
         **table,
         "ratios": {
-            "ingest_ours_over_baseline": round(
-                table["ours"]["ingest_chunks_per_s"] / table["baseline"]["ingest_chunks_per_s"], 2
-            ),
-            **{
-                f"query_p95_ours_over_baseline_{size}": round(
-                    table["ours"][str(size)]["query_p95_ms"] / table["baseline"][str(size)]["query_p95_ms"], 2
-                )
-                for size in args.sizes
-            },
+            key: value
+            for other in PIPELINES[1:]
+            for key, value in {
+                f"ingest_ours_over_{other}": round(
+                    table["ours"]["ingest_chunks_per_s"] / table[other]["ingest_chunks_per_s"], 2
+                ),
+                **{
+                    f"query_p95_ours_over_{other}_{size}": round(
+                        table["ours"][str(size)]["query_p95_ms"] / table[other][str(size)]["query_p95_ms"], 2
+                    )
+                    for size in args.sizes
+                },
+            }.items()
         },
         "same_ingest_chunks": len(ingest_chunks) == 1 and len(digests) == 1,
         "load_average_1min": {
@@ -395,8 +424,10 @@ def main(argv: list[str] | None = None) -> int:
             "cores": os.cpu_count(),
         },
         "cpu_steal_share": {"min": min(steals), "max": max(steals)} if steals else None,
-        "baseline_what": "langchain-chroma Chroma.from_texts (ingest) and similarity_search (query), the same "
-        "embedder and batch size, cosine collection",
+        "baseline_what": "langchain-chroma Chroma.from_texts (ingest) and similarity_search (query), this "
+        "project's embedder object and batch size, cosine collection",
+        "plain_what": "the same langchain-chroma calls with sentence-transformers' encode as the embedder (as "
+        "langchain-huggingface's HuggingFaceEmbeddings), the same model and batch size, cosine collection",
         "runs": runs,
         "store_builds": builds,
         "method": __doc__.split("\n\n", 2)[2].strip(),
@@ -429,7 +460,7 @@ def _print_table(
 ) -> None:
     header = " ".join(f"{f'p50@{s}':>10} {f'p95@{s}':>10} {f'hyb95@{s}':>10}" for s in sizes)
     print(f"{'':10} {'ingest/s':>9} {header}")
-    for pipeline in ("ours", "baseline"):
+    for pipeline in PIPELINES:
         cells = [f"{table[pipeline]['ingest_chunks_per_s']:9.1f}"]
         for size in sizes:
             row = table[pipeline][str(size)]
