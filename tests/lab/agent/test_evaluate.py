@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from configs.settings import ConfigError, load_settings
+from configs.settings import CONFIG_DIR, ConfigError, load_settings
 from lab.agent.evaluate import (
     DEFAULT_QUESTIONS,
     EvalQuestion,
     cited_sources,
+    has_fact,
     is_declined,
     load_questions,
     relative_source,
@@ -29,6 +30,20 @@ def test_the_shipped_question_set_covers_every_kind_over_the_starter_kb():
             assert question.history, question.id
         if question.kind == "injection":
             assert question.canary, question.id
+
+
+def test_the_held_out_knowledge_base_questions_hold_their_facts_in_their_sources(shared_data):
+    """Every answerable row's facts occur in a file it cites (as the corpus's check_qa.py checks), so a miss in
+    the evaluation is the service's, not the question's."""
+    docs = shared_data / "kb-pagerduty-ir" / "docs"
+    questions = load_questions(CONFIG_DIR / "eval" / "kb_pagerduty_heldout.jsonl")
+    assert [q.kind for q in questions].count("unanswerable") == 3 and len(questions) == 25
+    for question in questions:
+        if question.kind == "unanswerable":
+            continue
+        text = " ".join((docs / source).read_text(encoding="utf-8") for source in question.expected_sources)
+        text = " ".join(text.replace("**", "").split())
+        assert all(has_fact(fact, text) for fact in question.key_facts), question.id
 
 
 def test_malformed_lines_are_reported_and_skipped(tmp_path, caplog):
