@@ -326,7 +326,7 @@ def _median(runs: list[dict[str, Any]], *path: str) -> float:
     return round(statistics.median(values), 2)
 
 
-def _alternating(repeats: int) -> list[tuple[str, ...]]:
+def _rotating(repeats: int) -> list[tuple[str, ...]]:
     """The pipelines in turn, the order rotated each repeat: none always runs first or last."""
     return [PIPELINES[i % len(PIPELINES) :] + PIPELINES[: i % len(PIPELINES)] for i in range(repeats)]
 
@@ -360,11 +360,11 @@ def main(argv: list[str] | None = None) -> int:
         if not (_store_dir(args.cache_dir, size, args.base_chunks) / "complete").is_file():
             builds[str(size)] = _run_worker("build", str(size), str(args.cache_dir), str(args.base_chunks))
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {pipeline: {"ingest": []} for pipeline in PIPELINES}
-    for order in _alternating(args.repeats):
+    for order in _rotating(args.repeats):
         for pipeline in order:
             runs[pipeline]["ingest"].append(_run_worker("ingest", pipeline, str(args.ingest_chunks)))
     for size in args.sizes:
-        for order in _alternating(args.repeats):
+        for order in _rotating(args.repeats):
             for pipeline in order:
                 runs[pipeline].setdefault(str(size), []).append(
                     _run_worker(

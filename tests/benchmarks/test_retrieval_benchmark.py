@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.retrieval import _alternating, main
+from benchmarks.retrieval import _rotating, main
 
 pytestmark = pytest.mark.slow
 
 
-def test_pipelines_alternate_which_runs_first() -> None:
-    assert _alternating(4) == [
+def test_pipelines_take_turns_running_first() -> None:
+    assert _rotating(4) == [
         ("ours", "baseline", "plain"),
         ("baseline", "plain", "ours"),
         ("plain", "ours", "baseline"),
