@@ -48,7 +48,7 @@ import numpy as np
 from langchain_core.embeddings import Embeddings
 
 from configs.settings import PROJECT_ROOT, EmbeddingSettings, load_settings
-from retrieval.embeddings import build_embeddings, resolve_embedder_path
+from retrieval.embeddings import build_embeddings, load_sentence_model
 
 KB = PROJECT_ROOT.parent / "shared" / "data" / "kb-pagerduty-ir"
 CACHE_DIR = PROJECT_ROOT / "var" / "bench"
@@ -64,9 +64,7 @@ class PlainEmbeddings(Embeddings):
     on the texts as given (it sorts them by characters itself), normalized for the cosine collection."""
 
     def __init__(self, settings: EmbeddingSettings) -> None:
-        from sentence_transformers import SentenceTransformer
-
-        self.model = SentenceTransformer(resolve_embedder_path(settings.name_or_path), device=settings.device)
+        self.model = load_sentence_model(settings.name_or_path, settings.device)
         self.batch_size = settings.batch_size
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
@@ -326,6 +324,18 @@ def _median(runs: list[dict[str, Any]], *path: str) -> float:
     return round(statistics.median(values), 2)
 
 
+def _ratios(table: dict[str, dict[str, Any]], sizes: list[int]) -> dict[str, float]:
+    """Ours over each baseline: ingest chunks/s, and dense query p95 per store size."""
+    ratios = {}
+    for other in PIPELINES[1:]:
+        ours, theirs = table["ours"], table[other]
+        ratios[f"ingest_ours_over_{other}"] = round(ours["ingest_chunks_per_s"] / theirs["ingest_chunks_per_s"], 2)
+        for size in sizes:
+            ratio = ours[str(size)]["query_p95_ms"] / theirs[str(size)]["query_p95_ms"]
+            ratios[f"query_p95_ours_over_{other}_{size}"] = round(ratio, 2)
+    return ratios
+
+
 def _rotating(repeats: int) -> list[tuple[str, ...]]:
     """The pipelines in turn, the order rotated each repeat: none always runs first or last."""
     return [PIPELINES[i % len(PIPELINES) :] + PIPELINES[: i % len(PIPELINES)] for i in range(repeats)]
@@ -401,21 +411,7 @@ def main(argv: list[str] | None = None) -> int:
 
     output = {
         **table,
-        "ratios": {
-            key: value
-            for other in PIPELINES[1:]
-            for key, value in {
-                f"ingest_ours_over_{other}": round(
-                    table["ours"]["ingest_chunks_per_s"] / table[other]["ingest_chunks_per_s"], 2
-                ),
-                **{
-                    f"query_p95_ours_over_{other}_{size}": round(
-                        table["ours"][str(size)]["query_p95_ms"] / table[other][str(size)]["query_p95_ms"], 2
-                    )
-                    for size in args.sizes
-                },
-            }.items()
-        },
+        "ratios": _ratios(table, args.sizes),
         "same_ingest_chunks": len(ingest_chunks) == 1 and len(digests) == 1,
         "load_average_1min": {
             "at_start": load_start,
