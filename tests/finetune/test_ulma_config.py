@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import yaml
@@ -96,3 +98,4 @@ def test_the_aligned_profile_is_the_shipped_adapters_recipe() -> None:
         key: (value, trained.get(key)) for key, value in profile.items() if trained.get(key) != value
     }
     assert differing.keys() <= {"output_dir", "dataset"}, differing
+    assert Path(trained["dataset"]).name == Path(profile["dataset"]).name  # the same file, built in another folder
