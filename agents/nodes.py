@@ -71,7 +71,8 @@ def user_texts(messages: Sequence[AnyMessage]) -> list[str]:
     return [message.text for message in messages if isinstance(message, HumanMessage)]
 
 
-def to_context_documents(chunks: Sequence[RetrievedChunk]) -> list[ContextDocument]:
+def to_context_documents(chunks: Sequence[RetrievedChunk], start: int = 1) -> list[ContextDocument]:
+    """The chunks numbered for citation from `start`."""
     return [
         ContextDocument(
             index=number,
@@ -83,7 +84,7 @@ def to_context_documents(chunks: Sequence[RetrievedChunk]) -> list[ContextDocume
             score=chunk.score,
             text=chunk.text,
         )
-        for number, chunk in enumerate(chunks, start=1)
+        for number, chunk in enumerate(chunks, start=start)
     ]
 
 

@@ -2,9 +2,11 @@
 
 For every answerable row of a QA set (turns, key_facts, sources), the cited source files are chunked as the
 ingest chunks them, the 4 chunks nearest the question stand in for retrieval (so retrieval misses do not
-blur the comparison), and agents.agentic.evidence quotes up to 3 sentences from them. Reported: the share of
+blur the comparison), the chunk after each in its file for the followers the graph reads on, and
+agents.agentic.evidence quotes up to 3 sentences from them. Reported: the share of
 rows whose quotes hold every key fact, for the cosine-only, term-overlap-only and mixed scores, the mixed
-score with the quantity answer-type bonus, and with each statement scored under its heading too (the default).
+score with the quantity answer-type bonus, with each statement scored under its heading too, and with the
+following chunks' statements as candidates (the default). Term overlap weighs terms by their rarity.
 
     python -m benchmarks.evidence_selection --corpus ../shared/data/kb-pagerduty-ir/docs \
         --questions ../shared/data/kb-pagerduty-ir/qa.jsonl
@@ -25,23 +27,28 @@ from agents.agentic.evidence import EvidenceRanker, select_quotes
 from agents.agentic.router import standalone_query
 from agents.nodes import to_context_documents
 from configs.settings import PROJECT_ROOT, AgenticSettings, load_settings
-from ingest.chunking import chunk_document
+from ingest.chunking import Chunk, chunk_document
 from ingest.loaders import load_document
 from lab.agent.evaluate import has_fact, load_questions
 from retrieval.embeddings import build_embeddings
 from retrieval.retriever import RetrievedChunk
 
 DEFAULT = AgenticSettings()
-PLAIN = {"evidence_quantity_bonus": 0.0, "evidence_heading_context": False}
+PLAIN = {"evidence_quantity_bonus": 0.0, "evidence_heading_context": False, "evidence_following_chunks": False}
 VARIANTS = {  # each signal alone, then added one at a time up to the default
     "lexical only": AgenticSettings(**PLAIN, evidence_similarity_weight=0.0),
     "cosine only": AgenticSettings(**PLAIN, evidence_similarity_weight=1.0),
     "mixed": AgenticSettings(**PLAIN),
-    "mixed + quantity answer type": AgenticSettings(evidence_heading_context=False),
-    "mixed + quantity answer type + heading context (default)": DEFAULT,
+    "mixed + quantity answer type": AgenticSettings(evidence_heading_context=False, evidence_following_chunks=False),
+    "mixed + quantity answer type + heading context": AgenticSettings(evidence_following_chunks=False),
+    "mixed + quantity answer type + heading context + following chunks (default)": DEFAULT,
 }
 CHUNKS = 4
 OUTPUT = PROJECT_ROOT / "benchmarks" / "results" / "evidence_selection.json"
+
+
+def stand_in(chunk: Chunk) -> RetrievedChunk:
+    return RetrievedChunk(id=chunk.id, text=chunk.text, source="", score=1.0, metadata=chunk.metadata)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,12 +69,16 @@ def main(argv: list[str] | None = None) -> int:
         query = standalone_query(row.question, row.history)  # as the graph asks a follow-up
         vectors = np.asarray(embeddings.embed_documents([query] + [c.text for c in chunks]))
         nearest = np.argsort(-(vectors[1:] @ vectors[0]))[:CHUNKS]
-        documents = to_context_documents([RetrievedChunk(id=chunks[i].id, text=chunks[i].text, source="",
-                                                         score=1.0, metadata=chunks[i].metadata) for i in nearest])
+        documents = to_context_documents([stand_in(chunks[i]) for i in nearest])
+        # The chunk after each one in its file, as the retriever's `following` reads it from the store.
+        after = [i + 1 for i in nearest if i + 1 < len(chunks) and i + 1 not in nearest
+                 and chunks[i + 1].metadata["source"] == chunks[i].metadata["source"]]
+        followers = to_context_documents([stand_in(chunks[i]) for i in dict.fromkeys(after)], start=CHUNKS + 1)
         hits = {}
         for name, variant in VARIANTS.items():
             ranker = EvidenceRanker(embeddings, variant)
-            quotes = " ".join(p["text"] for p in select_quotes(ranker.rank(query, documents), 3))
+            context = documents + (followers if variant.evidence_following_chunks else [])
+            quotes = " ".join(p["text"] for p in select_quotes(ranker.rank(query, context), 3))
             hits[name] = all(has_fact(fact, quotes) for fact in row.key_facts)
             found[name] += hits[name]
         per_row.append({"id": row.id, **hits})

@@ -274,6 +274,11 @@ class AgenticSettings(BaseModel):
         description="score each sentence together with its section's heading path, as a reader sees it under "
         "the heading (a glossary entry under its term, a bullet under the task it belongs to)",
     )
+    evidence_following_chunks: bool = Field(
+        True,
+        description="quotes may also come from the chunk that follows each kept chunk in its file: a list cut "
+        "from its lead-in, a paragraph cut at a chunk boundary (cited as a source of its own when quoted)",
+    )
     excerpt_sentences: int = Field(
         4, ge=0, description="sentences of each chunk shown to the generator (the best matching); 0: whole chunks"
     )

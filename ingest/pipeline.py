@@ -21,7 +21,14 @@ from configs.settings import AppSettings
 from ingest.chunking import Chunk, check_chunk_settings, chunk_document, chunking_signature
 from ingest.loaders import DocumentLoadError, load_document
 from ingest.manifest import FileUpdate, Manifest, remove_index_files
-from retrieval.store import delete_ids, drop_collection, index_path, open_store, write_embedded
+from retrieval.store import (
+    delete_ids,
+    drop_collection,
+    index_path,
+    open_store,
+    update_metadata,
+    write_embedded,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -242,6 +249,12 @@ def _write(
                 ids = [chunk.id for chunk in new]
                 manifest.mark_pending(ids)
                 write_embedded(store, ids, [c.text for c in new], vectors, [c.metadata for c in new])
+            # An edited file's unchanged chunks keep their ids but may sit elsewhere now (chunk_index, heading):
+            # the retriever reads a chunk's follower by its place in the file.
+            new_ids = {chunk.id for chunk in new}
+            kept = [chunk for item in group for chunk in item.chunks if chunk.id not in new_ids]
+            if kept:
+                update_metadata(store, [chunk.id for chunk in kept], [chunk.metadata for chunk in kept])
             replaced = manifest.commit(
                 [FileUpdate(item.file.source, item.content_hash, [(c.id, _searchable(c)) for c in item.chunks])
                  for item in group]

@@ -114,6 +114,35 @@ class Retriever:
         )
         return relevant
 
+    def following(self, ids: Sequence[str]) -> list[RetrievedChunk]:
+        """The chunk after each of `ids` in its file (same source, next chunk_index), in the order of `ids`,
+        leaving out those among `ids`: a list cut from its lead-in, or a paragraph cut at a chunk boundary, is
+        read on. A follower was not scored against the query: its score is 0."""
+        if not ids:
+            return []
+        got = self.store._collection.get(ids=list(ids), include=["metadatas"])
+        next_of = {chunk_id: (metadata.get("source"), metadata["chunk_index"] + 1)
+                   for chunk_id, metadata in zip(got["ids"], got["metadatas"], strict=True)
+                   if metadata and isinstance(metadata.get("chunk_index"), int)}
+        if not next_of:
+            return []
+        clauses: list[Where] = [{"$and": [{"source": source}, {"chunk_index": index}]}
+                                for source, index in set(next_of.values())]
+        found = self.store._collection.get(
+            where=clauses[0] if len(clauses) == 1 else {"$or": clauses}, include=["documents", "metadatas"]
+        )
+        at = {}  # (source, chunk_index) -> the chunk there
+        for chunk_id, text, metadata in zip(found["ids"], found["documents"], found["metadatas"], strict=True):
+            at[(metadata.get("source"), metadata.get("chunk_index"))] = self._chunk(
+                chunk_id, _Candidate(text=text, metadata=dict(metadata), similarity=0.0)
+            )
+        followers: list[RetrievedChunk] = []
+        for chunk_id in ids:
+            follower = at.get(next_of.get(chunk_id))
+            if follower is not None and follower.id not in ids and follower not in followers:
+                followers.append(follower)
+        return followers
+
     def _dense(
         self, query_vector: np.ndarray, n: int, where: Where | None, *, with_embeddings: bool
     ) -> tuple[dict[str, _Candidate], list[str]]:

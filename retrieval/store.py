@@ -164,6 +164,13 @@ def write_embedded(
         )
 
 
+def update_metadata(store: Chroma, ids: Sequence[str], metadatas: Sequence[dict[str, Any]]) -> None:
+    """Rewrite the metadata of chunks already stored (no re-embedding)."""
+    for start in range(0, len(ids), MAX_WRITE_BATCH):
+        end = start + MAX_WRITE_BATCH
+        store._collection.update(ids=list(ids[start:end]), metadatas=list(metadatas[start:end]))
+
+
 def delete_ids(store: Chroma, ids: Sequence[str]) -> None:
     for start in range(0, len(ids), MAX_WRITE_BATCH):
         store.delete(ids=list(ids[start : start + MAX_WRITE_BATCH]))

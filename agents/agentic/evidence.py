@@ -3,7 +3,9 @@ quoted to the user (with their citations) when a generated answer stays unsuppor
 
 A sentence's score mixes two signals: its embedding's cosine with the question's (finds paraphrases: "how
 often does the bot check" ~ "polls every 30s") and the share of the question's content terms it contains
-(finds exact names and identifiers that a small embedder blurs). Neither alone is enough on short questions.
+(finds exact names and identifiers that a small embedder blurs), each term weighted by its rarity among the
+candidate sentences (inverse document frequency: "FBI" says more than "incident" in an incident-response
+manual). Neither signal alone is enough on short questions.
 A question that asks for a quantity ("how long", "how often", "how many") adds a third, the expected answer
 type: sentences that state a number or a frequency get a bonus (agent.agentic.evidence_quantity_bonus).
 The unit is a statement a reader can take alone (split_sentences), scored under its section's heading path
@@ -12,6 +14,7 @@ The unit is a statement a reader can take alone (split_sentences), scored under 
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from typing import TypedDict
@@ -129,16 +132,30 @@ class EvidenceRanker:
             return []
         vectors = np.asarray(self.embeddings.embed_documents([question] + [scored for *_, scored in candidates]))
         similarity = vectors[1:] @ vectors[0]
-        terms = content_terms(question)
+        term_sets = [set(content_terms(scored)) for *_, scored in candidates]
+        weights = rarity_weights(content_terms(question), term_sets)
         weight = self.settings.evidence_similarity_weight
         bonus = self.settings.evidence_quantity_bonus if _ASKS_QUANTITY.search(question) else 0.0
         passages = [
             Passage(index=index, position=position, text=text,
-                    score=round(weight * float(cosine) + (1 - weight) * overlap(terms, scored)
+                    score=round(weight * float(cosine) + (1 - weight) * weighted_overlap(weights, terms)
                                 + bonus * bool(_STATES_QUANTITY.search(text)), 4))
-            for (index, position, text, scored), cosine in zip(candidates, similarity)
+            for (index, position, text, _), cosine, terms in zip(candidates, similarity, term_sets)
         ]
         return sorted(passages, key=lambda p: p["score"], reverse=True)
+
+
+def rarity_weights(terms: Sequence[str], term_sets: Sequence[set[str]]) -> dict[str, float]:
+    """Each question term's inverse document frequency over the candidate sentences (BM25's smoothed form)."""
+    count = len(term_sets)
+    return {term: math.log(1 + (count - (found := sum(term in s for s in term_sets)) + 0.5) / (found + 0.5))
+            for term in terms}
+
+
+def weighted_overlap(weights: dict[str, float], terms: set[str]) -> float:
+    """The share of the question's term weight that a sentence contains (0 when the question has no terms)."""
+    total = sum(weights.values())
+    return sum(w for term, w in weights.items() if term in terms) / total if total else 0.0
 
 
 def excerpts(documents: Sequence[ContextDocument], passages: Sequence[Passage], per_document: int
@@ -168,6 +185,19 @@ def select_quotes(passages: Sequence[Passage], limit: int) -> list[Passage]:
         if all(overlap(terms, earlier["text"]) < DUPLICATE_TERMS for earlier in chosen):
             chosen.append(passage)
     return chosen
+
+
+def with_cited_followers(documents: Sequence[ContextDocument], followers: Sequence[ContextDocument],
+                         quotes: Sequence[Passage]) -> tuple[list[ContextDocument], list[Passage]]:
+    """The documents plus the followers that a quote cites, renumbered to follow them without gaps, and the
+    quotes citing the new numbers: every [n] of the answer maps to the n-th source."""
+    cited = {quote["index"] for quote in quotes}
+    renumber = {doc["index"]: len(documents) + offset
+                for offset, doc in enumerate((f for f in followers if f["index"] in cited), start=1)}
+    added = [ContextDocument(**{**doc, "index": renumber[doc["index"]]})
+             for doc in followers if doc["index"] in renumber]
+    renumbered = [Passage(**{**quote, "index": renumber.get(quote["index"], quote["index"])}) for quote in quotes]
+    return [*documents, *added], renumbered
 
 
 def format_quotes(intro: str, quotes: Sequence[Passage]) -> str:

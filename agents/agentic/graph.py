@@ -11,7 +11,8 @@
     check_grounding --unsupported, first time--> regenerate -> check_grounding
     check_grounding --unsupported again--> quote_evidence -> safety_out
 The generator sees each graded chunk cut to its best sentences (agents.agentic.evidence); an answer still
-unsupported after the stricter retry is replaced by the best sentences themselves, quoted with citations. A
+unsupported after the stricter retry is replaced by the best sentences themselves, quoted with citations; those
+may also come from the chunk that follows each kept one in its file (evidence_following_chunks). A
 generator too small to ground its answers (answer_with quotes) is not asked: the quotes are the answer.
 Every loop is bounded: rewrite_query by max_retrieval_retries, regenerate by one pass; the recursion limit
 in AgenticSettings is a backstop. Each route entry names the node and, where it decided, its verdict.
@@ -22,8 +23,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from langchain_core.messages import AIMessage
 from langgraph.config import get_stream_writer
@@ -31,14 +33,22 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
 from agents.agentic.config import AgenticPrompts
-from agents.agentic.evidence import EvidenceRanker, Passage, excerpts, format_quotes, select_quotes
+from agents.agentic.evidence import (
+    EvidenceRanker,
+    Passage,
+    excerpts,
+    format_quotes,
+    select_quotes,
+    with_cited_followers,
+)
 from agents.agentic.grading import grade_chunks, passing_documents
 from agents.agentic.grounding import GroundingChecker
 from agents.agentic.rewrite import rewrite_query
 from agents.agentic.router import Intent, classify_turn, standalone_query
 from agents.nodes import AgentNodes, SearchesKnowledge, to_context_documents, user_texts
-from agents.state import AgentState, TurnContext
+from agents.state import AgentState, ContextDocument, TurnContext
 from configs.settings import AgenticSettings
+from retrieval.retriever import RetrievedChunk
 
 if TYPE_CHECKING:
     from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -47,6 +57,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 GRAPH_NAME = "aligned_rag_agentic"
+
+
+class SearchesWithFollowers(SearchesKnowledge, Protocol):
+    def following(self, ids: Sequence[str]) -> list[RetrievedChunk]: ...
 
 
 @dataclass(kw_only=True)
@@ -59,6 +73,8 @@ class AgenticState(AgentState):
     regenerated: bool = False
     grounded: bool | None = None
     passages: list[Passage] = dataclasses.field(default_factory=list)  # graded chunks' sentences, best first
+    # the chunk after each graded one in its file, numbered after the documents: quoted only when cited
+    followers: list[ContextDocument] = dataclasses.field(default_factory=list)
 
 
 class AgenticNodes:
@@ -69,7 +85,7 @@ class AgenticNodes:
         *,
         answer: AgentNodes,
         strict: AgentNodes,
-        retriever: SearchesKnowledge,
+        retriever: SearchesWithFollowers,
         grounding: GroundingChecker,
         evidence: EvidenceRanker,
         prompts: AgenticPrompts,
@@ -95,6 +111,7 @@ class AgenticNodes:
             "regenerated": False,
             "grounded": None,
             "passages": [],
+            "followers": [],
             "route": [*state.route, f"route_turn:{intent}"],
         }
 
@@ -115,8 +132,16 @@ class AgenticNodes:
         if removed:
             verdict += f",injections_removed={removed}"
         logger.info("%s for query %r", verdict, state.query[:80])
-        passages = self.evidence.rank(state.query, documents) if documents else []
-        return {"documents": documents, "passages": passages, "route": [*state.route, verdict]}
+        followers = self._followers(documents)
+        passages = self.evidence.rank(state.query, documents + followers) if documents else []
+        return {"documents": documents, "passages": passages, "followers": followers,
+                "route": [*state.route, verdict]}
+
+    def _followers(self, documents: list[ContextDocument]) -> list[ContextDocument]:
+        if not documents or not self.settings.evidence_following_chunks:
+            return []
+        chunks = self.retriever.following([doc["id"] for doc in documents])
+        return to_context_documents(chunks, start=len(documents) + 1)
 
     def after_grade(
         self, state: AgenticState
@@ -179,7 +204,9 @@ class AgenticNodes:
         quotes), or in place of a generated answer that stayed unsupported."""
         previous = state.messages[-1]
         replaces = isinstance(previous, AIMessage)  # the unsupported answer, already streamed: withdraw it
-        quotes = select_quotes(state.passages, self.settings.evidence_sentences)
+        documents, quotes = with_cited_followers(
+            state.documents, state.followers, select_quotes(state.passages, self.settings.evidence_sentences)
+        )
         text = format_quotes(self.prompts.evidence_intro, quotes) if quotes else self.prompts.not_found
         verdict = self.answer.check_before_showing(state.messages[:-1] if replaces else state.messages, text)
         if verdict is None or verdict.safe:  # an unsafe text is never shown: safety_out replaces it
@@ -187,6 +214,7 @@ class AgenticNodes:
             get_stream_writer()(event)
         return {
             "messages": [AIMessage(content=text, id=previous.id if replaces else str(uuid.uuid4()))],
+            "documents": documents,
             "response_verdict": verdict,  # None: safety_out checks the text
             "route": [*state.route, f"quote_evidence:quotes={len(quotes)}"],
         }

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from functools import lru_cache
+
+import snowballstemmer
 
 _WORD = re.compile(r"[a-z0-9][a-z0-9_.\-]*[a-z0-9]|[a-z0-9]")
 STOPWORDS = frozenset(
@@ -11,13 +15,24 @@ STOPWORDS = frozenset(
 
 
 def content_terms(text: str) -> list[str]:
-    """Lower-cased words minus stopwords, in order of first appearance (no duplicates)."""
-    seen: dict[str, None] = {}
+    """The stems of a text's content words (lower-cased, minus stopwords), in order of first appearance."""
+    return list(dict.fromkeys(stem(word) for word in _content_words(text)))
+
+
+def key_words(text: str) -> list[str]:
+    """A text's content words as written (lower-cased), one per stem, in order: the terms of a query to search
+    with (a stem such as "servic" is not a word a search index or an embedder knows)."""
+    first: dict[str, str] = {}
+    for word in _content_words(text):
+        first.setdefault(stem(word), word)
+    return list(first.values())
+
+
+def _content_words(text: str) -> Iterator[str]:
     for word in _WORD.findall(text.lower()):
         word = word.rstrip(".")
         if word and word not in STOPWORDS and len(word) > 1:
-            seen.setdefault(_stem(word), None)
-    return list(seen)
+            yield word
 
 
 def overlap(terms: list[str], text: str) -> float:
@@ -28,10 +43,10 @@ def overlap(terms: list[str], text: str) -> float:
     return sum(term in found for term in terms) / len(terms)
 
 
-def _stem(word: str) -> str:
-    # Plural and simple verb endings only: enough for "documents"/"document", "ingesting"/"ingest".
-    if len(word) > 6 and word.endswith("ing"):
-        return word[:-3]
-    if len(word) > 4 and word.endswith("s") and not word.endswith("ss"):
-        return word[:-1]
-    return word
+_ENGLISH = snowballstemmer.stemmer("english")
+
+
+@lru_cache(maxsize=65536)
+def stem(word: str) -> str:
+    """The Snowball English stem: "documents", "documented" -> "document"; "assessment" -> "assess"."""
+    return _ENGLISH.stemWord(word)

@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 from typing import Literal
 
-from agents.agentic.lexical import content_terms
+from agents.agentic.lexical import content_terms, key_words, stem
 
 Intent = Literal["conversation", "knowledge"]
 
@@ -43,5 +43,5 @@ def standalone_query(question: str, earlier_questions: Sequence[str]) -> str:
     if not earlier_questions or not is_follow_up(question):
         return question.strip()
     own = set(content_terms(question))
-    carried = [term for term in content_terms(earlier_questions[-1]) if term not in own]
+    carried = [word for word in key_words(earlier_questions[-1]) if stem(word) not in own]
     return f"{question.strip()} ({' '.join(carried)})" if carried else question.strip()

@@ -44,16 +44,22 @@ class KeywordGuard:
 
 
 class ListRetriever:
-    """Returns its chunks for queries that mention `topic` (any query when topic is None)."""
+    """Returns its chunks for queries that mention `topic` (any query when topic is None); `followers` maps a
+    chunk id to the chunk after it in its file."""
 
-    def __init__(self, chunks: list[RetrievedChunk], topic: str | None = None) -> None:
+    def __init__(self, chunks: list[RetrievedChunk], topic: str | None = None,
+                 followers: dict[str, RetrievedChunk] | None = None) -> None:
         self.chunks = chunks
         self.topic = topic
+        self.followers = followers or {}
         self.queries: list[str] = []
 
     def search(self, query: str, k: int | None = None) -> list[RetrievedChunk]:
         self.queries.append(query)
         return self.chunks[:k] if self.topic is None or self.topic in query else []
+
+    def following(self, ids: list[str]) -> list[RetrievedChunk]:
+        return [self.followers[i] for i in ids if i in self.followers]
 
 
 class ScriptedGenerator:

@@ -78,6 +78,30 @@ def test_changed_file_replaces_its_chunks(sample_docs: Path, store_settings: App
     assert "retired in 2031" in best.text
 
 
+def test_an_edit_keeps_unchanged_chunks_and_their_followers_stay_true(
+    tmp_path: Path, store_settings: AppSettings
+) -> None:
+    settings = store_settings.model_copy(update={"ingest": store_settings.ingest.model_copy(
+        update={"chunk_size": 80, "chunk_overlap": 0})})
+    guide = tmp_path / "kb" / "guide.md"
+    guide.parent.mkdir()
+    paragraphs = ["Leads must meet the following criteria to run a call.",
+                  "They have joined at least two major incident calls.", "They write clearly and calmly."]
+    guide.write_text("\n\n".join(paragraphs) + "\n")
+    ingest_paths([guide.parent], settings)
+    retriever = build_retriever(settings)
+    lead_in = retriever.search("criteria to run a call", k=1)[0]
+    assert [c.text for c in retriever.following([lead_in.id])] == [paragraphs[1]]
+
+    guide.write_text("\n\n".join(["A new opening paragraph comes first now.", *paragraphs]) + "\n")
+    report = ingest_paths([guide.parent], settings)
+
+    assert (report.chunks_added, report.chunks_removed) == (1, 0)  # the three paragraphs kept their ids
+    moved = retriever.search("criteria to run a call", k=1)[0]
+    assert moved.id == lead_in.id and moved.metadata["chunk_index"] == 1
+    assert [c.text for c in retriever.following([moved.id])] == [paragraphs[1]]
+
+
 def test_bad_files_are_skipped_and_reported_while_the_rest_go_in(
     sample_docs: Path, store_settings: AppSettings
 ) -> None:

@@ -97,3 +97,22 @@ def test_hybrid_reads_in_a_chunk_only_bm25_found(hybrid_retriever: Retriever) ->
 def test_a_lexical_hit_outside_the_filter_stays_out(hybrid_retriever: Retriever) -> None:
     hits = hybrid_retriever.search("sourdough loaves and violin strings", k=2, where={"source": "violin.txt"})
     assert [hit.id for hit in hits] == ["violin"]
+
+
+def test_following_reads_the_next_chunk_of_each_file_in_order(store_settings: AppSettings) -> None:
+    retriever = build_retriever(store_settings)
+    parts = {("guide.md", 0): "Before you can lead, meet the following criteria.",
+             ("guide.md", 1): "* Has joined at least two major incident calls.",
+             ("guide.md", 2): "## Responsibilities",
+             ("faq.md", 0): "Who can lead? Anyone trained.", ("faq.md", 1): "Training takes a week."}
+    retriever.store.add_texts(list(parts.values()), ids=[f"{s}#{i}" for s, i in parts],
+                              metadatas=[{"source": s, "chunk_index": i} for s, i in parts])
+
+    followers = retriever.following(["faq.md#0", "guide.md#0", "guide.md#2"])  # the last chunk has none
+
+    assert [(c.id, c.source, c.text, c.score) for c in followers] == [
+        ("faq.md#1", "faq.md", "Training takes a week.", 0.0),
+        ("guide.md#1", "guide.md", "* Has joined at least two major incident calls.", 0.0),
+    ]
+    assert [c.id for c in retriever.following(["guide.md#0", "guide.md#1"])] == ["guide.md#2"]  # none repeated
+    assert retriever.following([]) == [] and retriever.following(["unknown"]) == []

@@ -7,9 +7,13 @@ from agents.agentic.evidence import (
     Passage,
     excerpts,
     format_quotes,
+    rarity_weights,
     select_quotes,
     split_sentences,
+    weighted_overlap,
+    with_cited_followers,
 )
+from agents.agentic.lexical import content_terms
 from agents.state import ContextDocument
 from configs.settings import AgenticSettings
 
@@ -105,3 +109,27 @@ def test_excerpts_keep_each_documents_best_sentences_in_their_order():
     passages = [passage(1, "C third.", 0.9, 2), passage(1, "A first.", 0.8, 0), passage(1, "B second.", 0.1, 1)]
     assert excerpts(documents, passages, 2)[0]["text"] == "A first. C third."
     assert excerpts(documents, passages, 0)[0]["text"] == "A first. B second. C third."
+
+
+def test_terms_match_across_word_forms():
+    assert content_terms("Who assesses it?") == content_terms("the assessment") == ["assess"]
+    assert content_terms("documented documents") == ["document"]
+
+
+def test_a_rare_question_term_outweighs_one_every_sentence_shares():
+    sentences = [{"incident", "call"}, {"incident", "review"}, {"incident", "fbi", "contact"}, {"incident"}]
+    weights = rarity_weights(["incident", "fbi"], sentences)
+    assert weights["fbi"] > 3 * weights["incident"] > 0
+    assert weighted_overlap(weights, sentences[2]) == 1.0
+    assert weighted_overlap(weights, sentences[0]) < 0.25 < weighted_overlap(weights, {"fbi"})
+    assert weighted_overlap({}, sentences[0]) == 0.0
+
+
+def test_a_quoted_follower_becomes_the_next_source_and_its_quote_cites_that_number():
+    documents = [doc(1, "a"), doc(2, "b")]
+    followers = [doc(3, "c"), doc(4, "d")]
+    quotes = [passage(1, "from the first", 0.9), passage(4, "from the second follower", 0.8)]
+    sources, cited = with_cited_followers(documents, followers, quotes)
+    assert [(d["id"], d["index"]) for d in sources] == [("c1", 1), ("c2", 2), ("c4", 3)]
+    assert [q["index"] for q in cited] == [1, 3]
+    assert with_cited_followers(documents, followers, quotes[:1]) == (documents, quotes[:1])

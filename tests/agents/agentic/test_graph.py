@@ -116,6 +116,25 @@ def test_answering_with_quotes_skips_generation_and_streams_the_checked_quotes(m
     assert state.answer.endswith('"The service listens on port 8000 by default." [1]')
 
 
+LEAD_IN = RetrievedChunk(id="ic-0", source="training/ic.md", score=0.7, metadata={"heading": "Prerequisites"},
+                         text="Before you can lead an incident call, you must meet the following criteria.")
+CRITERIA = RetrievedChunk(id="ic-1", source="training/ic.md", score=0.0, metadata={"heading": "Prerequisites"},
+                          text="* Has joined at least two major incident calls as a listener.\n* Writes clearly.")
+
+
+def test_quotes_read_on_into_the_chunk_that_follows_and_cite_it_as_a_source(make_agentic):
+    graph, *_ = make_agentic(settings=AgenticSettings(answer_with="quotes"), chunks=[LEAD_IN],
+                             followers={"ic-0": CRITERIA})
+    state = run(graph, "How many major incident calls must I join before I can lead an incident call?")
+    assert '"Has joined at least two major incident calls as a listener." [2]' in state["messages"][-1].text
+    assert [(d["id"], d["index"]) for d in state["documents"]] == [("ic-0", 1), ("ic-1", 2)]
+
+    graph, *_ = make_agentic(settings=AgenticSettings(answer_with="quotes", evidence_following_chunks=False),
+                             chunks=[LEAD_IN], followers={"ic-0": CRITERIA})
+    state = run(graph, "How many major incident calls must I join before I can lead an incident call?")
+    assert "two major" not in state["messages"][-1].text and len(state["documents"]) == 1
+
+
 async def _events(agent: ChatAgent, message: str) -> list:
     return [event async for event in agent.stream(message, None)]
 
