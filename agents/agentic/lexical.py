@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from functools import lru_cache
 
@@ -44,9 +45,11 @@ def overlap(terms: list[str], text: str) -> float:
 
 
 _ENGLISH = snowballstemmer.stemmer("english")
+_ENGLISH_LOCK = threading.Lock()  # a stemmer keeps its word in its own fields: one word at a time
 
 
 @lru_cache(maxsize=65536)
 def stem(word: str) -> str:
     """The Snowball English stem: "documents", "documented" -> "document"; "assessment" -> "assess"."""
-    return _ENGLISH.stemWord(word)
+    with _ENGLISH_LOCK:
+        return _ENGLISH.stemWord(word)
