@@ -147,9 +147,11 @@ class EvidenceRanker:
 
 def rarity_weights(terms: Sequence[str], term_sets: Sequence[set[str]]) -> dict[str, float]:
     """Each question term's inverse document frequency over the candidate sentences (BM25's smoothed form)."""
-    count = len(term_sets)
-    return {term: math.log(1 + (count - (found := sum(term in s for s in term_sets)) + 0.5) / (found + 0.5))
-            for term in terms}
+    weights = {}
+    for term in terms:
+        holding = sum(term in sentence_terms for sentence_terms in term_sets)
+        weights[term] = math.log(1 + (len(term_sets) - holding + 0.5) / (holding + 0.5))
+    return weights
 
 
 def weighted_overlap(weights: dict[str, float], terms: set[str]) -> float:
