@@ -230,16 +230,21 @@ def load_pairs(
     if path.name.endswith((".jsonl", ".jsonl.gz")):
         return _read_json_lines(path, report)
     if path.suffix == ".json":
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path} is not valid JSON: {exc}") from exc
-        if not isinstance(data, list):
-            raise DataError(f"{path} must hold a JSON list of records")
-        return data
+        return read_json_list(path, "records")
     import pyarrow.parquet as pq
 
     return pq.read_table(path).to_pylist()
+
+
+def read_json_list(path: Path, items: str) -> list[Any]:
+    """The list a .json file holds; a DataError naming the file (and what the list should hold) otherwise."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, list):
+        raise DataError(f"{path} must hold a JSON list of {items}")
+    return data
 
 
 def _load_hub_split(dataset_id: str, split: str) -> list[dict[str, Any]]:

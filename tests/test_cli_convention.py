@@ -40,6 +40,13 @@ HELP_ONLY = [
     "benchmarks.engine_settings",
 ]
 
+# Flags a command's --help must list besides the convention's own (its documented interface).
+HELP_FLAGS: dict[str, list[str]] = {
+    "lab.alignment.data": ["--holdout-fraction", "--seed", "--harmless-n", "--exclude", "--out"],
+    "lab.alignment.evaluate": ["--base", "--adapter", "--pairs", "--harmful", "--benign", "--out", "--results-json",
+                               "--limit", "--max-new-tokens", "--batch-size", "--train-data"],
+}
+
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", *args], cwd=REPO_ROOT, capture_output=True, text=True,
@@ -61,6 +68,7 @@ def test_help(module: str) -> None:
     assert "usage:" in result.stdout.lower()
     if module in COMMANDS:
         assert "--config" in result.stdout and "--debug" in result.stdout
+    assert [flag for flag in HELP_FLAGS.get(module, []) if flag not in result.stdout] == []
 
 
 @pytest.mark.slow

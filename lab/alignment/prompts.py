@@ -8,14 +8,13 @@ skipped; a set with no usable prompt is an error.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from finetune.data import DataError, DataReport, MalformedRowError, load_pairs, pointwise_rows
+from finetune.data import DataError, DataReport, MalformedRowError, load_pairs, pointwise_rows, read_json_list
 
 logger = logging.getLogger(__name__)
 
@@ -75,13 +74,7 @@ def _user_turn(text: Any) -> list[Message]:
 
 def read_json_prompt_records(path: Path) -> list[Any]:
     """The records of a safety-prompts JSON file: `{"instruction" | "prompt": ..., ...}` objects or strings."""
-    try:
-        records = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path} is not valid JSON: {exc}") from exc
-    if not isinstance(records, list):
-        raise DataError(f"{path} must hold a JSON list of {{'instruction': ...}} records or strings")
-    return records
+    return read_json_list(path, "{'instruction': ...} records or strings")
 
 
 def record_prompt(record: Any) -> Any:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from configs.settings import PROJECT_ROOT, ConfigError, ModelSettings
+from configs.settings import ConfigError, ModelSettings
 from finetune.data import DataError, DataReport, load_pairs, pointwise_rows, records_fingerprint
 from lab.alignment.data import (
     VALSPLIT_FILES,
@@ -81,19 +79,6 @@ def test_refusal_choice_is_seeded() -> None:
 def test_trim_to_sentence(text: str, trimmed: str | None) -> None:
     assert trim_to_sentence(text) == trimmed
 
-
-def test_help() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "lab.alignment.data", "--help"],
-        check=False,
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0
-    for flag in ("--holdout-fraction", "--seed", "--harmless-n", "--exclude", "--out", "--config"):
-        assert flag in result.stdout
 
 
 def test_bad_holdout_fraction_is_one_line_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
