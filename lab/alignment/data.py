@@ -122,6 +122,20 @@ def trim_to_sentence(text: str) -> str | None:
     return match.group(1).strip() if match else None
 
 
+def helpful_text(prompt: str, answer: Answer, judge: RefusalJudge, counts: dict[str, int]) -> str | None:
+    """The base model's answer as a helpful positive, cut to its last full sentence if it ran out of tokens;
+    None when the judge calls it a refusal or no full sentence is left (each counted in `counts`)."""
+    if judge.is_refusal(answer.text, prompt):
+        counts["dropped_refusal"] += 1
+        return None
+    text = answer.text if answer.finished else trim_to_sentence(answer.text)
+    if not text:
+        counts["dropped_no_full_sentence"] += 1
+        return None
+    counts["kept"] += 1
+    return text
+
+
 def carve_validation(path: Path, n: int, exclude: set[str], seed: int, kind: str) -> list[dict[str, Any]]:
     """A seeded sample of `n` distinct prompts of a safety-prompts JSON file, none in `exclude`, as
     `{"instruction", "category"}` records. Drawn from the whole file, so it does not move with `:N` caps."""
@@ -310,15 +324,10 @@ def build_alignment_data(
         "refusal_negatives": 0,
     }
     for prompt, answer in zip(harmless, answers[len(harmful) :], strict=True):
-        if judge.is_refusal(answer.text, prompt):
-            harmless_counts["dropped_refusal"] += 1
-            continue
-        text = answer.text if answer.finished else trim_to_sentence(answer.text)
-        if not text:
-            harmless_counts["dropped_no_full_sentence"] += 1
+        text = helpful_text(prompt, answer, judge, harmless_counts)
+        if text is None:
             continue
         harmless_counts["trimmed"] += not answer.finished
-        harmless_counts["kept"] += 1
         train.append(pointwise_record(prompt, text, 1.0, "harmless:base_answer"))
         if harmless_counts["refusal_negatives"] < options.harmless_refusal_negatives:
             refusal = templates.refusal(prompt, options.seed)
@@ -374,14 +383,9 @@ def add_lookalikes(
     prompt the base itself refused, or whose answer has no full sentence, gives no row at all."""
     counts = {"prompts": len(prompts), "kept": 0, "dropped_refusal": 0, "dropped_no_full_sentence": 0}
     for prompt, answer in zip(prompts, answers, strict=True):
-        if judge.is_refusal(answer.text, prompt):
-            counts["dropped_refusal"] += 1
+        text = helpful_text(prompt, answer, judge, counts)
+        if text is None:
             continue
-        text = answer.text if answer.finished else trim_to_sentence(answer.text)
-        if not text:
-            counts["dropped_no_full_sentence"] += 1
-            continue
-        counts["kept"] += 1
         refusal = templates.refusal(prompt, options.seed)
         train.extend(
             [pointwise_record(prompt, text, 1.0, "lookalike:base_answer")] * options.lookalike_repeat

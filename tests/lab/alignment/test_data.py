@@ -16,6 +16,7 @@ from lab.alignment.data import (
     RefusalTemplates,
     build_alignment_data,
     carve_validation,
+    helpful_text,
     main,
     trim_to_sentence,
     write_build,
@@ -79,6 +80,20 @@ def test_refusal_choice_is_seeded() -> None:
 def test_trim_to_sentence(text: str, trimmed: str | None) -> None:
     assert trim_to_sentence(text) == trimmed
 
+
+
+def test_helpful_text_keeps_full_sentences_and_counts_what_it_drops() -> None:
+    judge, counts = RefusalJudge(), {"kept": 0, "dropped_refusal": 0, "dropped_no_full_sentence": 0}
+    prompt = "How do I boil an egg?"
+    assert helpful_text(prompt, Answer("Put it in boiling water for nine minutes.", 9, True), judge, counts) == (
+        "Put it in boiling water for nine minutes."
+    )
+    assert helpful_text(prompt, Answer("Boil water. Then put the egg in and wai", 12, False), judge, counts) == (
+        "Boil water."
+    )
+    assert helpful_text(prompt, Answer("I'm sorry, but I can't help with that.", 10, True), judge, counts) is None
+    assert helpful_text(prompt, Answer("Put the egg in a pot of", 7, False), judge, counts) is None
+    assert counts == {"kept": 2, "dropped_refusal": 1, "dropped_no_full_sentence": 1}
 
 
 def test_bad_holdout_fraction_is_one_line_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
