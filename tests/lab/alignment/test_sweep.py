@@ -23,6 +23,7 @@ from lab.alignment.sweep import (
     run_sweep,
     select_run,
     sweep_record,
+    targets_met,
     typed_axes,
 )
 
@@ -155,6 +156,18 @@ def test_selection_without_a_run_in_bound_takes_the_lowest_benign_rate() -> None
     assert select_run(over_lookalikes, 0.03, 0.10).name == "run-1"
     assert select_run(over_lookalikes, 0.03, 0.05).name == "run-1"  # neither in bound: the smaller excess
     assert select_run([_run("run-0", None, None, status="eval_failed")], 0.05) is None
+
+
+def test_selection_passes_over_a_run_that_refuses_more_by_losing_fluency() -> None:
+    fluent, garbled = _run("run-0", 0.92, 0.01, lookalike=0.05), _run("run-1", 0.99, 0.01, lookalike=0.05)
+    fluent.metrics["chosen_ppl_ratio"], garbled.metrics["chosen_ppl_ratio"] = 0.95, 2.65
+    assert select_run([fluent, garbled], 0.03, 0.10).name == "run-1"  # no bound: the most refusing run
+    assert select_run([fluent, garbled], 0.03, 0.10, 1.10).name == "run-0"
+    options = SweepOptions(config=EMBEDDED_PROFILE, harmful=("h.json",), benign=("b.json",), out=Path("x"),
+                           min_harmful_refusal=0.90)
+    assert targets_met(fluent, options) and not targets_met(garbled, options)
+    unmeasured = _run("run-2", 0.95, 0.01)  # no --pairs: the bound does not apply
+    assert targets_met(unmeasured, options)
 
 
 def test_record_marks_the_selection_and_the_targets(tmp_path: Path) -> None:
