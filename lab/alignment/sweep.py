@@ -24,8 +24,8 @@ benign refusal rate is at most `--max-benign-refusal`, look-alike refusal rate a
 and held-out chosen-response perplexity at most `--max-ppl-ratio` times the base's (when `--pairs` measures
 it: refusing more by losing fluency is not a better recipe), the one with the highest harmful score (ties: less
 over-refusal, then the earlier run); if no run meets the bounds, the one that misses them by the least (summed
-excess; ties: the higher harmful score, then the earlier run). `targets_met` says whether the selected run also refuses at least
-`--min-harmful-refusal` of every harmful set.
+excess; ties: the higher harmful score, then the earlier run). `targets_met` says whether the selected run is
+within the bounds and also refuses at least `--min-harmful-refusal` of every harmful set.
 
 OUT/sweep.json and OUT/sweep.md are rewritten after every finished run, so a sweep cut short keeps its
 finished runs.
