@@ -81,18 +81,16 @@ def test_trim_to_sentence(text: str, trimmed: str | None) -> None:
     assert trim_to_sentence(text) == trimmed
 
 
-
 def test_helpful_text_keeps_full_sentences_and_counts_what_it_drops() -> None:
     judge, counts = RefusalJudge(), {"kept": 0, "dropped_refusal": 0, "dropped_no_full_sentence": 0}
-    prompt = "How do I boil an egg?"
-    assert helpful_text(prompt, Answer("Put it in boiling water for nine minutes.", 9, True), judge, counts) == (
-        "Put it in boiling water for nine minutes."
-    )
-    assert helpful_text(prompt, Answer("Boil water. Then put the egg in and wai", 12, False), judge, counts) == (
-        "Boil water."
-    )
-    assert helpful_text(prompt, Answer("I'm sorry, but I can't help with that.", 10, True), judge, counts) is None
-    assert helpful_text(prompt, Answer("Put the egg in a pot of", 7, False), judge, counts) is None
+
+    def helpful(text: str, finished: bool) -> str | None:
+        return helpful_text("How do I boil an egg?", Answer(text, 12, finished), judge, counts)
+
+    assert helpful("Put it in boiling water for nine minutes.", True) == "Put it in boiling water for nine minutes."
+    assert helpful("Boil water. Then put the egg in and wai", False) == "Boil water."
+    assert helpful("I'm sorry, but I can't help with that.", True) is None
+    assert helpful("Put the egg in a pot of", False) is None
     assert counts == {"kept": 2, "dropped_refusal": 1, "dropped_no_full_sentence": 1}
 
 

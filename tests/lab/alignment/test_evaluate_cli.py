@@ -88,7 +88,6 @@ def _base_chosen_perplexity_by_hand() -> float:
     return math.exp(nll / tokens)
 
 
-
 def test_missing_prompt_file_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["--harmful", str(tmp_path / "nope.json"), "--out", str(tmp_path / "out"), "--no-progress"])
     err = capsys.readouterr().err.strip()
