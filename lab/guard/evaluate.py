@@ -218,8 +218,10 @@ def backend_configuration(name: str, settings: AppSettings) -> dict[str, Any]:
     safety = settings.safety
     if name == "classifier":
         manifest = json.loads((safety.classifier_path / "manifest.json").read_text(encoding="utf-8"))
+        # the latency depends on what runs the encoder (embedding.runtime auto: ONNX Runtime on the CPU)
         return {"embedder": manifest["embedder"], "thresholds": manifest["thresholds"],
-                "threshold_overrides": {"request": safety.request_threshold, "response": safety.response_threshold}}
+                "threshold_overrides": {"request": safety.request_threshold, "response": safety.response_threshold},
+                "encoder": {"device": settings.embedding.device, "runtime": settings.embedding.runtime}}
     model = safety.llama_guard_model if name == "llama_guard" else settings.model.name_or_path
     adapter = None if name == "llama_guard" or not settings.model.adapter_path else Path(settings.model.adapter_path)
     if adapter is not None and adapter.resolve().is_relative_to(PROJECT_ROOT):
