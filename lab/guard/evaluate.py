@@ -9,7 +9,9 @@ are lab.guard.splits' validation sets: none of their rows is trained on; the cal
 the report) chose the thresholds, the others are unseen. For the classifier the report adds
 leave-one-source-out figures (measured when the encoder was tuned: lab.guard.tune_encoder), AILuminate recall per hazard, the look-alike and
 technical-question false-positive rates, the knowledge-base questions, and each target of issue 20
-with whether it is met.
+with whether it is met. Every backend is also measured as the service uses it, in front of and behind the
+shipped adapter: each prompt of the adapter's evaluation answers (`--adapter-answers`, prompts neither of them
+trained on) meets the request check, the adapter's own answer and the output check, as a turn does.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from lab.guard.splits import TECHNICAL, calibration_sets, request_validation_set
 from lab.guard.training_data import Example, SafetyData, SplitSizes
 
 DEFAULT_OUTPUT = PROJECT_ROOT / "benchmarks" / "results" / "safety_eval.json"
+DEFAULT_ADAPTER_ANSWERS = PROJECT_ROOT / "benchmarks" / "results" / "alignment" / "answers.jsonl.gz"
 # Reported by Meta for Llama Guard 3 8B on XSTest (safe prompts that look unsafe, plus unsafe contrasts).
 ANCHOR = {"model": "meta-llama/Llama-Guard-3-8B", "set": "XSTest", "f1": 0.884, "fpr": 0.044,
           "source": "Llama Guard 3 model card"}
@@ -251,7 +254,22 @@ def leave_one_source_out(classifier_path: Path) -> dict[str, Any]:
     return {**folds, "union": pooled_metrics(list(folds.values()))} if folds else {}
 
 
-def evaluate(settings: AppSettings, backends: list[str], limit: int | None, mix: Mix) -> dict[str, Any]:
+def with_adapter(guard: SafetyGuard, answers: Path) -> dict[str, Any]:
+    """The guard and the shipped adapter together, per prompt set: the share of turns stopped by the request
+    check, by the adapter's refusal and by the output check, and by the service as a whole (blocked by either;
+    the rest answered by both)."""
+    from tqdm import tqdm
+
+    from lab.alignment.service_refusals import read_answers, stopped_at, summarise
+
+    rows = read_answers(answers)
+    stages = [stopped_at(guard, row) for row in tqdm(rows, desc=f"{guard.name} with adapter", unit="turn")]
+    shown = answers.resolve().relative_to(PROJECT_ROOT) if answers.resolve().is_relative_to(PROJECT_ROOT) else answers
+    return {"answers": str(shown), "sets": summarise(rows, stages)}
+
+
+def evaluate(settings: AppSettings, backends: list[str], limit: int | None, mix: Mix,
+             adapter_answers: Path | None = None) -> dict[str, Any]:
     """Judge every validation set with each backend; the report's per-split sizes say what each one saw."""
     import torch
 
@@ -294,6 +312,8 @@ def evaluate(settings: AppSettings, backends: list[str], limit: int | None, mix:
         if loso:
             result["leave_one_source_out"] = loso
         result["targets"] = targets(result, loso)
+        if adapter_answers is not None:
+            result["with_adapter"] = with_adapter(guard, adapter_answers)
         report["backends"][name] = result
     return report
 
@@ -327,13 +347,18 @@ def print_summary(report: dict[str, Any]) -> None:
         kb = result["kb_questions"]
         console.print(f"knowledge-base turns flagged: {len(kb['flagged'])} of {kb['turns']}; "
                       f"request latency {result['request']['latency_ms']}")
+        for name_of_set, row in result.get("with_adapter", {}).get("sets", {}).items():
+            if name_of_set.startswith("all "):
+                console.print(f"with the shipped adapter, {name_of_set} prompts refused by the service: "
+                              f"{row['service_refused_rate']:.1%} of {row['n']}")
     anchor = report["anchor"]
     console.print(f"anchor: {anchor['model']} on {anchor['set']}: F1 {anchor['f1']}, FPR {anchor['fpr']}")
 
 
 def main(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    report = evaluate(settings, args.backends, args.max_per_split, load_mix(args.mix))
+    answers = None if str(args.adapter_answers) == "none" else args.adapter_answers
+    report = evaluate(settings, args.backends, args.max_per_split, load_mix(args.mix), answers)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print_summary(report)
@@ -349,6 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seeded subsample per split for llama_guard / generator_judge (classifier: all rows)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--mix", type=Path, default=MIX_FILE, help="the training mix the weights were trained on")
+    parser.add_argument("--adapter-answers", type=Path, default=DEFAULT_ADAPTER_ANSWERS,
+                        help="the shipped adapter's answers (lab.alignment.evaluate's answers.jsonl[.gz]) for the "
+                        "guard-plus-adapter figures; none: leave them out")
     return parser
 
 
