@@ -2,8 +2,9 @@
 
     python -m lab.guard.evaluate [--config ...] [--backends classifier generator_judge]
                                  [--max-per-split N] [--output benchmarks/results/safety_eval.json]
+                                 [--adapter-answers benchmarks/results/alignment/answers.jsonl.gz | none]
 
-Every verdict goes through the backend's public API one at a time (batch 1, torch on one CPU thread),
+Every verdict goes through the backend's public API one at a time (batch 1, one CPU thread),
 so the latency is what a request pays; the thread's CPU time per verdict is recorded beside it. The sets
 are lab.guard.splits' validation sets: none of their rows is trained on; the calibration sets (named in
 the report) chose the thresholds, the others are unseen. For the classifier the report adds
@@ -26,7 +27,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -39,6 +40,7 @@ from lab.guard.sources import MIX_FILE, Mix, load_mix
 from lab.guard.splits import TECHNICAL, calibration_sets, request_validation_sets, response_validation_sets
 from lab.guard.training_data import Example, SafetyData, SplitSizes
 
+T = TypeVar("T")
 DEFAULT_OUTPUT = PROJECT_ROOT / "benchmarks" / "results" / "safety_eval.json"
 DEFAULT_ADAPTER_ANSWERS = PROJECT_ROOT / "benchmarks" / "results" / "alignment" / "answers.jsonl.gz"
 # Reported by Meta for Llama Guard 3 8B on XSTest (safe prompts that look unsafe, plus unsafe contrasts).
@@ -74,7 +76,7 @@ def set_note(name: str, mix: Mix) -> str:
     return f"safety-extra {name}, {kind} (lab/guard/mix.yaml: {use})"
 
 
-def subsample(sets: dict[str, list[Example]], limit: int | None, seed: int) -> dict[str, list[Example]]:
+def subsample(sets: dict[str, list[T]], limit: int | None, seed: int) -> dict[str, list[T]]:
     if limit is None:
         return sets
     return {name: random.Random(f"{seed}:{name}").sample(rows, min(limit, len(rows))) for name, rows in sets.items()}
@@ -254,15 +256,18 @@ def leave_one_source_out(classifier_path: Path) -> dict[str, Any]:
     return {**folds, "union": pooled_metrics(list(folds.values()))} if folds else {}
 
 
-def with_adapter(guard: SafetyGuard, answers: Path) -> dict[str, Any]:
+def with_adapter(guard: SafetyGuard, answers: Path, limit: int | None = None, seed: int = 0) -> dict[str, Any]:
     """The guard and the shipped adapter together, per prompt set: the share of turns stopped by the request
     check, by the adapter's refusal and by the output check, and by the service as a whole (blocked by either;
-    the rest answered by both)."""
+    the rest answered by both). `limit`: a seeded sample of at most that many prompts per set."""
     from tqdm import tqdm
 
     from lab.alignment.service_refusals import read_answers, stopped_at, summarise
 
-    rows = read_answers(answers)
+    by_set: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in read_answers(answers):
+        by_set[row["split"]].append(row)
+    rows = [row for sampled in subsample(by_set, limit, seed).values() for row in sampled]
     stages = [stopped_at(guard, row) for row in tqdm(rows, desc=f"{guard.name} with adapter", unit="turn")]
     shown = answers.resolve().relative_to(PROJECT_ROOT) if answers.resolve().is_relative_to(PROJECT_ROOT) else answers
     return {"answers": str(shown), "sets": summarise(rows, stages)}
@@ -313,7 +318,8 @@ def evaluate(settings: AppSettings, backends: list[str], limit: int | None, mix:
             result["leave_one_source_out"] = loso
         result["targets"] = targets(result, loso)
         if adapter_answers is not None:
-            result["with_adapter"] = with_adapter(guard, adapter_answers)
+            result["with_adapter"] = with_adapter(guard, adapter_answers, None if name == "classifier" else limit,
+                                                  data.seed)
         report["backends"][name] = result
     return report
 

@@ -33,3 +33,5 @@ def test_each_turn_counts_where_the_service_would_stop_it(tmp_path: Path) -> Non
     assert harmful["guard_request_rate"] == 1.0 and harmful["service_refused_rate"] == 1.0
     assert benign["n"] == 2 and benign["guard_request_rate"] == 0.0
     assert benign["model_refused_rate"] == 0.5 and benign["service_refused_rate"] == 0.5
+    sampled = with_adapter(guard, answers, limit=1, seed=0)["sets"]  # a model backend's --max-per-split
+    assert sampled["all benign"]["n"] == 1 and sampled["all harmful"]["n"] == 1
