@@ -219,6 +219,12 @@ def machine() -> dict[str, Any]:
     }
 
 
+def project_relative(path: Path) -> str:
+    """A path as the report names it: relative to the checkout when inside it, else as given."""
+    resolved = path.resolve()
+    return str(resolved.relative_to(PROJECT_ROOT)) if resolved.is_relative_to(PROJECT_ROOT) else str(path)
+
+
 def backend_configuration(name: str, settings: AppSettings) -> dict[str, Any]:
     safety = settings.safety
     if name == "classifier":
@@ -229,9 +235,7 @@ def backend_configuration(name: str, settings: AppSettings) -> dict[str, Any]:
                 "encoder": {"device": settings.embedding.device, "runtime": settings.embedding.runtime}}
     model = safety.llama_guard_model if name == "llama_guard" else settings.model.name_or_path
     adapter = None if name == "llama_guard" or not settings.model.adapter_path else Path(settings.model.adapter_path)
-    if adapter is not None and adapter.resolve().is_relative_to(PROJECT_ROOT):
-        adapter = adapter.resolve().relative_to(PROJECT_ROOT)
-    return {"model": model, "adapter": None if adapter is None else str(adapter),
+    return {"model": model, "adapter": None if adapter is None else project_relative(adapter),
             "max_new_tokens": settings.model.max_new_tokens, "fail_closed": safety.fail_closed}
 
 
@@ -269,8 +273,7 @@ def with_adapter(guard: SafetyGuard, answers: Path, limit: int | None = None, se
         by_set[row["split"]].append(row)
     rows = [row for sampled in subsample(by_set, limit, seed).values() for row in sampled]
     stages = [stopped_at(guard, row) for row in tqdm(rows, desc=f"{guard.name} with adapter", unit="turn")]
-    shown = answers.resolve().relative_to(PROJECT_ROOT) if answers.resolve().is_relative_to(PROJECT_ROOT) else answers
-    return {"answers": str(shown), "sets": summarise(rows, stages)}
+    return {"answers": project_relative(answers), "sets": summarise(rows, stages)}
 
 
 def evaluate(settings: AppSettings, backends: list[str], limit: int | None, mix: Mix,
