@@ -178,6 +178,9 @@ class BuildOptions:
     # The 260 harmful prompts are few beside thousands of HH and benign rows; repeating their rows is what
     # moved an earlier adapter from refusing 46% to 96% of held-out harmful prompts.
     harmful_repeat: int = 1
+    # Negatives (the base's compliance) repeated less than the refusals: pushing fluent answers down is what
+    # cost held-out HH perplexity when every harmful row was doubled (sweep_harmful_twice_*.json).
+    harmful_negative_repeat: int | None = None
     harmless_refusal_negatives: int = 0
     harmful_extra: list[str] = field(default_factory=list)
     lookalikes: list[str] = field(default_factory=list)
@@ -186,6 +189,12 @@ class BuildOptions:
     val_harmless: int = 400
     templates: Path = DEFAULT_TEMPLATES
     show_progress: bool = False
+
+    @property
+    def harmful_negatives_per_prompt(self) -> int:
+        if self.harmful_negative_repeat is None:
+            return self.harmful_repeat
+        return self.harmful_negative_repeat
 
     def input_files(self) -> list[Path]:
         lookalikes = [Path(parse_spec(spec)[0]) for spec in self.lookalikes]
@@ -205,6 +214,8 @@ class BuildOptions:
             raise ConfigError("--harmless-n must be 0 or more")
         if self.harmful_repeat < 1:
             raise ConfigError("--harmful-repeat must be 1 or more")
+        if self.harmful_negative_repeat is not None and self.harmful_negative_repeat < 0:
+            raise ConfigError("--harmful-negative-repeat must be 0 or more")
         if self.lookalike_repeat < 1:
             raise ConfigError("--lookalike-repeat must be 1 or more")
         if self.harmless_refusal_negatives < 0:
@@ -307,7 +318,7 @@ def build_alignment_data(
             harmful_counts["base_already_refused"] += 1
             continue
         train.extend(
-            [pointwise_record(prompt, answer.text, 0.0, "harmful:base_answer")] * options.harmful_repeat
+            [pointwise_record(prompt, answer.text, 0.0, "harmful:base_answer")] * options.harmful_negatives_per_prompt
         )
         harmful_counts["base_answers_kept"] += 1
     counts["harmful"] = harmful_counts
@@ -346,6 +357,7 @@ def build_alignment_data(
         "harmless_n": options.harmless_n,
         "hh_limit": options.hh_limit,
         "harmful_repeat": options.harmful_repeat,
+        "harmful_negative_repeat": options.harmful_negatives_per_prompt,
         "harmless_refusal_negatives": options.harmless_refusal_negatives,
         "harmful_extra": options.harmful_extra,
         "lookalikes": options.lookalikes,
@@ -472,6 +484,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="write each harmful prompt's rows N times (oversampling)",
     )
     parser.add_argument(
+        "--harmful-negative-repeat",
+        type=int,
+        help="write each harmful prompt's negative (the base's compliance) N times instead "
+        "(default: --harmful-repeat; 0 leaves the negatives out)",
+    )
+    parser.add_argument(
         "--harmless-refusal-negatives",
         type=int,
         default=0,
@@ -542,6 +560,7 @@ def build(args: argparse.Namespace) -> int:
         or [str(safety_prompts / "harmful_val.json"), str(safety_prompts / "harmless_val.json")],
         hh_limit=args.hh_limit,
         harmful_repeat=args.harmful_repeat,
+        harmful_negative_repeat=args.harmful_negative_repeat,
         harmless_refusal_negatives=args.harmless_refusal_negatives,
         harmful_extra=args.harmful_extra,
         lookalikes=args.lookalikes,

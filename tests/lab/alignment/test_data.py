@@ -334,6 +334,33 @@ def test_harmful_extra_sources_are_refused_like_harmful_train_minus_evaluation_p
     assert str(extra.resolve()) in result.manifest["inputs"]
 
 
+def test_harmful_negatives_can_be_repeated_apart_from_the_refusals(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, carve_inputs: dict[str, Path]
+) -> None:
+    monkeypatch.setattr("lab.alignment.data._base_answers", _fake_base_answers)
+
+    def harmful_rows(out: str, **kwargs) -> tuple[dict[str, int], int]:
+        result = _build(_carve_options(carve_inputs, tmp_path / out, **kwargs))
+        rows: dict[str, int] = {}
+        for record in result.train:
+            rows[record["source"]] = rows.get(record["source"], 0) + 1
+        return rows, result.manifest["harmful_negative_repeat"]
+
+    rows, negative_repeat = harmful_rows("both", harmful_repeat=2)  # by default both sides are repeated
+    assert rows["harmful:refusal"] == rows["harmful:base_answer"] == 2 * 5 and negative_repeat == 2
+    rows, negative_repeat = harmful_rows("fewer", harmful_repeat=2, harmful_negative_repeat=1)
+    assert (rows["harmful:refusal"], rows["harmful:base_answer"], negative_repeat) == (10, 5, 1)
+    rows, _ = harmful_rows("none", harmful_repeat=1, harmful_negative_repeat=0)
+    assert rows["harmful:refusal"] == 5 and "harmful:base_answer" not in rows
+
+
+def test_negative_harmful_negative_repeat_is_one_line_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert main(["--harmful-negative-repeat", "-1", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == "error: --harmful-negative-repeat must be 0 or more"
+
+
 def test_negative_refusal_negatives_is_one_line_error(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
