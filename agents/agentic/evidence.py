@@ -76,7 +76,8 @@ def clean_line(line: str) -> str:
 
 def split_sentences(text: str) -> list[str]:
     """The statements of a chunk, each readable alone: a sentence that opens with a pronoun ("They then leave")
-    stays with the one before it, and a list's lead-in ("invite the following people:") carries the items."""
+    stays with the one before it, so does a sentence too short to stand alone ("Contact the FBI."), and a
+    list's lead-in ("invite the following people:") carries the items."""
     statements: list[str] = []
     takes_list = False  # the last statement introduces a list that may follow
     for line in _html_blocks_joined(text.splitlines()):
@@ -92,12 +93,19 @@ def split_sentences(text: str) -> list[str]:
             cleaned = clean_line(piece)
             if not cleaned or set(cleaned) <= set("-|: "):
                 continue
-            if position and statements and _CONTINUES.match(cleaned):
+            if statements and (position and _CONTINUES.match(cleaned) or _is_fragment(cleaned)):
                 statements[-1] += " " + cleaned
             else:
                 statements.append(cleaned)
             takes_list = bool(_LEAD_IN.search(cleaned))
     return [s if len(s) <= MAX_CHARS else s[:MAX_CHARS].rsplit(" ", 1)[0] + " …" for s in statements]
+
+
+def _is_fragment(sentence: str) -> bool:
+    """A finished sentence too short to stand alone: it belongs to the statement before it. (A heading or a
+    term has no full stop, and stays on its own.)"""
+    words = [term for term in content_terms(sentence) if not term.isdigit()]  # "1." is a list number, not a word
+    return sentence[-1] in ".!?" and 0 < len(words) < MIN_TERMS
 
 
 def _html_blocks_joined(lines: list[str]) -> list[str]:

@@ -43,7 +43,18 @@ def test_statements_read_alone_a_pronoun_stays_with_its_sentence_and_a_lead_in_c
         "Someone who joins the call late and derails it. They then leave at once.",
         ("You should invite the following people to the meeting, Always; The Incident Commander. Optional; "
          "Customer Liaison. (Only SEV-1 incidents)"),
-        "The owner runs the meeting.", "Lists end.",
+        "The owner runs the meeting. Lists end.",  # too short to stand alone: it stays with the sentence before
+    ]
+
+
+def test_a_short_finished_sentence_joins_the_statement_before_it_a_heading_or_list_number_does_not():
+    text = ("## Liaise With Law Enforcement\n**Delegate to:** VP or Director of Engineering\n\n"
+            "* Contact local law enforcement.\n* Contact the FBI.\n\n1.\nSecure the evidence log.\n")
+    assert split_sentences(text) == [
+        "Liaise With Law Enforcement",  # a heading: no full stop, stays on its own
+        "Delegate to: VP or Director of Engineering",
+        "Contact local law enforcement. Contact the FBI.",  # dropped as a fragment before
+        "1.", "Secure the evidence log.",
     ]
 
 
