@@ -5,7 +5,8 @@ Three sources, written into one JSONL file that `finetune.data.pointwise_rows` r
 (a) HH harmless pairs minus a seeded held-out split (`finetune.data.split_holdout`): the pairs as they are
     (chosen -> score 1, rejected -> score 0). The held-out pairs go to their own file for the evaluator.
 (b) harmful training prompts: a written refusal (configs/finetune/refusal_templates.yaml) with score 1, and
-    the base model's own answer with score 0, unless the refusal judge says the base already refused.
+    the base model's own answer with score 0, unless the refusal judge says the base already refused; each
+    written `--harmful-repeat` times, the answer `--harmful-negative-repeat` times where that is given.
 (c) a seeded sample of harmless training prompts with the base model's own answers as positives (score 1),
     minus those the judge calls refusals, so training to refuse does not teach refusing everything. Answers
     cut off by max_new_tokens are trimmed to their last full sentence (a positive teaches where to stop).
@@ -178,8 +179,8 @@ class BuildOptions:
     # The 260 harmful prompts are few beside thousands of HH and benign rows; repeating their rows is what
     # moved an earlier adapter from refusing 46% to 96% of held-out harmful prompts.
     harmful_repeat: int = 1
-    # Negatives (the base's compliance) repeated less than the refusals: pushing fluent answers down is what
-    # cost held-out HH perplexity when every harmful row was doubled (sweep_harmful_twice_*.json).
+    # The negatives (the base's compliance) may be written fewer times than the refusals: pushing fluent
+    # answers down is what cost held-out HH perplexity when both were doubled (sweep_refusals_twice.json).
     harmful_negative_repeat: int | None = None
     harmless_refusal_negatives: int = 0
     harmful_extra: list[str] = field(default_factory=list)
@@ -317,10 +318,9 @@ def build_alignment_data(
         if judge.is_refusal(answer.text, prompt):
             harmful_counts["base_already_refused"] += 1
             continue
-        train.extend(
-            [pointwise_record(prompt, answer.text, 0.0, "harmful:base_answer")] * options.harmful_negatives_per_prompt
-        )
-        harmful_counts["base_answers_kept"] += 1
+        negative = pointwise_record(prompt, answer.text, 0.0, "harmful:base_answer")
+        train.extend([negative] * options.harmful_negatives_per_prompt)
+        harmful_counts["base_answers_kept"] += bool(options.harmful_negatives_per_prompt)
     counts["harmful"] = harmful_counts
 
     harmless_counts = {

@@ -352,6 +352,8 @@ def test_harmful_negatives_can_be_repeated_apart_from_the_refusals(
     assert (rows["harmful:refusal"], rows["harmful:base_answer"], negative_repeat) == (10, 5, 1)
     rows, _ = harmful_rows("none", harmful_repeat=1, harmful_negative_repeat=0)
     assert rows["harmful:refusal"] == 5 and "harmful:base_answer" not in rows
+    assert _build(_carve_options(carve_inputs, tmp_path / "counted", harmful_negative_repeat=0)).manifest[
+        "counts"]["harmful"]["base_answers_kept"] == 0
 
 
 def test_negative_harmful_negative_repeat_is_one_line_error(
