@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -339,21 +340,18 @@ def test_harmful_negatives_can_be_repeated_apart_from_the_refusals(
 ) -> None:
     monkeypatch.setattr("lab.alignment.data._base_answers", _fake_base_answers)
 
-    def harmful_rows(out: str, **kwargs) -> tuple[dict[str, int], int]:
+    def harmful_rows(out: str, **kwargs) -> tuple[Counter[str], dict]:
         result = _build(_carve_options(carve_inputs, tmp_path / out, **kwargs))
-        rows: dict[str, int] = {}
-        for record in result.train:
-            rows[record["source"]] = rows.get(record["source"], 0) + 1
-        return rows, result.manifest["harmful_negative_repeat"]
+        return Counter(record["source"] for record in result.train), result.manifest
 
-    rows, negative_repeat = harmful_rows("both", harmful_repeat=2)  # by default both sides are repeated
-    assert rows["harmful:refusal"] == rows["harmful:base_answer"] == 2 * 5 and negative_repeat == 2
-    rows, negative_repeat = harmful_rows("fewer", harmful_repeat=2, harmful_negative_repeat=1)
-    assert (rows["harmful:refusal"], rows["harmful:base_answer"], negative_repeat) == (10, 5, 1)
-    rows, _ = harmful_rows("none", harmful_repeat=1, harmful_negative_repeat=0)
-    assert rows["harmful:refusal"] == 5 and "harmful:base_answer" not in rows
-    assert _build(_carve_options(carve_inputs, tmp_path / "counted", harmful_negative_repeat=0)).manifest[
-        "counts"]["harmful"]["base_answers_kept"] == 0
+    rows, manifest = harmful_rows("both", harmful_repeat=2)  # by default both sides are repeated
+    assert rows["harmful:refusal"] == rows["harmful:base_answer"] == 2 * 5
+    assert manifest["harmful_negative_repeat"] == 2
+    rows, manifest = harmful_rows("fewer", harmful_repeat=2, harmful_negative_repeat=1)
+    assert (rows["harmful:refusal"], rows["harmful:base_answer"], manifest["harmful_negative_repeat"]) == (10, 5, 1)
+    rows, manifest = harmful_rows("none", harmful_repeat=1, harmful_negative_repeat=0)
+    assert rows["harmful:refusal"] == 5 and rows["harmful:base_answer"] == 0
+    assert manifest["counts"]["harmful"]["base_answers_kept"] == 0
 
 
 def test_negative_harmful_negative_repeat_is_one_line_error(
