@@ -220,9 +220,13 @@ class RetrievalSettings(BaseModel):
     )
     fetch_k: int = Field(20, gt=0, le=500, description="candidates per list before MMR or fusion")
     mmr_lambda: float = Field(0.5, ge=0.0, le=1.0, description="1: pure similarity, 0: pure diversity")
-    hybrid: bool = Field(
-        True, description="fuse BM25 (a tantivy index beside the collection) with dense search by reciprocal rank"
+    hybrid: bool = Field(True, description="fuse BM25 (a tantivy index beside the collection) with dense search")
+    fusion: Literal["convex", "rrf"] = Field(
+        "convex",
+        description="convex: (1 - lexical_weight) x cosine + lexical_weight x BM25 / the query's best BM25; "
+        "rrf: reciprocal rank fusion, sum 1 / (rrf_k + rank)",
     )
+    lexical_weight: float = Field(0.1, ge=0.0, le=1.0, description="BM25's share of a convex fusion score")
     rrf_k: int = Field(60, gt=0, description="reciprocal rank fusion constant: score = sum 1 / (rrf_k + rank)")
 
 

@@ -180,8 +180,8 @@ class LexicalIndex:
         self.directory = directory
         self._index: tantivy.Index | None = None
 
-    def search(self, query: str, k: int) -> list[str]:
-        """Chunk ids, best BM25 first (any query word may match: a disjunction)."""
+    def search(self, query: str, k: int) -> list[tuple[str, float]]:
+        """(chunk id, BM25 score), best first (any query word may match: a disjunction)."""
         words = query_words(query)
         index = self._open()
         if not words or index is None:
@@ -189,7 +189,7 @@ class LexicalIndex:
         index.reload()  # sees the ingest's latest commit (about 30 us when nothing changed)
         searcher = index.searcher()
         hits = searcher.search(index.parse_query(" ".join(words), ["text"]), k).hits
-        return [searcher.doc(address)["id"][0] for _, address in hits]
+        return [(searcher.doc(address)["id"][0], float(score)) for score, address in hits]
 
     def _open(self) -> tantivy.Index | None:
         # The generation file appears after the first commit: before it there is no index to open.

@@ -8,7 +8,7 @@ results is the mode's own (fused rank, MMR selection).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,8 +61,18 @@ def reciprocal_rank_fusion(rankings: Sequence[Sequence[str]], k: int) -> list[st
     return sorted(scores, key=lambda item: scores[item], reverse=True)
 
 
+def convex_fusion(similarity: Mapping[str, float], bm25: Mapping[str, float], lexical_weight: float) -> list[str]:
+    """Ids by (1 - lexical_weight) x cosine + lexical_weight x BM25 / the best BM25 of the query; an id BM25
+    did not return scores 0 there. Unlike reciprocal rank fusion it keeps how far apart the scores are: a chunk
+    far ahead on cosine is not passed by ones that merely appear in both lists (Bruch et al., 2023)."""
+    best = max(bm25.values(), default=0.0) or 1.0
+    score = {i: (1 - lexical_weight) * cosine + lexical_weight * bm25.get(i, 0.0) / best
+             for i, cosine in similarity.items()}
+    return sorted(score, key=lambda item: score[item], reverse=True)
+
+
 class Retriever:
-    """Embeds a query once, gathers candidates (dense, and BM25 when hybrid), ranks, drops weak ones."""
+    """Embeds a query once, gathers candidates (dense, and BM25 when hybrid), fuses and ranks, drops weak ones."""
 
     def __init__(self, store: Chroma, settings: RetrievalSettings, lexical: LexicalIndex | None = None) -> None:
         self.store = store
@@ -99,10 +109,17 @@ class Retriever:
         query_vector = np.asarray(self.store.embeddings.embed_query(query), dtype=np.float32)
         candidates, ranking = self._dense(query_vector, pool, where, with_embeddings=mmr)
         if lexical is not None:
-            lexical_ranking = lexical.result()
-            fused = reciprocal_rank_fusion([ranking, lexical_ranking], self.settings.rrf_k)[:pool]
-            # MMR chooses among the whole pool; similarity needs only the fused top k.
-            self._read_lexical_hits(fused, candidates, query_vector, where, len(fused) if mmr else k)
+            hits = dict(lexical.result())
+            if self.settings.fusion == "rrf":
+                fused = reciprocal_rank_fusion([ranking, list(hits)], self.settings.rrf_k)[:pool]
+                # MMR chooses among the whole pool; similarity needs only the fused top k.
+                self._read_lexical_hits(fused, candidates, query_vector, where, len(fused) if mmr else k)
+            else:
+                missing = [i for i in hits if i not in candidates]  # each hit's cosine is part of its score
+                if missing:
+                    self._fetch(missing, candidates, query_vector, where)
+                similarity = {i: candidate.similarity or 0.0 for i, candidate in candidates.items()}
+                fused = convex_fusion(similarity, hits, self.settings.lexical_weight)[:pool]
             ranking = [i for i in fused if i in candidates]  # a filtered-out lexical hit is not a candidate
         if mmr:
             ranking = self._mmr(query_vector, ranking, candidates, k)

@@ -21,6 +21,10 @@ CHUNKS = {
 }
 
 
+def ids(hits: list[tuple[str, float]]) -> list[str]:
+    return [chunk_id for chunk_id, _ in hits]
+
+
 def test_the_index_follows_adds_and_removes(tmp_path: Path) -> None:
     index_file = tmp_path / "index.sqlite"
     connection = write_lexical(index_file, CHUNKS)
@@ -34,7 +38,7 @@ def test_the_index_follows_adds_and_removes(tmp_path: Path) -> None:
     writer.apply(connection, added, ["d", "b"], target)
     assert bm25_ids(index_file) == {"a", "c", "e", "f"}
     assert writer.held_generation() == lexical.generation(connection)
-    assert LexicalIndex(bm25_dir(index_file)).search("webhook", 4) == ["f"]
+    assert ids(LexicalIndex(bm25_dir(index_file)).search("webhook", 4)) == ["f"]
 
 
 def test_an_index_left_behind_is_rebuilt_from_the_texts(tmp_path: Path) -> None:
@@ -76,10 +80,12 @@ def test_a_file_from_the_fts5_era_moves_its_texts_over(tmp_path: Path) -> None:
 def test_search_ranks_by_bm25(tmp_path: Path) -> None:
     write_lexical(tmp_path / "index.sqlite", CHUNKS).close()
     index = LexicalIndex(bm25_dir(tmp_path / "index.sqlite"))
-    assert index.search("incident escalation", 4)[0] == "c"  # the rare word outweighs the common one
-    assert set(index.search("incidents", 4)) == {"a", "b", "c", "d"}  # stemmed: "incident" found in each
-    assert index.search("CAFE", 4) == ["e"]  # case and diacritics folded
-    assert index.search("paging the pager for an incident webhook", 4)[0] == "d"
+    hits = index.search("incident escalation", 4)
+    assert hits[0][0] == "c"  # the rare word outweighs the common one
+    assert [score for _, score in hits] == sorted((score for _, score in hits), reverse=True) and hits[-1][1] > 0
+    assert set(ids(index.search("incidents", 4))) == {"a", "b", "c", "d"}  # stemmed: "incident" found in each
+    assert ids(index.search("CAFE", 4)) == ["e"]  # case and diacritics folded
+    assert ids(index.search("paging the pager for an incident webhook", 4))[0] == "d"
     assert index.search("the and of", 4) == []  # nothing but stop words
     assert LexicalIndex(tmp_path / "missing.bm25").search("incident", 4) == []
 
@@ -89,4 +95,4 @@ def test_search_ranks_by_bm25(tmp_path: Path) -> None:
 )
 def test_query_syntax_in_the_question_is_searched_as_words(tmp_path: Path, query: str) -> None:
     write_lexical(tmp_path / "index.sqlite", CHUNKS).close()
-    assert LexicalIndex(bm25_dir(tmp_path / "index.sqlite")).search(query, 4) == ["d"]
+    assert ids(LexicalIndex(bm25_dir(tmp_path / "index.sqlite")).search(query, 4)) == ["d"]
