@@ -23,6 +23,7 @@ from typing import Any
 
 from configs.settings import PROJECT_ROOT, load_settings
 from ingest.pipeline import ingest_paths
+from lab.agent.evaluate import has_fact
 from retrieval.retriever import build_retriever
 
 DEFAULT_KB = PROJECT_ROOT.parent / "shared" / "data" / "kb-pagerduty-ir"
@@ -44,13 +45,6 @@ def load_questions(qa_path: Path) -> list[tuple[str, set[str], list[str]]]:
             for row in rows if row["answerable"]]
 
 
-def holds_facts(facts: list[str], text: str) -> bool:
-    """Every fact is in the text; a fact lists its accepted spellings with "|" (as the agent evaluation)."""
-    text = text.lower()
-    return all(any(spelling.strip().lower() in text for spelling in fact.split("|") if spelling.strip())
-               for fact in facts)
-
-
 def evaluate(kb_dir: Path, persist_dir: Path, qa_path: Path | None = None) -> dict[str, Any]:
     settings = load_settings(overrides={
         "vector_store.persist_dir": persist_dir, "vector_store.collection": "kb_pagerduty",
@@ -61,24 +55,24 @@ def evaluate(kb_dir: Path, persist_dir: Path, qa_path: Path | None = None) -> di
     ingest_s = time.perf_counter() - started
     retriever = build_retriever(settings)
     questions = load_questions(qa_path or kb_dir / "qa.jsonl")
-    results: dict[str, Any] = {"questions": len(questions), "chunks": report.chunks_added + report.chunks_present,
-                               "ingest_s": round(ingest_s, 1)}
-    with_facts = [(query, facts) for query, _, facts in questions if facts]
-    results["questions_with_facts"] = len(with_facts)
+    with_facts = sum(bool(facts) for _, _, facts in questions)
+    results: dict[str, Any] = {"questions": len(questions), "questions_with_facts": with_facts,
+                               "chunks": report.chunks_added + report.chunks_present, "ingest_s": round(ingest_s, 1),
+                               "lexical_weight": settings.retrieval.lexical_weight}
     for mode, (hybrid, fusion) in MODES.items():
         retriever.settings = settings.retrieval.model_copy(update={"fusion": fusion})
-        ranks = []
-        for query, sources, _ in questions:
+        ranks, facts_found = [], 0
+        for query, sources, facts in questions:
             hits = retriever.search(query, k=DEPTH, hybrid=hybrid)
             found = [hit.source.removeprefix("docs/") in sources for hit in hits]
             ranks.append(found.index(True) + 1 if True in found else None)
-        facts_found = sum(holds_facts(facts, " ".join(hit.text for hit in retriever.search(query, k=4, hybrid=hybrid)))
-                          for query, facts in with_facts)
+            top_4 = " ".join(hit.text for hit in hits[:4])  # the same chunks as a search with k=4
+            facts_found += bool(facts) and all(has_fact(fact, top_4) for fact in facts)
         results[mode] = {
             "hit_at_1": round(sum(r == 1 for r in ranks if r) / len(ranks), 3),
             "hit_at_4": round(sum(1 for r in ranks if r and r <= 4) / len(ranks), 3),
             f"mrr_at_{DEPTH}": round(sum(1 / r for r in ranks if r) / len(ranks), 3),
-            "facts_at_4": round(facts_found / len(with_facts), 3) if with_facts else None,
+            "facts_at_4": round(facts_found / with_facts, 3) if with_facts else None,
         }
     return results
 
@@ -97,7 +91,6 @@ def main(argv: list[str] | None = None) -> int:
     results.update({
         "command": "python -m benchmarks.retrieval_quality " + " ".join(argv or sys.argv[1:]),
         "data": f"{args.questions or args.kb / 'qa.jsonl'}, answerable rows",
-        "lexical_weight": load_settings().retrieval.lexical_weight,
         "embedder": "all-MiniLM-L6-v2 (packaged)", "device": f"CPU, {platform.machine()}",
         "versions": {"python": platform.python_version(), "chromadb": chromadb.__version__,
                      "sentence_transformers": sentence_transformers.__version__},
