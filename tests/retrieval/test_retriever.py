@@ -84,6 +84,7 @@ PROXY = "Status 7731 is returned when the upstream proxy gives up."
 
 @pytest.mark.parametrize("fusion", ["convex", "rrf"])
 def test_hybrid_reads_in_a_chunk_only_bm25_found(hybrid_retriever: Retriever, fusion: str) -> None:
+    # Weight enough on BM25 that its exact-number hit enters the top 2 under the convex fusion too.
     hybrid_retriever.settings = hybrid_retriever.settings.model_copy(update={"fusion": fusion, "lexical_weight": 0.5})
     dense = hybrid_retriever.search("Kerrick 7731", k=2, hybrid=False)
     assert [hit.id for hit in dense] == ["volcano", "violin"]  # the proxy chunk is not among dense's 2
