@@ -2,11 +2,11 @@
 
 For every answerable row of a QA set (turns, key_facts, sources), the cited source files are chunked as the
 ingest chunks them, the 4 chunks nearest the question stand in for retrieval (so retrieval misses do not
-blur the comparison), the chunk after each in its file for the followers the graph reads on, and
-agents.agentic.evidence quotes up to 3 sentences from them. Reported: the share of
+blur the comparison), the chunk after each in its file and the one before it in the same section for the
+neighbours the graph reads on, and agents.agentic.evidence quotes up to 3 sentences from them. Reported: the share of
 rows whose quotes hold every key fact, for the cosine-only, term-overlap-only and mixed scores, the mixed
 score with the quantity answer-type bonus, with each statement scored under its heading too, and with the
-following chunks' statements as candidates (the default). Term overlap weighs terms by their rarity.
+following chunks' statements as candidates, then the section openings' (the default). Term overlap weighs terms by their rarity.
 
     python -m benchmarks.evidence_selection --corpus ../shared/data/kb-pagerduty-ir/docs \
         --questions ../shared/data/kb-pagerduty-ir/qa.jsonl
@@ -19,6 +19,7 @@ import datetime
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,14 +35,17 @@ from retrieval.embeddings import build_embeddings
 from retrieval.retriever import RetrievedChunk
 
 DEFAULT = AgenticSettings()
-PLAIN = {"evidence_quantity_bonus": 0.0, "evidence_heading_context": False, "evidence_following_chunks": False}
+NO_NEIGHBOURS = {"evidence_following_chunks": False, "evidence_section_openings": False}
+PLAIN = {"evidence_quantity_bonus": 0.0, "evidence_heading_context": False, **NO_NEIGHBOURS}
 VARIANTS = {  # each signal alone, then added one at a time up to the default
     "lexical only": AgenticSettings(**PLAIN, evidence_similarity_weight=0.0),
     "cosine only": AgenticSettings(**PLAIN, evidence_similarity_weight=1.0),
     "mixed": AgenticSettings(**PLAIN),
-    "mixed + quantity answer type": AgenticSettings(evidence_heading_context=False, evidence_following_chunks=False),
-    "mixed + quantity answer type + heading context": AgenticSettings(evidence_following_chunks=False),
-    "mixed + quantity answer type + heading context + following chunks (default)": DEFAULT,
+    "mixed + quantity answer type": AgenticSettings(evidence_heading_context=False, **NO_NEIGHBOURS),
+    "mixed + quantity answer type + heading context": AgenticSettings(**NO_NEIGHBOURS),
+    "mixed + quantity answer type + heading context + following chunks":
+        AgenticSettings(evidence_section_openings=False),
+    "mixed + quantity answer type + heading context + following chunks + section openings (default)": DEFAULT,
 }
 CHUNKS = 4
 OUTPUT = PROJECT_ROOT / "benchmarks" / "results" / "evidence_selection.json"
@@ -49,6 +53,18 @@ OUTPUT = PROJECT_ROOT / "benchmarks" / "results" / "evidence_selection.json"
 
 def stand_in(chunk: Chunk) -> RetrievedChunk:
     return RetrievedChunk(id=chunk.id, text=chunk.text, source="", score=1.0, metadata=chunk.metadata)
+
+
+def neighbours(chunks: list[Chunk], nearest: Sequence[int], step: int, *, same_section: bool = False) -> list[int]:
+    """The positions `step` places from each nearest chunk, in the same file (and section), not already near."""
+    found = []
+    for i in nearest:
+        j = i + step
+        if (0 <= j < len(chunks) and j not in nearest and j not in found
+                and chunks[j].metadata["source"] == chunks[i].metadata["source"]
+                and (not same_section or chunks[j].metadata.get("heading") == chunks[i].metadata.get("heading"))):
+            found.append(j)
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,14 +86,16 @@ def main(argv: list[str] | None = None) -> int:
         vectors = np.asarray(embeddings.embed_documents([query] + [c.text for c in chunks]))
         nearest = np.argsort(-(vectors[1:] @ vectors[0]))[:CHUNKS]
         documents = to_context_documents([stand_in(chunks[i]) for i in nearest])
-        # The chunk after each one in its file, as the retriever's `following` reads it from the store.
-        after = [i + 1 for i in nearest if i + 1 < len(chunks) and i + 1 not in nearest
-                 and chunks[i + 1].metadata["source"] == chunks[i].metadata["source"]]
-        followers = to_context_documents([stand_in(chunks[i]) for i in dict.fromkeys(after)], start=CHUNKS + 1)
+        # The chunks beside each one in its file, as the retriever's `adjacent` reads them from the store.
+        after = neighbours(chunks, nearest, 1)
+        before = [i for i in neighbours(chunks, nearest, -1, same_section=True) if i not in after]
+        following = to_context_documents([stand_in(chunks[i]) for i in after], start=CHUNKS + 1)
+        openings = to_context_documents([stand_in(chunks[i]) for i in before], start=CHUNKS + 1 + len(after))
         hits = {}
         for name, variant in VARIANTS.items():
             ranker = EvidenceRanker(embeddings, variant)
-            context = documents + (followers if variant.evidence_following_chunks else [])
+            context = (documents + (following if variant.evidence_following_chunks else [])
+                       + (openings if variant.evidence_section_openings else []))
             quotes = " ".join(p["text"] for p in select_quotes(ranker.rank(query, context), 3))
             hits[name] = all(has_fact(fact, quotes) for fact in row.key_facts)
             found[name] += hits[name]

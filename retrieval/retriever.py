@@ -131,20 +131,23 @@ class Retriever:
         )
         return relevant
 
-    def following(self, ids: Sequence[str]) -> list[RetrievedChunk]:
-        """The chunk after each of `ids` in its file (same source, next chunk_index), in the order of `ids`,
-        leaving out those among `ids`: a list cut from its lead-in, or a paragraph cut at a chunk boundary, is
-        read on. A follower was not scored against the query: its score is 0."""
+    def adjacent(self, ids: Sequence[str], step: int = 1, *, same_section: bool = False) -> list[RetrievedChunk]:
+        """The chunk `step` places after each of `ids` in its file (same source; a negative step reads before),
+        in the order of `ids`, leaving out those among `ids`: a list cut from its lead-in, or a paragraph cut at a
+        chunk boundary, is read on. With `same_section`, only a chunk under the same heading path as the one it
+        neighbours (a section's opening cut off from the rest of it). Such a chunk was not scored against the
+        query: its score is 0."""
         if not ids:
             return []
         got = self.store._collection.get(ids=list(ids), include=["metadatas"])
-        next_of = {chunk_id: (metadata.get("source"), metadata["chunk_index"] + 1)
-                   for chunk_id, metadata in zip(got["ids"], got["metadatas"], strict=True)
-                   if metadata and isinstance(metadata.get("chunk_index"), int)}
-        if not next_of:
+        origin = {chunk_id: metadata for chunk_id, metadata in zip(got["ids"], got["metadatas"], strict=True)
+                  if metadata and isinstance(metadata.get("chunk_index"), int)}
+        place_of = {chunk_id: (metadata.get("source"), metadata["chunk_index"] + step)
+                    for chunk_id, metadata in origin.items()}
+        if not place_of:
             return []
         clauses: list[Where] = [{"$and": [{"source": source}, {"chunk_index": index}]}
-                                for source, index in set(next_of.values())]
+                                for source, index in set(place_of.values())]
         found = self.store._collection.get(
             where=clauses[0] if len(clauses) == 1 else {"$or": clauses}, include=["documents", "metadatas"]
         )
@@ -153,12 +156,15 @@ class Retriever:
             at[(metadata.get("source"), metadata.get("chunk_index"))] = self._chunk(
                 chunk_id, _Candidate(text=text, metadata=dict(metadata), similarity=0.0)
             )
-        followers: list[RetrievedChunk] = []
+        neighbours: list[RetrievedChunk] = []
         for chunk_id in ids:
-            follower = at.get(next_of.get(chunk_id))
-            if follower is not None and follower.id not in ids and follower not in followers:
-                followers.append(follower)
-        return followers
+            neighbour = at.get(place_of.get(chunk_id))
+            if neighbour is None or neighbour.id in ids or neighbour in neighbours:
+                continue
+            if same_section and neighbour.metadata.get("heading") != origin[chunk_id].get("heading"):
+                continue
+            neighbours.append(neighbour)
+        return neighbours
 
     def _dense(
         self, query_vector: np.ndarray, n: int, where: Where | None, *, with_embeddings: bool

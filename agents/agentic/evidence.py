@@ -54,11 +54,18 @@ _ASKS_QUANTITY = re.compile(
     r"\bhow (?:long|often|frequently|many|much|soon|quickly|late|early|old)\b|\bwhat (?:time|percentage)\b",
     re.IGNORECASE,
 )
+_TIME_UNIT = r"(?:second|minute|hour|day|week|month|quarter|year|shift)s?"
+# A number, a frequency ("twice", "weekly", "every hour or so", "once a day"). Not "one" or "once" alone: "one of
+# the roles", "once you are done" state no quantity.
 _STATES_QUANTITY = re.compile(
-    r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|forty|"
-    r"fifty|hundred|once|twice|daily|weekly|monthly|hourly|annual|biannual|quarterly)\b",
+    r"\d|\b(?:two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|forty|fifty|hundred|"
+    r"twice|daily|weekly|monthly|hourly|annual|annually|biannual|quarterly)\b"
+    rf"|\b(?:one|once|an?|every|per|each)\s+{_TIME_UNIT}\b|\bonce\s+(?:a|an|per|every)\b",
     re.IGNORECASE,
 )
+# A lead-in whose list is not with it ("meet the following criteria.", "it would be:") promises an answer
+# without giving one: never quoted on its own.
+_DANGLING_LEAD_IN = re.compile(r"(?::|\bthe following(?:\s+\w+)?[.:]?)$", re.IGNORECASE)
 
 
 class Passage(TypedDict):
@@ -186,9 +193,10 @@ def excerpts(documents: Sequence[ContextDocument], passages: Sequence[Passage], 
 
 
 def select_quotes(passages: Sequence[Passage], limit: int) -> list[Passage]:
-    """The best passage, and up to `limit - 1` more that score nearly as well and say something new."""
+    """The best passage, and up to `limit - 1` more that score nearly as well and say something new (a lead-in
+    without its list says nothing yet)."""
     chosen: list[Passage] = []
-    for passage in passages:
+    for passage in (p for p in passages if not _DANGLING_LEAD_IN.search(p["text"])):
         if len(chosen) == limit or (chosen and passage["score"] < RELATIVE_SCORE * chosen[0]["score"]):
             break
         terms = content_terms(passage["text"])
@@ -197,15 +205,15 @@ def select_quotes(passages: Sequence[Passage], limit: int) -> list[Passage]:
     return chosen
 
 
-def with_cited_followers(documents: Sequence[ContextDocument], followers: Sequence[ContextDocument],
-                         quotes: Sequence[Passage]) -> tuple[list[ContextDocument], list[Passage]]:
-    """The documents plus the followers that a quote cites, renumbered to follow them without gaps, and the
+def with_cited_neighbours(documents: Sequence[ContextDocument], neighbours: Sequence[ContextDocument],
+                          quotes: Sequence[Passage]) -> tuple[list[ContextDocument], list[Passage]]:
+    """The documents plus the neighbours that a quote cites, renumbered to follow them without gaps, and the
     quotes citing the new numbers: every [n] of the answer maps to the n-th source."""
     cited = {quote["index"] for quote in quotes}
     renumber = {doc["index"]: len(documents) + offset
-                for offset, doc in enumerate((f for f in followers if f["index"] in cited), start=1)}
+                for offset, doc in enumerate((n for n in neighbours if n["index"] in cited), start=1)}
     added = [ContextDocument(**{**doc, "index": renumber[doc["index"]]})
-             for doc in followers if doc["index"] in renumber]
+             for doc in neighbours if doc["index"] in renumber]
     renumbered = [Passage(**{**quote, "index": renumber.get(quote["index"], quote["index"])}) for quote in quotes]
     return [*documents, *added], renumbered
 

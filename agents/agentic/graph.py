@@ -12,7 +12,8 @@
     check_grounding --unsupported again--> quote_evidence -> safety_out
 The generator sees each graded chunk cut to its best sentences (agents.agentic.evidence); an answer still
 unsupported after the stricter retry is replaced by the best sentences themselves, quoted with citations; those
-may also come from the chunk that follows each kept one in its file (evidence_following_chunks). A
+may also come from the chunk that follows each kept one in its file (evidence_following_chunks) and from the
+one before it in the same section (evidence_section_openings). A
 generator too small to ground its answers (answer_with quotes) is not asked: the quotes are the answer.
 Every loop is bounded: rewrite_query by max_retrieval_retries, regenerate by one pass; the recursion limit
 in AgenticSettings is a backstop. Each route entry names the node and, where it decided, its verdict.
@@ -39,7 +40,7 @@ from agents.agentic.evidence import (
     excerpts,
     format_quotes,
     select_quotes,
-    with_cited_followers,
+    with_cited_neighbours,
 )
 from agents.agentic.grading import grade_chunks, passing_documents
 from agents.agentic.grounding import GroundingChecker
@@ -59,8 +60,9 @@ logger = logging.getLogger(__name__)
 GRAPH_NAME = "aligned_rag_agentic"
 
 
-class SearchesWithFollowers(SearchesKnowledge, Protocol):
-    def following(self, ids: Sequence[str]) -> list[RetrievedChunk]: ...
+class SearchesWithNeighbours(SearchesKnowledge, Protocol):
+    def adjacent(self, ids: Sequence[str], step: int = 1, *, same_section: bool = False
+                 ) -> list[RetrievedChunk]: ...
 
 
 @dataclass(kw_only=True)
@@ -73,8 +75,8 @@ class AgenticState(AgentState):
     regenerated: bool = False
     grounded: bool | None = None
     passages: list[Passage] = dataclasses.field(default_factory=list)  # graded chunks' sentences, best first
-    # the chunk after each graded one in its file, numbered after the documents: quoted only when cited
-    followers: list[ContextDocument] = dataclasses.field(default_factory=list)
+    # chunks beside the graded ones in their files, numbered after the documents: quoted only when cited
+    neighbours: list[ContextDocument] = dataclasses.field(default_factory=list)
 
 
 class AgenticNodes:
@@ -85,7 +87,7 @@ class AgenticNodes:
         *,
         answer: AgentNodes,
         strict: AgentNodes,
-        retriever: SearchesWithFollowers,
+        retriever: SearchesWithNeighbours,
         grounding: GroundingChecker,
         evidence: EvidenceRanker,
         prompts: AgenticPrompts,
@@ -111,7 +113,7 @@ class AgenticNodes:
             "regenerated": False,
             "grounded": None,
             "passages": [],
-            "followers": [],
+            "neighbours": [],
             "route": [*state.route, f"route_turn:{intent}"],
         }
 
@@ -132,15 +134,19 @@ class AgenticNodes:
         if removed:
             verdict += f",injections_removed={removed}"
         logger.info("%s for query %r", verdict, state.query[:80])
-        followers = self._followers(documents)
-        passages = self.evidence.rank(state.query, documents + followers) if documents else []
-        return {"documents": documents, "passages": passages, "followers": followers,
+        neighbours = self._neighbours(documents)
+        passages = self.evidence.rank(state.query, documents + neighbours) if documents else []
+        return {"documents": documents, "passages": passages, "neighbours": neighbours,
                 "route": [*state.route, verdict]}
 
-    def _followers(self, documents: list[ContextDocument]) -> list[ContextDocument]:
-        if not documents or not self.settings.evidence_following_chunks:
-            return []
-        chunks = self.retriever.following([doc["id"] for doc in documents])
+    def _neighbours(self, documents: list[ContextDocument]) -> list[ContextDocument]:
+        """The chunk after each kept one in its file (a list cut from its lead-in), then the one before it when
+        it lies in the same section (the section's opening statement), as the settings allow."""
+        ids = [doc["id"] for doc in documents]
+        chunks = self.retriever.adjacent(ids, 1) if ids and self.settings.evidence_following_chunks else []
+        if ids and self.settings.evidence_section_openings:
+            read = {*ids, *(chunk.id for chunk in chunks)}
+            chunks += [chunk for chunk in self.retriever.adjacent(ids, -1, same_section=True) if chunk.id not in read]
         return to_context_documents(chunks, start=len(documents) + 1)
 
     def after_grade(
@@ -204,8 +210,8 @@ class AgenticNodes:
         quotes), or in place of a generated answer that stayed unsupported."""
         previous = state.messages[-1]
         replaces = isinstance(previous, AIMessage)  # the unsupported answer, already streamed: withdraw it
-        documents, quotes = with_cited_followers(
-            state.documents, state.followers, select_quotes(state.passages, self.settings.evidence_sentences)
+        documents, quotes = with_cited_neighbours(
+            state.documents, state.neighbours, select_quotes(state.passages, self.settings.evidence_sentences)
         )
         text = format_quotes(self.prompts.evidence_intro, quotes) if quotes else self.prompts.not_found
         verdict = self.answer.check_before_showing(state.messages[:-1] if replaces else state.messages, text)

@@ -45,21 +45,25 @@ class KeywordGuard:
 
 class ListRetriever:
     """Returns its chunks for queries that mention `topic` (any query when topic is None); `followers` maps a
-    chunk id to the chunk after it in its file."""
+    chunk id to the chunk after it in its file, `openings` to the chunk before it in its section."""
 
     def __init__(self, chunks: list[RetrievedChunk], topic: str | None = None,
-                 followers: dict[str, RetrievedChunk] | None = None) -> None:
+                 followers: dict[str, RetrievedChunk] | None = None,
+                 openings: dict[str, RetrievedChunk] | None = None) -> None:
         self.chunks = chunks
         self.topic = topic
         self.followers = followers or {}
+        self.openings = openings or {}
         self.queries: list[str] = []
 
     def search(self, query: str, k: int | None = None) -> list[RetrievedChunk]:
         self.queries.append(query)
         return self.chunks[:k] if self.topic is None or self.topic in query else []
 
-    def following(self, ids: list[str]) -> list[RetrievedChunk]:
-        return [self.followers[i] for i in ids if i in self.followers]
+    def adjacent(self, ids: list[str], step: int = 1, *, same_section: bool = False) -> list[RetrievedChunk]:
+        assert step == 1 or (step == -1 and same_section), "the graph reads on, or back within a section"
+        beside = self.followers if step == 1 else self.openings
+        return [beside[i] for i in ids if i in beside]
 
 
 class ScriptedGenerator:

@@ -91,7 +91,7 @@ def test_an_edit_keeps_unchanged_chunks_and_their_followers_stay_true(
     ingest_paths([guide.parent], settings)
     retriever = build_retriever(settings)
     lead_in = retriever.search("criteria to run a call", k=1)[0]
-    assert [c.text for c in retriever.following([lead_in.id])] == [paragraphs[1]]
+    assert [c.text for c in retriever.adjacent([lead_in.id])] == [paragraphs[1]]
 
     guide.write_text("\n\n".join(["A new opening paragraph comes first now.", *paragraphs]) + "\n")
     report = ingest_paths([guide.parent], settings)
@@ -99,7 +99,7 @@ def test_an_edit_keeps_unchanged_chunks_and_their_followers_stay_true(
     assert (report.chunks_added, report.chunks_removed) == (1, 0)  # the three paragraphs kept their ids
     moved = retriever.search("criteria to run a call", k=1)[0]
     assert moved.id == lead_in.id and moved.metadata["chunk_index"] == 1
-    assert [c.text for c in retriever.following([moved.id])] == [paragraphs[1]]
+    assert [c.text for c in retriever.adjacent([moved.id])] == [paragraphs[1]]
 
 
 def test_bad_files_are_skipped_and_reported_while_the_rest_go_in(

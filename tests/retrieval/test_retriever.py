@@ -102,7 +102,7 @@ def test_a_lexical_hit_outside_the_filter_stays_out(hybrid_retriever: Retriever)
     assert [hit.id for hit in hits] == ["violin"]
 
 
-def test_following_reads_the_next_chunk_of_each_file_in_order(store_settings: AppSettings) -> None:
+def test_adjacent_reads_the_next_chunk_of_each_file_in_order(store_settings: AppSettings) -> None:
     retriever = build_retriever(store_settings)
     parts = {("guide.md", 0): "Before you can lead, meet the following criteria.",
              ("guide.md", 1): "* Has joined at least two major incident calls.",
@@ -111,11 +111,26 @@ def test_following_reads_the_next_chunk_of_each_file_in_order(store_settings: Ap
     retriever.store.add_texts(list(parts.values()), ids=[f"{s}#{i}" for s, i in parts],
                               metadatas=[{"source": s, "chunk_index": i} for s, i in parts])
 
-    followers = retriever.following(["faq.md#0", "guide.md#0", "guide.md#2"])  # the last chunk has none
+    followers = retriever.adjacent(["faq.md#0", "guide.md#0", "guide.md#2"])  # the last chunk has none
 
     assert [(c.id, c.source, c.text, c.score) for c in followers] == [
         ("faq.md#1", "faq.md", "Training takes a week.", 0.0),
         ("guide.md#1", "guide.md", "* Has joined at least two major incident calls.", 0.0),
     ]
-    assert [c.id for c in retriever.following(["guide.md#0", "guide.md#1"])] == ["guide.md#2"]  # none repeated
-    assert retriever.following([]) == [] and retriever.following(["unknown"]) == []
+    assert [c.id for c in retriever.adjacent(["guide.md#0", "guide.md#1"])] == ["guide.md#2"]  # none repeated
+    assert retriever.adjacent([]) == [] and retriever.adjacent(["unknown"]) == []
+
+
+def test_adjacent_reads_back_within_a_section_when_asked(store_settings: AppSettings) -> None:
+    retriever = build_retriever(store_settings)
+    parts = [("Usually every hour or so is what we recommend.", "Handovers"),
+             ("After handing over, leave the call.", "Handovers"),
+             ("Roles grow with the incident.", "Roles")]
+    retriever.store.add_texts([text for text, _ in parts], ids=[f"c.md#{i}" for i in range(3)],
+                              metadatas=[{"source": "c.md", "chunk_index": i, "heading": heading}
+                                         for i, (_, heading) in enumerate(parts)])
+
+    assert [c.id for c in retriever.adjacent(["c.md#1", "c.md#2"], -1)] == ["c.md#0"]  # c.md#1 is asked for
+    assert [c.id for c in retriever.adjacent(["c.md#1"], -1, same_section=True)] == ["c.md#0"]
+    assert retriever.adjacent(["c.md#2"], -1, same_section=True) == []  # another section's end
+    assert retriever.adjacent(["c.md#0"], -1) == []  # the file's first chunk

@@ -39,15 +39,15 @@ def embeddings():
 
 @pytest.fixture
 def make_agentic(agent_settings, embeddings):
-    """make_agentic(*answers, chunks=..., topic=..., checkpointer=..., settings=..., followers=...)
+    """make_agentic(*answers, chunks=..., topic=..., checkpointer=..., settings=..., followers=..., openings=...)
     -> (graph, guard, retriever, generator)."""
     prompts = load_agentic_prompts(AgenticSettings().prompts_path)
 
     def make(*answers: str, chunks=None, topic: str | None = None, checkpointer=None,
-             settings: AgenticSettings | None = None, followers=None):
+             settings: AgenticSettings | None = None, followers=None, openings=None):
         settings = settings or AgenticSettings()
         guard = KeywordGuard()
-        retriever = ListRetriever(GUIDE_CHUNKS if chunks is None else chunks, topic, followers)
+        retriever = ListRetriever(GUIDE_CHUNKS if chunks is None else chunks, topic, followers, openings)
         generator = AnswerSequence(*(answers or ("The service listens on port 8000 by default [1].",)))
 
         def nodes_with(templates) -> AgentNodes:

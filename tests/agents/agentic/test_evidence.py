@@ -11,7 +11,7 @@ from agents.agentic.evidence import (
     select_quotes,
     split_sentences,
     weighted_overlap,
-    with_cited_followers,
+    with_cited_neighbours,
 )
 from agents.agentic.lexical import content_terms
 from agents.state import ContextDocument
@@ -97,13 +97,35 @@ def test_a_question_asking_for_a_quantity_prefers_a_sentence_that_states_one(emb
     documents = [doc(1, "Status reports tell the room the current state of every monitored system. "
                         "The stalking bot reports the state of the system every 30s.")]
     question = "How often does the stalking bot report the system state?"
+    assert quantity_gain(embeddings, question, documents) == {
+        "Status reports tell the room the current state of every monitored system.": 0.0,
+        "The stalking bot reports the state of the system every 30s.": 0.2}
+    typed = EvidenceRanker(embeddings, AgenticSettings()).rank(question, documents)
+    assert typed[0]["text"].endswith("every 30s.")
+
+
+def quantity_gain(embeddings, question: str, documents: list[ContextDocument]) -> dict[str, float]:
+    """What the quantity answer type adds to each statement's score."""
     plain = EvidenceRanker(embeddings, AgenticSettings(evidence_quantity_bonus=0.0)).rank(question, documents)
     typed = EvidenceRanker(embeddings, AgenticSettings()).rank(question, documents)
     before = {p["text"]: p["score"] for p in plain}
-    gain = {t["text"]: round(t["score"] - before[t["text"]], 4) for t in typed}
-    assert gain == {"Status reports tell the room the current state of every monitored system.": 0.0,
-                    "The stalking bot reports the state of the system every 30s.": 0.2}
-    assert typed[0]["text"].endswith("every 30s.")
+    return {t["text"]: round(t["score"] - before[t["text"]], 4) for t in typed}
+
+
+def test_a_frequency_states_a_quantity_one_or_once_alone_does_not(embeddings):
+    documents = [doc(1, "Usually every hour or so is what we recommend. One of the roles is the Deputy. "
+                        "Once handed over, leave the call at once.")]
+    assert quantity_gain(embeddings, "How often should the commander hand over?", documents) == {
+        "Usually every hour or so is what we recommend.": 0.2, "One of the roles is the Deputy.": 0.0,
+        "Once handed over, leave the call at once.": 0.0}
+
+
+def test_a_lead_in_without_its_list_is_never_quoted():
+    passages = [passage(1, "Before you can lead, you must meet the following criteria.", 0.9),
+                passage(1, "If you could say it in one sentence, it would be:", 0.85),
+                passage(2, "Has joined at least two major incident calls.", 0.8),
+                passage(1, "Invite the following people: the Incident Commander; the Scribe.", 0.7)]
+    assert [p["text"] for p in select_quotes(passages, 3)] == [passages[2]["text"], passages[3]["text"]]
 
 
 def test_quotes_stop_at_weak_or_repeated_sentences():
@@ -140,7 +162,7 @@ def test_a_quoted_follower_becomes_the_next_source_and_its_quote_cites_that_numb
     documents = [doc(1, "a"), doc(2, "b")]
     followers = [doc(3, "c"), doc(4, "d")]
     quotes = [passage(1, "from the first", 0.9), passage(4, "from the second follower", 0.8)]
-    sources, cited = with_cited_followers(documents, followers, quotes)
+    sources, cited = with_cited_neighbours(documents, followers, quotes)
     assert [(d["id"], d["index"]) for d in sources] == [("c1", 1), ("c2", 2), ("c4", 3)]
     assert [q["index"] for q in cited] == [1, 3]
-    assert with_cited_followers(documents, followers, quotes[:1]) == (documents, quotes[:1])
+    assert with_cited_neighbours(documents, followers, quotes[:1]) == (documents, quotes[:1])

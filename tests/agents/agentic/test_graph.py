@@ -137,6 +137,28 @@ def test_quotes_read_on_into_the_chunk_that_follows_and_cite_it_as_a_source(make
     assert "two major" not in state["messages"][-1].text and len(state["documents"]) == 1
 
 
+HANDOVER_RULE = RetrievedChunk(
+    id="ho-0", source="course.md", score=0.0, metadata={"heading": "Handovers Are Encouraged"},
+    text="We actively encourage handovers. Usually every hour or so is what we recommend.")
+AFTER_HANDOVER = RetrievedChunk(
+    id="ho-1", source="course.md", score=0.7, metadata={"heading": "Handovers Are Encouraged"},
+    text="After handing over command, leave the incident call and take a real break from the incident.")
+
+
+def test_quotes_read_back_to_the_opening_of_the_section_a_kept_chunk_continues(make_agentic):
+    question = "How often should the commander hand over command?"
+    graph, *_ = make_agentic(settings=AgenticSettings(answer_with="quotes"), chunks=[AFTER_HANDOVER],
+                             openings={"ho-1": HANDOVER_RULE})
+    state = run(graph, question)
+    assert '"Usually every hour or so is what we recommend." [2]' in state["messages"][-1].text
+    assert [(d["id"], d["index"]) for d in state["documents"]] == [("ho-1", 1), ("ho-0", 2)]
+
+    graph, *_ = make_agentic(settings=AgenticSettings(answer_with="quotes", evidence_section_openings=False),
+                             chunks=[AFTER_HANDOVER], openings={"ho-1": HANDOVER_RULE})
+    state = run(graph, question)
+    assert "every hour" not in state["messages"][-1].text and len(state["documents"]) == 1
+
+
 async def _events(agent: ChatAgent, message: str) -> list:
     return [event async for event in agent.stream(message, None)]
 
