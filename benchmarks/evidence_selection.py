@@ -62,7 +62,8 @@ def neighbours(chunks: list[Chunk], nearest: Sequence[int], step: int, *, same_s
         j = i + step
         if (0 <= j < len(chunks) and j not in nearest and j not in found
                 and chunks[j].metadata["source"] == chunks[i].metadata["source"]
-                and (not same_section or chunks[j].metadata.get("heading") == chunks[i].metadata.get("heading"))):
+                and (not same_section or chunks[i].metadata.get("heading")
+                     and chunks[j].metadata.get("heading") == chunks[i].metadata.get("heading"))):
             found.append(j)
     return found
 

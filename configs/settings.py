@@ -285,8 +285,9 @@ class AgenticSettings(BaseModel):
     )
     evidence_section_openings: bool = Field(
         True,
-        description="quotes may also come from the chunk before each kept chunk when it lies in the same section: "
-        "the section's opening statement, cut off by a chunk boundary (cited as a source of its own when quoted)",
+        description="quotes may also come from the chunk before each kept chunk when it lies in the same section "
+        "(the same heading path): the section's opening statement, cut off by a chunk boundary (cited as a source "
+        "of its own when quoted)",
     )
     excerpt_sentences: int = Field(
         4, ge=0, description="sentences of each chunk shown to the generator (the best matching); 0: whole chunks"

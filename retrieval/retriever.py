@@ -135,7 +135,7 @@ class Retriever:
         """The chunk `step` places after each of `ids` in its file (same source; a negative step reads before),
         in the order of `ids`, leaving out those among `ids`: a list cut from its lead-in, or a paragraph cut at a
         chunk boundary, is read on. With `same_section`, only a chunk under the same heading path as the one it
-        neighbours (a section's opening cut off from the rest of it). Such a chunk was not scored against the
+        neighbours (a section's opening cut off from the rest of it; none in a file without headings). Such a chunk was not scored against the
         query: its score is 0."""
         if not ids:
             return []
@@ -161,8 +161,9 @@ class Retriever:
             neighbour = at.get(place_of.get(chunk_id))
             if neighbour is None or neighbour.id in ids or neighbour in neighbours:
                 continue
-            if same_section and neighbour.metadata.get("heading") != origin[chunk_id].get("heading"):
-                continue
+            heading = origin[chunk_id].get("heading")
+            if same_section and (not heading or neighbour.metadata.get("heading") != heading):
+                continue  # another section, or a file without headings: where its section starts is unknown
             neighbours.append(neighbour)
         return neighbours
 

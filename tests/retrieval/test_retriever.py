@@ -134,3 +134,6 @@ def test_adjacent_reads_back_within_a_section_when_asked(store_settings: AppSett
     assert [c.id for c in retriever.adjacent(["c.md#1"], -1, same_section=True)] == ["c.md#0"]
     assert retriever.adjacent(["c.md#2"], -1, same_section=True) == []  # another section's end
     assert retriever.adjacent(["c.md#0"], -1) == []  # the file's first chunk
+    retriever.store.add_texts(["Plain text, first part.", "Plain text, second part."], ids=["p.txt#0", "p.txt#1"],
+                              metadatas=[{"source": "p.txt", "chunk_index": i} for i in range(2)])
+    assert retriever.adjacent(["p.txt#1"], -1, same_section=True) == []  # no headings: no known section
