@@ -135,8 +135,8 @@ class Retriever:
         """The chunk `step` places after each of `ids` in its file (same source; a negative step reads before),
         in the order of `ids`, leaving out those among `ids`: a list cut from its lead-in, or a paragraph cut at a
         chunk boundary, is read on. With `same_section`, only a chunk under the same heading path as the one it
-        neighbours (a section's opening cut off from the rest of it; none in a file without headings). Such a chunk was not scored against the
-        query: its score is 0."""
+        neighbours (a section's opening cut off from the rest of it; none in a file without headings). Such a
+        chunk was not scored against the query: its score is 0."""
         if not ids:
             return []
         got = self.store._collection.get(ids=list(ids), include=["metadatas"])
