@@ -1,6 +1,6 @@
 """Read one file into plain-text sections, one loader per format, chosen by file suffix.
 
-A section is the unit the chunker splits: a Markdown or DOCX section under its heading path, a PDF
+A section is the unit the chunker splits: a Markdown, HTML or DOCX section under its heading path, a PDF
 page, a JSONL record. Its heading, page and record metadata travel into every chunk cut from it.
 """
 
@@ -10,7 +10,7 @@ import io
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -21,6 +21,7 @@ from configs.errors import AppError
 from configs.settings import IngestSettings
 
 if TYPE_CHECKING:
+    from bs4 import Tag
     from pypdf import PdfReader
 
 logger = logging.getLogger(__name__)
@@ -31,8 +32,16 @@ _ATX_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.DOTALL)
 _BLANK_RUNS = re.compile(r"\n{3,}")
+# Lines that start a Markdown block of their own (list item, quote, table row, HTML, fence, admonition); any
+# other line right after a paragraph or list item line continues it: Markdown's soft wrap.
+_MD_LIST_ITEM = re.compile(r"^\s*(?:[*+-]|\d+[.)])\s")
+_MD_BLOCK_START = re.compile(r"^\s*(?:[*+-]\s|\d+[.)]\s|[>|<]|```|~~~|!!!|\?\?\?)")
 # Page furniture, not content: it would otherwise be repeated in every chunk of a site.
 _HTML_NOISE_TAGS = ["script", "style", "noscript", "template", "nav", "footer", "aside", "form", "svg", "iframe"]
+_HTML_NOISE_ROLES = ["navigation", "banner", "contentinfo", "search", "complementary"]
+_HTML_HEADINGS = ["h1", "h2", "h3", "h4", "h5", "h6"]
+_HTML_NESTED = ["ul", "ol", "pre", "table", "dl", "div", "blockquote"]  # blocks a list item can hold
+_HTML_BLOCKS = [*_HTML_HEADINGS, *_HTML_NESTED, "p", "li", "tr", "dt", "dd", "section", "article", "main"]
 HEADING_SEPARATOR = " > "
 
 
@@ -48,7 +57,7 @@ class DocumentLoadError(AppError):
 class Section:
     text: str
     page: int | None = None  # 1-based, PDFs only
-    heading: str | None = None  # "Chapter > Section", Markdown and DOCX only
+    heading: str | None = None  # "Chapter > Section", Markdown, HTML and DOCX only
     metadata: dict[str, MetadataValue] = field(default_factory=dict)  # JSONL record fields
 
 
@@ -101,7 +110,7 @@ def load_markdown(path: Path, settings: IngestSettings) -> LoadedDocument:
         if isinstance(meta, dict) and meta.get("title"):
             title = str(meta["title"])
     blocks: list[tuple[int | None, str]] = []
-    in_fence = False
+    in_fence = joinable = False  # joinable: the last block is a paragraph line the next line may continue
     for line in text.splitlines():
         if _FENCE.match(line):
             in_fence = not in_fence
@@ -111,8 +120,13 @@ def load_markdown(path: Path, settings: IngestSettings) -> LoadedDocument:
             blocks.append((level, heading.group(2)))
             if title is None and level == 1:
                 title = heading.group(2)
+        elif joinable and line.strip() and not in_fence and not _MD_BLOCK_START.match(line):
+            blocks[-1] = (None, blocks[-1][1].rstrip() + " " + line.strip())  # a soft wrap, not a new line
         else:
             blocks.append((None, line))
+        last = blocks[-1][1]
+        joinable = (not heading and not in_fence and bool(last.strip()) and not _MD_BLOCK_START.match(last)
+                    or bool(_MD_LIST_ITEM.match(last))) and not last.endswith(("  ", "\\"))
     return LoadedDocument(title or path.stem, "markdown", sections_under_headings(blocks))
 
 
@@ -123,12 +137,59 @@ def load_html(path: Path, settings: IngestSettings) -> LoadedDocument:
     soup = BeautifulSoup(_read_bytes(path), "html.parser")
     for tag in soup(_HTML_NOISE_TAGS):
         tag.decompose()
+    for tag in soup.find_all(attrs={"role": _HTML_NOISE_ROLES}) + soup.find_all("a", class_="headerlink"):
+        tag.decompose()  # landmarks of page furniture; the pilcrow links a documentation generator puts on headings
+    for line_break in soup("br"):
+        line_break.replace_with("\n")  # inline text is joined as written: a <br> is the only break between words
     heading = soup.title or soup.find("h1")
     title = heading.get_text(" ", strip=True) if heading else ""
-    body = soup.body or soup
-    lines = (line.strip() for line in body.get_text().splitlines())
-    text = _BLANK_RUNS.sub("\n\n", "\n".join(lines)).strip()
-    return LoadedDocument(title or path.stem, "html", [Section(text)])
+    content = soup.find("main") or soup.find(attrs={"role": "main"}) or soup.body or soup
+    return LoadedDocument(title or path.stem, "html", sections_under_headings(_html_blocks(content)))
+
+
+def _html_blocks(element: Tag) -> Iterator[tuple[int | None, str]]:
+    """(heading level or None, text) blocks in reading order, as the Markdown loader gives them: a paragraph is
+    one line (the source's line wraps are not sentence ends), a list item a "* " line, a table row one line
+    with its cells, preformatted text keeps its lines, and blocks are separated by a blank line."""
+    from bs4 import Comment, Declaration, Doctype, NavigableString, ProcessingInstruction
+
+    for child in element.children:
+        if isinstance(child, Comment | Declaration | Doctype | ProcessingInstruction):
+            continue
+        if isinstance(child, NavigableString):
+            if child.strip():
+                yield None, _one_line(child)
+            continue
+        yield from _html_block(child)
+
+
+def _html_block(tag: Tag) -> Iterator[tuple[int | None, str]]:
+    if tag.name in _HTML_HEADINGS:
+        yield int(tag.name[1]), _one_line(tag.get_text())
+    elif tag.name == "pre":
+        yield None, tag.get_text().strip("\n")
+        yield None, ""
+    elif tag.name == "tr":
+        yield None, " | ".join(filter(None, (_one_line(cell.get_text())
+                                            for cell in tag.find_all(["td", "th"], recursive=False))))
+    elif tag.name == "li":  # its own words as one item, then any list, code or table nested in it
+        nested = tag.find_all(_HTML_NESTED, recursive=False)
+        own = _one_line("".join(part.get_text() for part in tag.contents if part.name not in _HTML_NESTED))
+        if own:
+            yield None, "* " + own
+        for part in nested:
+            yield from _html_block(part)
+    elif tag.find(_HTML_BLOCKS) is not None:  # a container (div, section, list, table): its blocks in order
+        yield from _html_blocks(tag)
+        if tag.name in ("ul", "ol", "table", "dl"):
+            yield None, ""
+    elif text := _one_line(tag.get_text()):  # a paragraph, or inline content standing alone
+        yield None, text
+        yield None, ""
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def load_pdf(path: Path, settings: IngestSettings) -> LoadedDocument:

@@ -29,6 +29,46 @@ def test_html_drops_scripts_styles_nav_and_footer(sample_docs: Path) -> None:
         assert noise not in text
 
 
+def test_markdown_soft_wraps_join_their_paragraph_or_list_item_and_blocks_keep_their_lines(tmp_path: Path) -> None:
+    page = tmp_path / "guide.md"
+    page.write_text(
+        "# Guide\nA paragraph that wraps\nonto a second line.\n\n* An item that wraps\n  onto its next line.\n"
+        "* Second item.\n| a | b |\n| c | d |\n```\ncode line\nmore code\n```\nA hard break  \nnext line.\n",
+        encoding="utf-8",
+    )
+    assert load_document(page).sections[0].text.splitlines() == [
+        "Guide", "A paragraph that wraps onto a second line.", "", "* An item that wraps onto its next line.",
+        "* Second item.", "| a | b |", "| c | d |", "```", "code line", "more code", "```", "A hard break  ",
+        "next line."]
+
+
+def test_html_reads_like_its_markdown_sections_under_headings_paragraphs_unwrapped(tmp_path: Path) -> None:
+    page = tmp_path / "server.html"
+    page.write_text(
+        '<html><head><title>Server</title></head><body>'
+        '<div role="navigation"><a href="index.html">Docs (2.2.x)</a> &#187;</div>'
+        '<div role="main"><h1>Development Server<a class="headerlink" href="#s">\u00b6</a></h1>'
+        "<p>If another program is already using\nport 5000, you will see an <code>OSError</code>.</p>"
+        "<ul><li><p>Errno 98:<br>address in use</p></li><li>WinError 10013<ul><li>on Windows</li></ul></li></ul>"
+        "<h2>Options</h2><pre>$ flask run\n    --port 5001</pre>"
+        "<table><tr><th>Option</th><th>Use</th></tr><tr><td>--debug</td><td>reload on changes</td></tr></table>"
+        '</div><div role="contentinfo">Copyright</div></body></html>',
+        encoding="utf-8",
+    )
+    document = load_document(page)
+    assert [section.heading for section in document.sections] == [
+        "Development Server", "Development Server > Options"]
+    first, options = (section.text.splitlines() for section in document.sections)
+    assert first[:5] == ["Development Server",
+                         "If another program is already using port 5000, you will see an OSError.", "",
+                         "* Errno 98: address in use", "* WinError 10013"]
+    assert first[5] == "* on Windows"
+    assert options[:4] == ["Options", "$ flask run", "    --port 5001", ""]
+    assert "Option | Use" in options and "--debug | reload on changes" in options
+    assert not any(noise in document.sections[0].text + options[-1] for noise in ("Docs (2.2.x)", "\u00b6"))
+    assert "Copyright" not in "\n".join(options)
+
+
 def test_pdf_pages_keep_their_numbers(sample_docs: Path) -> None:
     document = load_document(sample_docs / "submarine.pdf")
     assert document.title == "Submarine manual"
