@@ -120,13 +120,16 @@ def load_markdown(path: Path, settings: IngestSettings) -> LoadedDocument:
             blocks.append((level, heading.group(2)))
             if title is None and level == 1:
                 title = heading.group(2)
-        elif joinable and line.strip() and not in_fence and not _MD_BLOCK_START.match(line):
+            joinable = False
+            continue
+        if joinable and line.strip() and not in_fence and not _MD_BLOCK_START.match(line):
             blocks[-1] = (None, blocks[-1][1].rstrip() + " " + line.strip())  # a soft wrap, not a new line
         else:
             blocks.append((None, line))
         last = blocks[-1][1]
-        joinable = (not heading and not in_fence and bool(last.strip()) and not _MD_BLOCK_START.match(last)
-                    or bool(_MD_LIST_ITEM.match(last))) and not last.endswith(("  ", "\\"))
+        hard_break = last.endswith(("  ", "\\"))  # two trailing spaces or a backslash end the line on purpose
+        joinable = (not in_fence and bool(last.strip()) and not hard_break
+                    and (bool(_MD_LIST_ITEM.match(last)) or not _MD_BLOCK_START.match(last)))
     return LoadedDocument(title or path.stem, "markdown", sections_under_headings(blocks))
 
 

@@ -33,13 +33,16 @@ def test_markdown_soft_wraps_join_their_paragraph_or_list_item_and_blocks_keep_t
     page = tmp_path / "guide.md"
     page.write_text(
         "# Guide\nA paragraph that wraps\nonto a second line.\n\n* An item that wraps\n  onto its next line.\n"
-        "* Second item.\n| a | b |\n| c | d |\n```\ncode line\nmore code\n```\nA hard break  \nnext line.\n",
+        "* Second item.\n| a | b |\n| c | d |\n```\ncode line\nmore code\n```\nA hard break  \nnext line\n"
+        "## Next\nIts first line\nand its second.\n",
         encoding="utf-8",
     )
-    assert load_document(page).sections[0].text.splitlines() == [
+    guide, following = (section.text.splitlines() for section in load_document(page).sections)
+    assert guide == [
         "Guide", "A paragraph that wraps onto a second line.", "", "* An item that wraps onto its next line.",
         "* Second item.", "| a | b |", "| c | d |", "```", "code line", "more code", "```", "A hard break  ",
-        "next line."]
+        "next line"]
+    assert following == ["Next", "Its first line and its second."]
 
 
 def test_html_reads_like_its_markdown_sections_under_headings_paragraphs_unwrapped(tmp_path: Path) -> None:
