@@ -31,7 +31,6 @@ MetadataValue = str | int | float | bool
 _ATX_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.DOTALL)
-_BLANK_RUNS = re.compile(r"\n{3,}")
 # Lines that start a Markdown block of their own (list item, quote, table row, HTML, fence, admonition); any
 # other line right after a paragraph or list item line continues it: Markdown's soft wrap.
 _MD_LIST_ITEM = re.compile(r"^\s*(?:[*+-]|\d+[.)])\s")

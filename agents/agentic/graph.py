@@ -142,11 +142,14 @@ class AgenticNodes:
     def _neighbours(self, documents: list[ContextDocument]) -> list[ContextDocument]:
         """The chunk after each kept one in its file (a list cut from its lead-in), then the one before it when
         it lies in the same section (the section's opening statement), as the settings allow."""
-        ids = [doc["id"] for doc in documents]
-        chunks = self.retriever.adjacent(ids, 1) if ids and self.settings.evidence_following_chunks else []
-        if ids and self.settings.evidence_section_openings:
-            read = {*ids, *(chunk.id for chunk in chunks)}
-            chunks += [chunk for chunk in self.retriever.adjacent(ids, -1, same_section=True) if chunk.id not in read]
+        ids = [doc["id"] for doc in documents]  # adjacent() leaves these out itself
+        if not ids:
+            return []
+        chunks = self.retriever.adjacent(ids, 1) if self.settings.evidence_following_chunks else []
+        if self.settings.evidence_section_openings:
+            following = {chunk.id for chunk in chunks}
+            chunks += [chunk for chunk in self.retriever.adjacent(ids, -1, same_section=True)
+                       if chunk.id not in following]
         return to_context_documents(chunks, start=len(documents) + 1)
 
     def after_grade(

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from configs.settings import IngestSettings
-from ingest.loaders import DocumentLoadError, load_document
+from ingest.loaders import DocumentLoadError, LoadedDocument, load_document
 
 
 def test_markdown_title_is_first_heading(sample_docs: Path) -> None:
@@ -29,15 +29,19 @@ def test_html_drops_scripts_styles_nav_and_footer(sample_docs: Path) -> None:
         assert noise not in text
 
 
+def written(path: Path, text: str) -> LoadedDocument:
+    """The document loaded from `text` written to `path` (its suffix picks the loader)."""
+    path.write_text(text, encoding="utf-8")
+    return load_document(path)
+
+
 def test_markdown_soft_wraps_join_their_paragraph_or_list_item_and_blocks_keep_their_lines(tmp_path: Path) -> None:
-    page = tmp_path / "guide.md"
-    page.write_text(
+    document = written(
+        tmp_path / "guide.md",
         "# Guide\nA paragraph that wraps\nonto a second line.\n\n* An item that wraps\n  onto its next line.\n"
         "* Second item.\n| a | b |\n| c | d |\n```\ncode line\nmore code\n```\nA hard break  \nnext line\n"
-        "## Next\nIts first line\nand its second.\n",
-        encoding="utf-8",
-    )
-    guide, following = (section.text.splitlines() for section in load_document(page).sections)
+        "## Next\nIts first line\nand its second.\n")
+    guide, following = (section.text.splitlines() for section in document.sections)
     assert guide == [
         "Guide", "A paragraph that wraps onto a second line.", "", "* An item that wraps onto its next line.",
         "* Second item.", "| a | b |", "| c | d |", "```", "code line", "more code", "```", "A hard break  ",
@@ -46,8 +50,8 @@ def test_markdown_soft_wraps_join_their_paragraph_or_list_item_and_blocks_keep_t
 
 
 def test_html_reads_like_its_markdown_sections_under_headings_paragraphs_unwrapped(tmp_path: Path) -> None:
-    page = tmp_path / "server.html"
-    page.write_text(
+    document = written(
+        tmp_path / "server.html",
         '<html><head><title>Server</title></head><body>'
         '<div role="navigation"><a href="index.html">Docs (2.2.x)</a> &#187;</div>'
         '<div role="main"><h1>Development Server<a class="headerlink" href="#s">\u00b6</a></h1>'
@@ -56,9 +60,7 @@ def test_html_reads_like_its_markdown_sections_under_headings_paragraphs_unwrapp
         "<h2>Options</h2><pre>$ flask run\n    --port 5001</pre>"
         "<table><tr><th>Option</th><th>Use</th></tr><tr><td>--debug</td><td>reload on changes</td></tr></table>"
         '</div><div role="contentinfo">Copyright</div></body></html>',
-        encoding="utf-8",
     )
-    document = load_document(page)
     assert [section.heading for section in document.sections] == [
         "Development Server", "Development Server > Options"]
     first, options = (section.text.splitlines() for section in document.sections)
@@ -105,14 +107,11 @@ def test_pdf_without_text_is_reported(tmp_path: Path, make_pdf) -> None:
 
 
 def test_markdown_sections_carry_their_heading_path(tmp_path: Path) -> None:
-    path = tmp_path / "guide.md"
-    path.write_text(
+    document = written(
+        tmp_path / "guide.md",
         "---\ntitle: Operator guide\n---\nPreamble line.\n# Setup\nInstall it.\n## Linux\nUse apt.\n"
         "```bash\n# not a heading: a shell comment\n```\n### Debian\nBookworm.\n## Windows\nUse the MSI.\n"
-        "# Usage\nRun it.\n",
-        encoding="utf-8",
-    )
-    document = load_document(path)
+        "# Usage\nRun it.\n")
     assert document.title == "Operator guide"  # front matter wins over the first heading
     headings = [section.heading for section in document.sections]
     assert headings == [None, "Setup", "Setup > Linux", "Setup > Linux > Debian", "Setup > Windows", "Usage"]
