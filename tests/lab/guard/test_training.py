@@ -18,7 +18,15 @@ from lab.guard.metrics import binary_metrics, choose_threshold
 from lab.guard.sources import load_mix
 from lab.guard.train import TunedEncoderError, data_file_records, load_tuned
 from lab.guard.training_data import is_refusal
-from lab.guard.tune_encoder import Recipe, Tokenized, embeddings_of, response_logit, save_model, train_model
+from lab.guard.tune_encoder import (
+    Recipe,
+    Tokenized,
+    embeddings_of,
+    length_grouped_batches,
+    response_logit,
+    save_model,
+    train_model,
+)
 
 SHIPPED = load_settings().safety.classifier_path
 MANIFEST = json.loads((SHIPPED / "manifest.json").read_text())
@@ -32,6 +40,22 @@ def test_binary_metrics_and_threshold_rule():
         "precision": 0.6667, "recall": 0.6667, "f1": 0.6667, "fpr": 0.2, "tp": 2, "fp": 1, "fn": 1, "tn": 4}
     assert choose_threshold(truth, scores, max_fpr=0.0) == 0.8  # no false positive allowed
     assert choose_threshold(truth, scores, max_fpr=0.2) == 0.4  # one allowed: all three found
+
+
+def test_length_grouped_batches_cover_every_row_once_with_little_padding():
+    lengths = np.random.default_rng(1).integers(5, 257, size=1000)
+    batches = length_grouped_batches(lengths, size=16, window=8, order=np.random.default_rng(0))
+    assert sorted(np.concatenate(batches).tolist()) == list(range(1000))
+    padded = sum(len(b) * lengths[b].max() for b in batches)
+    shuffled = sum(len(b) * lengths[b].max() for b in np.array_split(np.random.default_rng(0).permutation(1000), 63))
+    assert padded < 0.7 * shuffled  # on the tuning bundle (window 32): a fifth of the padded tokens
+    # Window 1 draws the plain shuffle the shipped encoder was tuned with, batch for batch.
+    plain = np.random.default_rng(0).permutation(1000)
+    for got, want in zip(length_grouped_batches(lengths, 16, 1, np.random.default_rng(0)), range(0, 1000, 16), strict=True):
+        np.testing.assert_array_equal(got, plain[want : want + 16])
+    # The batch order is shuffled, so the epoch does not run from short texts to long ones.
+    firsts = [lengths[b].max() for b in batches]
+    assert firsts != sorted(firsts) and firsts != sorted(firsts, reverse=True)
 
 
 def test_refusal_marker_check():
