@@ -35,7 +35,7 @@ from agents.safety.heads import MANIFEST_FILE
 from agents.safety.verdict import HAZARD_CATEGORIES, SafetyGuard, Verdict
 from configs.settings import PROJECT_ROOT, AppSettings
 from lab.guard.cli import base_parser, run, settings_from
-from lab.guard.metrics import binary_metrics, pooled_metrics
+from lab.guard.metrics import binary_metrics, pooled_metrics, ranking_auc
 from lab.guard.sources import MIX_FILE, Mix, load_mix
 from lab.guard.splits import TECHNICAL, calibration_sets, request_validation_sets, response_validation_sets
 from lab.guard.training_data import Example, SafetyData, SplitSizes
@@ -126,16 +126,22 @@ def category_confusion(sets: dict[str, list[Example]], verdicts: dict[str, list[
 def stage_report(sets: dict[str, list[Example]], verdicts: dict[str, list[Verdict]], cpu_ms: list[float],
                  calibration: list[str]) -> dict[str, Any]:
     latencies = [v.latency_ms for name in sets for v in verdicts[name]]
-    per_split = {}
+    per_split, unseen_truth, unseen_scores = {}, [], []
     for name, rows in sets.items():
         truth = np.array([e.unsafe for e in rows], dtype=bool)
         flagged = np.array([not v.safe for v in verdicts[name]], dtype=bool)
+        scores = np.array([v.score for v in verdicts[name]])
+        # AUC beside the counts: a miss at the threshold and a set the scores cannot separate read differently.
         per_split[name] = {"size": len(rows), "unsafe": int(truth.sum()), "calibration": name in calibration,
-                           **binary_metrics(truth, flagged)}
+                           **binary_metrics(truth, flagged), "roc_auc": ranking_auc(truth, scores)}
+        if name not in calibration:
+            unseen_truth.append(truth)
+            unseen_scores.append(scores)
     return {
         "overall": pooled_metrics(list(per_split.values())),
         # The sets that chose no threshold: what the guard does on data it has seen in no way.
-        "overall_unseen": pooled_metrics([r for r in per_split.values() if not r["calibration"]]),
+        "overall_unseen": {**pooled_metrics([r for r in per_split.values() if not r["calibration"]]),
+                           "roc_auc": ranking_auc(np.concatenate(unseen_truth), np.concatenate(unseen_scores))},
         "per_split": per_split,
         "confusion_by_category": category_confusion(sets, verdicts),
         "latency_ms": {
@@ -334,7 +340,7 @@ def print_summary(report: dict[str, Any]) -> None:
     console = Console(width=140)
     for name, result in report["backends"].items():
         table = Table(title=f"{name}: validation sets (* = calibration set)")
-        for column in ("stage", "set", "rows", "unsafe", "P", "R", "F1", "FPR"):
+        for column in ("stage", "set", "rows", "unsafe", "P", "R", "F1", "FPR", "AUC"):
             table.add_column(column, justify="left" if column in ("stage", "set") else "right")
         for stage in ("request", "response"):
             rows = {**result[stage]["per_split"], "ALL": result[stage]["overall"], "ALL unseen": result[stage]["overall_unseen"]}
@@ -342,10 +348,10 @@ def print_summary(report: dict[str, Any]) -> None:
                 star = "*" if r.get("calibration") else ""
                 table.add_row(stage, split + star, str(r.get("size", r["tp"] + r["fp"] + r["fn"] + r["tn"])),
                               str(r["tp"] + r["fn"]), f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}",
-                              f"{r['fpr']:.3f}")
+                              f"{r['fpr']:.3f}", "-" if r.get("roc_auc") is None else f"{r['roc_auc']:.3f}")
         for source, r in result.get("leave_one_source_out", {}).items():
             table.add_row("leave-out", source, str(r["tp"] + r["fp"] + r["fn"] + r["tn"]), str(r["tp"] + r["fn"]),
-                          f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}", f"{r['fpr']:.3f}")
+                          f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}", f"{r['fpr']:.3f}", "-")
         console.print(table)
         goals = Table(title=f"{name}: issue 20 targets")
         for column in ("target", "goal", "value", "met"):

@@ -43,3 +43,13 @@ def choose_threshold(truth: np.ndarray, scores: np.ndarray, max_fpr: float) -> f
         if result["fpr"] <= max_fpr and result["f1"] > best_f1:
             best_threshold, best_f1 = float(threshold), float(result["f1"])
     return round(best_threshold, 4)
+
+
+def ranking_auc(truth: np.ndarray, scores: np.ndarray) -> float | None:
+    """ROC AUC of the scores: whether a set is separable at any threshold (0.5 is chance); None with one class."""
+    truth = np.asarray(truth, dtype=bool)
+    if truth.all() or not truth.any():
+        return None
+    from sklearn.metrics import roc_auc_score
+
+    return round(float(roc_auc_score(truth, scores)), 4)
