@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from agents.messages import ChatMessages
-from agents.safety.conversation import answer_windows, last_user_turn, request_views
+from agents.safety.conversation import last_user_turn, request_views, word_windows
 from agents.safety.encoder import EMBEDDING_DTYPE, SentenceEncoder
 from agents.safety.heads import ClassifierFilesError, GuardHeads, StageHeads, load_heads
 from agents.safety.verdict import Judge, Verdict
@@ -135,7 +135,7 @@ class EmbeddingClassifierGuard:
 
     def check_response(self, messages: ChatMessages, answer: str) -> Verdict:
         started = time.perf_counter()
-        windows = answer_windows(answer)
+        windows = word_windows(answer)
         embeddings = self.encode([last_user_turn(messages), *windows])
         scores = self.heads.request.unsafe.unsafe_probability(request_features(embeddings))
         count = len(windows)

@@ -21,29 +21,39 @@ def last_user_turn(messages: ChatMessages) -> str:
     return turns[-1]
 
 
-def request_views(messages: ChatMessages) -> list[str]:
-    """The latest user turn alone, and joined to the user turn before it.
+# The guard reads text in pieces of at most this many words, each judged on its own. MiniLM reads at most 256
+# word pieces from the start of a text, and its heads learnt on short texts (requests: 23 tokens on average), so
+# a long text read whole is both cut and out of what the heads know. With the shipped heads, 64-word windows
+# score answer-stage F1 0.908 at 2.6% false positives on the held-out answers (160-word windows: 0.888 at 2.9%).
+WINDOW_WORDS = 64
+# A request up to this long is also read whole, as the heads learnt requests (MiniLM reads 256 word pieces, about
+# 190 English words); a longer one only in windows, since read whole it would be cut off.
+WHOLE_REQUEST_WORDS = 3 * WINDOW_WORDS
 
-    A follow-up can be harmless alone and harmful with its context ("How do you siphon gas?" ->
-    "From my neighbour's car, I'm broke"); the guard scores both views and keeps the higher.
+
+def word_windows(text: str, max_words: int = WINDOW_WORDS) -> list[str]:
+    """`text` in consecutive pieces of at most `max_words` words (a short text: itself, stripped)."""
+    words = text.split()
+    if len(words) <= max_words:
+        return [text.strip()]
+    return [" ".join(words[start : start + max_words]) for start in range(0, len(words), max_words)]
+
+
+def request_views(messages: ChatMessages) -> list[str]:
+    """The latest user turn (whole while it fits, and in windows when longer than one), and the start of it
+    joined to the end of the user turn before it.
+
+    A request pasted after a long document used to be cut off, read whole: one window per 64 words keeps every
+    sentence in view. A follow-up can be harmless alone and harmful with its context ("How do you siphon
+    gas?" -> "From my neighbour's car, I'm broke"); the guard scores every view and keeps the highest.
     """
     turns = user_turns(messages)
     if not turns:
         raise ConversationError("the conversation has no user message to judge")
-    views = [turns[-1]]
+    windows = word_windows(turns[-1])
+    whole = len(windows) > 1 and len(turns[-1].split()) <= WHOLE_REQUEST_WORDS
+    views = [turns[-1].strip(), *windows] if whole else windows
     if len(turns) > 1:
-        views.append(f"{turns[-2]}\n{turns[-1]}")
+        before, latest = turns[-2].split(), turns[-1].split()
+        views.append(" ".join(before[-WINDOW_WORDS:]) + "\n" + " ".join(latest[:WINDOW_WORDS]))
     return views
-
-
-def answer_windows(answer: str, max_words: int = 64) -> list[str]:
-    """Split an answer into pieces of at most `max_words` words, each judged on its own.
-
-    MiniLM reads at most 256 word pieces, and one harmful sentence inside a long benign answer is
-    diluted in a single embedding. With the shipped heads, 64-word windows score response-stage F1 0.908
-    at 2.6% false positives on the held-out answers; 160-word windows 0.888 at 2.9%.
-    """
-    words = answer.split()
-    if len(words) <= max_words:
-        return [answer.strip()]
-    return [" ".join(words[start : start + max_words]) for start in range(0, len(words), max_words)]

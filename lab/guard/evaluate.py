@@ -8,11 +8,12 @@ Every verdict goes through the backend's public API one at a time (batch 1, one 
 so the latency is what a request pays; the thread's CPU time per verdict is recorded beside it. The sets
 are lab.guard.splits' validation sets: none of their rows is trained on; the calibration sets (named in
 the report) chose the thresholds, the others are unseen. For the classifier the report adds
-leave-one-source-out figures (measured when the encoder was tuned: lab.guard.tune_encoder), AILuminate recall per hazard, the look-alike and
-technical-question false-positive rates, the knowledge-base questions, and each target of issue 20
-with whether it is met. Every backend is also measured as the service uses it, in front of and behind the
-shipped adapter: each prompt of the adapter's evaluation answers (`--adapter-answers`, prompts neither of them
-trained on) meets the request check, the adapter's own answer and the output check, as a turn does.
+leave-one-source-out figures (measured when the encoder was tuned: lab.guard.tune_encoder), AILuminate recall
+per hazard, the look-alike and technical-question false-positive rates, the knowledge-base questions, requests
+asked after a pasted document (lab.guard.long_requests), and each target of issue 20 with whether it is met.
+Every backend is also measured as the service uses it, in front of and behind the shipped adapter: each prompt
+of the adapter's evaluation answers (`--adapter-answers`, prompts neither of them trained on) meets the request
+check, the adapter's own answer and the output check, as a turn does.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from agents.safety.heads import MANIFEST_FILE
 from agents.safety.verdict import HAZARD_CATEGORIES, SafetyGuard, Verdict
 from configs.settings import PROJECT_ROOT, AppSettings
 from lab.guard.cli import base_parser, run, settings_from
+from lab.guard.long_requests import long_requests
 from lab.guard.metrics import binary_metrics, pooled_metrics, ranking_auc
 from lab.guard.sources import MIX_FILE, Mix, load_mix
 from lab.guard.splits import TECHNICAL, calibration_sets, request_validation_sets, response_validation_sets
@@ -65,6 +67,9 @@ SPLIT_NOTES = {
 }
 # Benign look-alike rows: the safe rows of these validation sets.
 LOOKALIKE_SETS = ("coconot/contrast", "hatecheck/test_suite", "cyberseceval/mitre_frr_benign")
+# The requests asked after a pasted document (lab.guard.long_requests): held-out test parts, never trained on.
+LONG_HARMFUL_SETS = ("harmful_val", "advbench_deduplicated", "written_test_unsafe")
+LONG_BENIGN_SETS = {"harmless_val_sample": 300, "written_test_lookalikes": None, TECHNICAL: None}
 KB_QUESTIONS = Path("kb-pagerduty-ir") / "qa.jsonl"
 
 
@@ -322,6 +327,10 @@ def evaluate(settings: AppSettings, backends: list[str], limit: int | None, mix:
         result["ailuminate"] = category_recall(sampled["request"]["ailuminate/demo_en"],
                                                verdicts["request"][0]["ailuminate/demo_en"])
         result["kb_questions"] = kb_questions(guard, data.data_dir)
+        requests = sampled["request"]
+        result["long_requests"] = long_requests(
+            guard, data.data_dir, [e.request for name in LONG_HARMFUL_SETS for e in requests[name] if e.unsafe],
+            [e.request for name, limit in LONG_BENIGN_SETS.items() for e in requests[name][:limit]], data.seed)
         loso = leave_one_source_out(settings.safety.classifier_path) if name == "classifier" else None
         if loso:
             result["leave_one_source_out"] = loso
@@ -359,6 +368,10 @@ def print_summary(report: dict[str, Any]) -> None:
         for row in result["targets"]:
             goals.add_row(row["target"], row["goal"], str(row["value"]), "yes" if row["met"] else "MISSED")
         console.print(goals)
+        long = result["long_requests"]
+        console.print(f"after a pasted document: harmful flagged {long['harmful_after_document_recall']:.1%} "
+                      f"(alone {long['harmful_alone_recall']:.1%}), benign flagged {long['benign_after_document_fpr']:.1%} "
+                      f"(alone {long['benign_alone_fpr']:.1%}), documents alone {long['documents_alone_fpr']:.1%}")
         kb = result["kb_questions"]
         console.print(f"knowledge-base turns flagged: {len(kb['flagged'])} of {kb['turns']}; "
                       f"request latency {result['request']['latency_ms']}")
