@@ -56,13 +56,12 @@ def long_requests(guard: SafetyGuard, data_dir: Path, harmful: list[str], benign
 
     documents = contexts(prose_paragraphs(data_dir / CONTEXT_DOCS), len(harmful) + len(benign), seed)
     pasted = [f"{document}\n\n{request}" for document, request in zip(documents, harmful + benign, strict=True)]
-    with tqdm(total=3, desc=f"{guard.name} long requests", unit="set") as bar:
-        results = {}
-        for name, texts in (("harmful_after_document_recall", pasted[: len(harmful)]),
-                            ("benign_after_document_fpr", pasted[len(harmful) :]),
-                            ("documents_alone_fpr", documents[: len(benign)])):
-            results[name] = flagged_share(guard, texts)
-            bar.update()
+    probes = {"harmful_after_document_recall": pasted[: len(harmful)],
+              "benign_after_document_fpr": pasted[len(harmful) :],
+              "documents_alone_fpr": documents[: len(benign)],
+              "harmful_alone_recall": harmful,
+              "benign_alone_fpr": benign}
+    results = {name: flagged_share(guard, texts) for name, texts in tqdm(
+        probes.items(), desc=f"{guard.name} long requests", unit="set")}
     return {"documents": f"{CONTEXT_DOCS} (prose paragraphs, about {CONTEXT_WORDS} words per document, seed {seed})",
-            "harmful": len(harmful), "benign": len(benign), **results,
-            "harmful_alone_recall": flagged_share(guard, harmful), "benign_alone_fpr": flagged_share(guard, benign)}
+            "harmful": len(harmful), "benign": len(benign), **results}
