@@ -51,11 +51,13 @@ class Image:
 
 
 def tool(name: str, *args: str) -> subprocess.CompletedProcess:
-    """podman or buildah on the test's own storage; a failure shows the command's output."""
+    """podman or buildah on the test's own storage; a failure shows the command's output, error first."""
     result = subprocess.run([name, *STORAGE, *args], check=False, capture_output=True, text=True)
     if result.returncode != 0:
+        # The error is in stderr's last lines; a long build log before it would push it out of a truncated report.
         pytest.fail(
-            f"{name} {' '.join(args)} exited {result.returncode}:\n{result.stdout[-4000:]}{result.stderr[-4000:]}"
+            f"{name} {' '.join(args)} exited {result.returncode}; stderr ends:\n{result.stderr[-2000:]}\n"
+            f"stdout ends:\n{result.stdout[-4000:]}"
         )
     return result
 
