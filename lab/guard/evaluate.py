@@ -10,7 +10,8 @@ are lab.guard.splits' validation sets: none of their rows is trained on; the cal
 the report) chose the thresholds, the others are unseen. For the classifier the report adds
 leave-one-source-out figures (measured when the encoder was tuned: lab.guard.tune_encoder), AILuminate recall
 per hazard, the look-alike and technical-question false-positive rates, the knowledge-base questions, requests
-asked after a pasted document (lab.guard.long_requests), and each target of issue 20 with whether it is met.
+asked after a pasted document (lab.guard.long_requests), and each target of issue 20 with whether it is met;
+DICES's crowd majority scored against its expert labels stands beside the response target as a human reference.
 Every backend is also measured as the service uses it, in front of and behind the shipped adapter: each prompt
 of the adapter's evaluation answers (`--adapter-answers`, prompts neither of them trained on) meets the request
 check, the adapter's own answer and the output check, as a turn does.
@@ -71,6 +72,7 @@ LOOKALIKE_SETS = ("coconot/contrast", "hatecheck/test_suite", "cyberseceval/mitr
 LONG_HARMFUL_SETS = ("harmful_val", "advbench_deduplicated", "written_test_unsafe")
 LONG_BENIGN_SETS = {"harmless_val_sample": 300, "written_test_lookalikes": None, TECHNICAL: None}
 KB_QUESTIONS = Path("kb-pagerduty-ir") / "qa.jsonl"
+DICES_EXPERT = Path("safety-extra") / "dices" / "350_expert.jsonl"
 
 
 def set_note(name: str, mix: Mix) -> str:
@@ -194,6 +196,16 @@ def kb_questions(guard: SafetyGuard, data_dir: Path) -> dict[str, Any]:
     return {"file": str(KB_QUESTIONS), "turns": total, "flagged": flagged, "all_pass": not flagged}
 
 
+def dices_crowd_reference(data_dir: Path) -> dict[str, Any]:
+    """The majority of DICES's 69-76 crowd raters per conversation scored as a judge of its expert labels: what
+    careful people reach on the response target's set, beside the guard's figure."""
+    rows = [json.loads(line) for line in (data_dir / DICES_EXPERT).read_text(encoding="utf-8").splitlines()]
+    truth = np.array([row["label"] == "unsafe" for row in rows])
+    crowd = np.array([bool(row["crowd_majority_unsafe"]) for row in rows])
+    return {"file": str(DICES_EXPERT), "judge": "crowd majority (unsafe when most raters said so)",
+            **binary_metrics(truth, crowd)}
+
+
 def targets(result: dict[str, Any], loso: dict[str, Any] | None) -> list[dict[str, Any]]:
     """Issue 20's targets, each with the measured value and whether it is met."""
     request, response = result["request"], result["response"]
@@ -312,6 +324,7 @@ def evaluate(settings: AppSettings, backends: list[str], limit: int | None, mix:
                          "technical questions, and the safety-extra files marked train/split/scope; "
                          "thresholds chosen on the calibration sets only",
         "anchor": ANCHOR,
+        "dices_crowd_reference": dices_crowd_reference(data.data_dir),
         "backends": {},
     }
     for name in backends:
@@ -379,8 +392,10 @@ def print_summary(report: dict[str, Any]) -> None:
             if name_of_set.startswith("all "):
                 console.print(f"with the shipped adapter, {name_of_set} prompts refused by the service: "
                               f"{row['service_refused_rate']:.1%} of {row['n']}")
-    anchor = report["anchor"]
+    anchor, crowd = report["anchor"], report["dices_crowd_reference"]
     console.print(f"anchor: {anchor['model']} on {anchor['set']}: F1 {anchor['f1']}, FPR {anchor['fpr']}")
+    console.print(f"DICES expert labels judged by the crowd majority: F1 {crowd['f1']}, precision {crowd['precision']}, "
+                  f"recall {crowd['recall']}")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -1,7 +1,8 @@
 """Fine-tune the guard's sentence encoder end to end (LoRA on MiniLM) with its request heads; meant for a GPU.
 
     python -m lab.guard.tune_encoder --bundle var/guard/tuning_bundle.json.xz --base MINILM_DIR --output DIR
-        [--learning-rates 2e-4 5e-4 1e-3] [--epochs 3] [--length-window 32] [--seeds 1 2] [--leave-one-out]
+        [--learning-rates 2e-4 5e-4 1e-3] [--epochs 3] [--length-window 32] [--seeds 1 2]
+        [--leave-one-out [SOURCE ...]] [--folds-only]
 
 Frozen MiniLM embeddings separate the sources of the training mix better than its hazards (issue 20: heads on
 them reached leave-one-source-out F1 0.63), so the encoder itself learns the boundary here: LoRA adapters on
@@ -19,8 +20,10 @@ The bundle (lab.guard.tuning_bundle) carries the splits, so this needs only torc
 numpy. Steps, all seeded: one model per learning rate, the one with the best calibration-pool F1 (at the
 highest threshold whose false-positive rate there is <= --max-fpr; calibration sets are validation rows of
 trained-on sources, never training rows) is kept and written; the kept recipe is re-trained with --seeds for
-its spread; with --leave-one-out, once per held-out source without that source's rows, then tested on all of
-them at a threshold calibrated without them. Output: `encoder/` (the PEFT adapter), `heads.safetensors`
+its spread; with --leave-one-out, once per held-out source (every fold of the bundle, or the ones named) without
+that source's rows, then tested on all of them at a threshold calibrated without them. --folds-only trains the
+folds alone, with the one recipe the flags give (the shipped one: see the manifest), so folds can run in separate
+processes side by side; `python -m lab.guard.add_folds` adds them to the shipped manifest. Output: `encoder/` (the PEFT adapter), `heads.safetensors`
 (request unsafe and category, response unsafe), the fp16 embeddings of every bundle text from the kept model
 (`embeddings-N.npy`, split to stay under transfer limits) and `report.json`.
 """
@@ -41,7 +44,9 @@ from typing import Any
 import numpy as np
 
 from configs.cli import add_common_arguments, configure_logging, run_cli
+from configs.errors import AppError
 from lab.guard.metrics import binary_metrics, choose_threshold
+from lab.hashing import file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +56,10 @@ MAX_TOKENS = 256  # what the service's encoder truncates at (agents.safety.encod
 FEATURE_SCALE = 16.0
 CATEGORY_LOSS_WEIGHT = 0.5
 EMBEDDING_PARTS = 3
+
+
+class TuningError(AppError, ValueError):
+    """Flags that ask for something the bundle or the script cannot do; the message says what."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +98,18 @@ class Tokenized:
             ids[j, : len(self.ids[i])] = self.ids[i]
             mask[j, : len(self.ids[i])] = 1
         return torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)
+
+
+def fold_sources(bundle: dict[str, Any], requested: list[str] | None) -> list[str]:
+    """The leave-one-out folds to run: none without --leave-one-out, all of the bundle's for the bare flag,
+    else the ones named (each must be a fold of the bundle)."""
+    if requested is None:
+        return []
+    unknown = sorted(set(requested) - set(bundle["leave_one_out"]))
+    if unknown:
+        raise TuningError(f"no leave-one-out fold for {', '.join(unknown)}; the bundle's folds are "
+                          f"{', '.join(bundle['leave_one_out'])}")
+    return requested or list(bundle["leave_one_out"])
 
 
 def read_bundle(path: Path) -> dict[str, Any]:
@@ -218,6 +239,8 @@ def length_grouped_batches(lengths: np.ndarray, size: int, window: int, order: n
 def endless_batches(lengths: np.ndarray, size: int, window: int, order: np.random.Generator):
     """Length-grouped batches of answer rows without end (fewer than requests: they cycle over several epochs);
     a short last batch is dropped."""
+    if len(lengths) < size:
+        raise TuningError(f"{len(lengths)} answer pairs cannot fill one batch of {size}")
     while True:
         yield from (batch for batch in length_grouped_batches(lengths, size, window, order) if len(batch) == size)
 
@@ -291,6 +314,28 @@ def save_embeddings(embeddings: np.ndarray, output: Path) -> list[str]:
     return names
 
 
+def tune_kept_model(args: argparse.Namespace, bundle: dict[str, Any], data: Tokenized, run_recipe, device):
+    """One model per learning rate; the best by calibration F1 is written to --output with the fp16 embeddings
+    of every bundle text. Returns (its recipe, its result, the sweep's results, the embedding files)."""
+    training, calibration = as_arrays(bundle["sets"]["train"]), bundle["calibration"]
+    sweep, best = [], None
+    for rate in args.learning_rates:
+        model, result = run_recipe(Recipe(rate, args.epochs, bundle["seed"], length_window=args.length_window),
+                                   training, calibration)
+        sweep.append(result)
+        if best is None or result["calibration_pool"]["f1"] > best[1]["calibration_pool"]["f1"]:
+            best = (model, result)
+        else:
+            del model
+    kept, kept_result = best
+    args.output.mkdir(parents=True, exist_ok=True)
+    save_model(kept, args.output)
+    every_text = np.arange(len(bundle["texts"]))
+    embedding_files = save_embeddings(embeddings_of(kept, data, every_text, device), args.output)
+    chosen = Recipe(**kept_result["recipe"])
+    return chosen, kept_result, sweep, embedding_files
+
+
 def tune(args: argparse.Namespace) -> dict[str, Any]:
     import torch
     from transformers import AutoTokenizer
@@ -312,21 +357,16 @@ def tune(args: argparse.Namespace) -> dict[str, Any]:
                        "first_loss": round(float(np.mean(curve[:20])), 4), "last_loss": round(float(np.mean(curve[-20:])), 4),
                        "seconds": round(time.perf_counter() - began, 1)}
 
-    sweep, best = [], None
-    for rate in args.learning_rates:
-        model, result = run_recipe(Recipe(rate, args.epochs, bundle["seed"], length_window=args.length_window),
-                                   training, calibration)
-        sweep.append(result)
-        if best is None or result["calibration_pool"]["f1"] > best[1]["calibration_pool"]["f1"]:
-            best = (model, result)
-        else:
-            del model
-    kept, kept_result = best
-    args.output.mkdir(parents=True, exist_ok=True)
-    save_model(kept, args.output)
-    every_text = np.arange(len(bundle["texts"]))
-    embedding_files = save_embeddings(embeddings_of(kept, data, every_text, device), args.output)
-    chosen = Recipe(**kept_result["recipe"])
+    folds = fold_sources(bundle, args.leave_one_out)
+    if args.folds_only:
+        if not folds or len(args.learning_rates) != 1 or args.seeds:
+            raise TuningError("--folds-only trains the --leave-one-out folds with one recipe: give --leave-one-out, "
+                              "one --learning-rates and no --seeds")
+        chosen = Recipe(args.learning_rates[0], args.epochs, bundle["seed"], length_window=args.length_window)
+        kept_result, sweep, embedding_files = None, [], []
+        args.output.mkdir(parents=True, exist_ok=True)
+    else:
+        chosen, kept_result, sweep, embedding_files = tune_kept_model(args, bundle, data, run_recipe, device)
 
     import peft
     import transformers
@@ -337,6 +377,8 @@ def tune(args: argparse.Namespace) -> dict[str, Any]:
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__},
         "max_fpr": args.max_fpr,
         "feature_scale": FEATURE_SCALE,
+        "bundle_sha256": file_sha256(args.bundle),
+        "recipe": asdict(chosen),
         "kept": kept_result,
         "sweep": sweep,
         "seeds": [],
@@ -353,7 +395,7 @@ def tune(args: argparse.Namespace) -> dict[str, Any]:
     for seed in args.seeds:
         report["seeds"].append(run_recipe(replace(chosen, seed=seed), training, calibration)[1])
         write_report()
-    for source in bundle["leave_one_out"] if args.leave_one_out else []:
+    for source in folds:
         names = [name for name in calibration if name.split("/")[1] != source]
         model, result = run_recipe(chosen, without_source(sets["train"], source), names)
         test = sets[f"loo/{source}"]
@@ -393,7 +435,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="batches of similar length from windows of this many batches (1: plain shuffle)")
     parser.add_argument("--seeds", type=int, nargs="*", default=[], help="extra seeds of the kept recipe")
     parser.add_argument("--max-fpr", type=float, default=0.05, help="calibration: largest false-positive rate")
-    parser.add_argument("--leave-one-out", action="store_true", help="also train and test each held-out source fold")
+    parser.add_argument("--leave-one-out", nargs="*", metavar="SOURCE",
+                        help="also train and test the held-out source folds: every fold of the bundle, or those named")
+    parser.add_argument("--folds-only", action="store_true",
+                        help="train only the --leave-one-out folds, with the recipe the flags give (no kept model)")
     return parser
 
 

@@ -11,7 +11,7 @@ import pytest
 from agents.safety.classifier import EmbeddingClassifierGuard
 from agents.safety.verdict import Verdict
 from configs.settings import load_settings
-from lab.guard.evaluate import stage_report, with_adapter
+from lab.guard.evaluate import DICES_EXPERT, dices_crowd_reference, stage_report, with_adapter
 from lab.guard.training_data import Example
 
 ROWS = [
@@ -62,3 +62,25 @@ def test_stage_report_gives_each_set_its_ranking_auc_beside_the_counts() -> None
     # eight unsafe-safe pairs tied at 0.2).
     assert report["overall_unseen"]["tp"] + report["overall_unseen"]["fn"] == 4
     assert report["overall_unseen"]["roc_auc"] == 0.9375
+
+
+def test_dices_crowd_reference_scores_the_crowd_majority_against_the_experts(tmp_path: Path) -> None:
+    # expert unsafe / crowd unsafe, expert unsafe / crowd safe, expert safe / crowd unsafe, expert safe / crowd safe
+    labels = [("unsafe", True), ("unsafe", False), ("safe", True), ("safe", False), ("safe", False)]
+    path = tmp_path / DICES_EXPERT
+    path.parent.mkdir(parents=True)
+    path.write_text("".join(json.dumps({"text": "USER: hi", "response": "hello", "label": label,
+                                        "crowd_majority_unsafe": crowd}) + "\n" for label, crowd in labels))
+    reference = dices_crowd_reference(tmp_path)
+    assert (reference["tp"], reference["fn"], reference["fp"], reference["tn"]) == (1, 1, 1, 2)
+    assert reference["precision"] == 0.5 and reference["recall"] == 0.5 and reference["fpr"] == round(1 / 3, 4)
+
+
+def test_dices_crowd_reference_on_the_shared_expert_labels() -> None:
+    data_dir = load_settings().data_dir
+    if not (data_dir / DICES_EXPERT).is_file():
+        pytest.skip(f"needs {data_dir / DICES_EXPERT} (../shared/data)")
+    reference = dices_crowd_reference(data_dir)
+    # 350 conversations, half unsafe by the experts; the crowd flags few of them (measured: F1 0.525).
+    assert reference["tp"] + reference["fn"] == 175 and reference["fp"] + reference["tn"] == 175
+    assert reference["f1"] < 0.6 and reference["precision"] > reference["recall"]
