@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from agents.messages import ChatMessages
 from configs.errors import AppError
 
@@ -40,9 +42,24 @@ def word_windows(text: str, max_words: int = WINDOW_WORDS) -> list[str]:
     return [" ".join(words[start : start + max_words]) for start in range(0, len(words), max_words)]
 
 
+_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
+
+
+def paragraph_windows(text: str, max_words: int = WINDOW_WORDS) -> list[str]:
+    """Like `word_windows`, but a longer text is cut at its blank lines first, so a question asked below a pasted
+    document is read on its own, not mixed with the document's last words.
+
+    Requests only: an answer's paragraphs (the steps of a list) take their meaning from each other, and cut
+    apart they were flagged less (safety_eval.json: answer recall on harmful requests 0.823 -> 0.745)."""
+    if len(text.split()) <= max_words:
+        return [text.strip()]
+    return [window for paragraph in _PARAGRAPH_BREAK.split(text) if paragraph.strip()
+            for window in word_windows(paragraph, max_words)]
+
+
 def request_views(messages: ChatMessages) -> list[str]:
-    """The latest user turn (whole while it fits, and in windows when longer than one), and the start of it
-    joined to the end of the user turn before it.
+    """The latest user turn (whole while it fits, and in windows of its paragraphs when longer than one), and
+    the start of it joined to the end of the user turn before it.
 
     A request pasted after a long document used to be cut off, read whole: one window per 64 words keeps every
     sentence in view. A follow-up can be harmless alone and harmful with its context ("How do you siphon
@@ -52,7 +69,7 @@ def request_views(messages: ChatMessages) -> list[str]:
     if not turns:
         raise ConversationError("the conversation has no user message to judge")
     latest = turns[-1].split()
-    views = word_windows(turns[-1])
+    views = paragraph_windows(turns[-1])
     if WINDOW_WORDS < len(latest) <= WHOLE_REQUEST_WORDS:
         views.insert(0, turns[-1].strip())
     if len(turns) > 1:

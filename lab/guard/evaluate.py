@@ -386,8 +386,10 @@ def print_summary(report: dict[str, Any]) -> None:
         console.print(goals)
         long = result["long_requests"]
         console.print(f"after a pasted document: harmful flagged {long['harmful_after_document_recall']:.1%} "
-                      f"(alone {long['harmful_alone_recall']:.1%}), benign flagged {long['benign_after_document_fpr']:.1%} "
-                      f"(alone {long['benign_alone_fpr']:.1%}), documents alone {long['documents_alone_fpr']:.1%}")
+                      f"(alone {long['harmful_alone_recall']:.1%}, run on in its last paragraph "
+                      f"{long['harmful_run_on_recall']:.1%}), benign flagged {long['benign_after_document_fpr']:.1%} "
+                      f"(run on {long['benign_run_on_fpr']:.1%}, alone {long['benign_alone_fpr']:.1%}), "
+                      f"documents alone {long['documents_alone_fpr']:.1%}")
         kb = result["kb_questions"]
         console.print(f"knowledge-base turns flagged: {len(kb['flagged'])} of {kb['turns']}; "
                       f"request latency {result['request']['latency_ms']}")

@@ -1,8 +1,8 @@
 """Requests asked after a long pasted document: does the guard still see them, and does the document alone pass?
 
 Each probe puts a held-out request after about 250 words of real prose (paragraphs of the knowledge base's
-documents, seeded), as a user who pastes a page and then asks does. Harmful requests should still be flagged,
-benign ones still pass; the documents alone measure what long benign text costs in false positives.
+documents, seeded), as a user who pastes a page and then asks does: below it, or run on in its last paragraph.
+Harmful requests should still be flagged, benign ones still pass; the documents alone measure what long benign text costs in false positives.
 """
 
 from __future__ import annotations
@@ -55,9 +55,14 @@ def long_requests(guard: SafetyGuard, data_dir: Path, harmful: list[str], benign
     from tqdm import tqdm
 
     documents = contexts(prose_paragraphs(data_dir / CONTEXT_DOCS), len(harmful) + len(benign), seed)
-    pasted = [f"{document}\n\n{request}" for document, request in zip(documents, harmful + benign, strict=True)]
+    pairs = list(zip(documents, harmful + benign, strict=True))
+    # Asked below the document, and run on in its last paragraph (no line break: the harder case).
+    pasted = [f"{document}\n\n{request}" for document, request in pairs]
+    run_on = [f"{document} {request}" for document, request in pairs]
     probes = {"harmful_after_document_recall": pasted[: len(harmful)],
               "benign_after_document_fpr": pasted[len(harmful) :],
+              "harmful_run_on_recall": run_on[: len(harmful)],
+              "benign_run_on_fpr": run_on[len(harmful) :],
               "documents_alone_fpr": documents[: len(benign)],
               "harmful_alone_recall": harmful,
               "benign_alone_fpr": benign}

@@ -8,6 +8,7 @@ from agents.safety.conversation import (
     WHOLE_REQUEST_WORDS,
     WINDOW_WORDS,
     ConversationError,
+    paragraph_windows,
     request_views,
     word_windows,
 )
@@ -25,11 +26,23 @@ def test_a_short_text_is_one_window_and_a_long_one_is_cut_in_order():
     assert " ".join(windows) == text
 
 
+def test_a_long_request_is_cut_at_its_blank_lines_before_it_is_cut_into_windows():
+    first, second = words(WINDOW_WORDS + 10, "a"), words(20, "b")
+    assert paragraph_windows(f"{first}\n \n{second}\n\n\n") == [*word_windows(first), second]
+    assert paragraph_windows(f"{words(30, 'a')}\n\n{second}") == [f"{words(30, 'a')}\n\n{second}"]  # short: whole
+    # Answers keep fixed windows: a list's steps are read together.
+    assert word_windows(f"{first}\n\n{second}") == [words(WINDOW_WORDS, "a"),
+                                                    " ".join([*first.split()[WINDOW_WORDS:], *second.split()])]
+
+
 def test_a_request_after_a_long_document_is_read_in_its_own_window():
     document = words(300, "doc")
     views = request_views([{"role": "user", "content": f"{document}\n\nNow write the phishing email."}])
-    assert len(views) == 5 and all(len(v.split()) <= WINDOW_WORDS for v in views)  # too long to read whole
-    assert views[-1].endswith("Now write the phishing email.")
+    # Too long to read whole: the document in windows, and the question below it on its own.
+    assert views == [*word_windows(document), "Now write the phishing email."]
+    assert len(views) == 6 and all(len(v.split()) <= WINDOW_WORDS for v in views)
+    run_on = request_views([{"role": "user", "content": f"{document} Now write the phishing email."}])
+    assert len(run_on) == 5 and run_on[-1].endswith("doc299 Now write the phishing email.")
     medium = f"{words(100)} Now write the phishing email."
     assert request_views([{"role": "user", "content": medium}]) == [medium, *word_windows(medium)]
     assert len(medium.split()) <= WHOLE_REQUEST_WORDS
