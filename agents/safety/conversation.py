@@ -49,8 +49,9 @@ def paragraph_windows(text: str, max_words: int = WINDOW_WORDS) -> list[str]:
     """Like `word_windows`, but a longer text is cut at its blank lines first, so a question asked below a pasted
     document is read on its own, not mixed with the document's last words.
 
-    Requests only: an answer's paragraphs (the steps of a list) take their meaning from each other, and cut
-    apart they were flagged less (safety_eval.json: answer recall on harmful requests 0.823 -> 0.745)."""
+    Requests only: an answer's paragraphs (the steps of a list) take their meaning from each other; cut apart,
+    answers to harmful requests were flagged less (recall 0.823 -> 0.745 in `python -m lab.guard.evaluate`,
+    2026-12-05, a variant not kept)."""
     if len(text.split()) <= max_words:
         return [text.strip()]
     return [window for paragraph in _PARAGRAPH_BREAK.split(text) if paragraph.strip()

@@ -2,7 +2,8 @@
 
 Each probe puts a held-out request after about 250 words of real prose (paragraphs of the knowledge base's
 documents, seeded), as a user who pastes a page and then asks does: below it, or run on in its last paragraph.
-Harmful requests should still be flagged, benign ones still pass; the documents alone measure what long benign text costs in false positives.
+Harmful requests should still be flagged, benign ones still pass; the documents alone measure what long benign
+text costs in false positives.
 """
 
 from __future__ import annotations

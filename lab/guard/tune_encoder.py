@@ -23,9 +23,10 @@ trained-on sources, never training rows) is kept and written; the kept recipe is
 its spread; with --leave-one-out, once per held-out source (every fold of the bundle, or the ones named) without
 that source's rows, then tested on all of them at a threshold calibrated without them. --folds-only trains the
 folds alone, with the one recipe the flags give (the shipped one: see the manifest), so folds can run in separate
-processes side by side; `python -m lab.guard.add_folds` adds them to the shipped manifest. Output: `encoder/` (the PEFT adapter), `heads.safetensors`
-(request unsafe and category, response unsafe), the fp16 embeddings of every bundle text from the kept model
-(`embeddings-N.npy`, split to stay under transfer limits) and `report.json`.
+processes side by side; `python -m lab.guard.add_folds` adds them to the shipped manifest. Output: `encoder/`
+(the PEFT adapter), `heads.safetensors` (request unsafe and category, response unsafe), the fp16 embeddings of
+every bundle text from the kept model (`embeddings-N.npy`, split to stay under transfer limits) and
+`report.json`; with --folds-only, `report.json` alone.
 """
 
 from __future__ import annotations
