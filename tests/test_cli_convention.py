@@ -25,6 +25,7 @@ COMMANDS: dict[str, list[str]] = {
     "lab.alignment.sets": [],
     "lab.alignment.service_refusals": ["--answers", "answers.jsonl"],
     "lab.guard.train": ["--tuned", "missing-folder"],
+    "lab.guard.add_folds": ["--report", "missing-report.json"],
     "lab.guard.evaluate": [],
     "lab.guard.generate_answers": [],
     "lab.guard.tuning_bundle": [],
