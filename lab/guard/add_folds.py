@@ -22,7 +22,7 @@ from agents.safety.heads import MANIFEST_FILE
 from configs.cli import add_common_arguments, configure_logging, run_cli
 from configs.errors import AppError
 from configs.settings import load_settings
-from lab.guard.tune_encoder import Recipe
+from lab.guard.tune_encoder import Recipe, fold_line
 
 
 class FoldReportError(AppError, ValueError):
@@ -72,8 +72,7 @@ def main(args: argparse.Namespace) -> int:
     weights = args.weights or load_settings(args.config).safety.classifier_path
     tuning = add_folds(weights, args.report)["encoder_tuning"]
     for source, fold in tuning["leave_one_out"].items():
-        print(f"left out {source:>14}: F1 {fold['f1']:.3f} precision {fold['precision']:.3f} "
-              f"recall {fold['recall']:.3f} FPR {fold['fpr']:.3f} ({fold['test_rows']} rows)")
+        print(fold_line(source, fold))
     print(f"wrote {weights / MANIFEST_FILE}")
     return 0
 

