@@ -40,7 +40,13 @@ from lab.guard.cli import base_parser, run, settings_from
 from lab.guard.long_requests import long_requests
 from lab.guard.metrics import binary_metrics, pooled_metrics, ranking_auc
 from lab.guard.sources import MIX_FILE, Mix, load_mix
-from lab.guard.splits import TECHNICAL, calibration_sets, request_validation_sets, response_validation_sets
+from lab.guard.splits import (
+    CALIBRATION_SUFFIX,
+    TECHNICAL,
+    calibration_sets,
+    request_validation_sets,
+    response_validation_sets,
+)
 from lab.guard.training_data import Example, SafetyData, SplitSizes
 
 T = TypeVar("T")
@@ -79,9 +85,12 @@ DICES_EXPERT = Path("safety-extra") / "dices" / "350_expert.jsonl"
 def set_note(name: str, mix: Mix) -> str:
     if name in SPLIT_NOTES:
         return SPLIT_NOTES[name]
-    use = mix.files[name]
+    file = name.removesuffix(CALIBRATION_SUFFIX)
+    use = mix.files[file]
     kind = "held out whole" if use == "val" else "validation part" if use == "split" else "borderline rows"
-    return f"safety-extra {name}, {kind} (lab/guard/mix.yaml: {use})"
+    if use in ("split", "scope"):
+        kind += ", the half that calibrates" if name != file else ", the half that chose nothing"
+    return f"safety-extra {file}, {kind} (lab/guard/mix.yaml: {use})"
 
 
 def subsample(sets: dict[str, list[T]], limit: int | None, seed: int) -> dict[str, list[T]]:

@@ -52,6 +52,7 @@ class Mix:
     files: dict[str, str]  # file -> use
     seed: int
     split_val_percent: int
+    calibration_percent: int
     scope_val: tuple[str, ...]
     max_train_per_group: dict[str, int]
     technical_val_percent: int
@@ -67,6 +68,7 @@ def load_mix(path: Path = MIX_FILE) -> Mix:
         files=dict(raw["files"]),
         seed=int(raw["seed"]),
         split_val_percent=int(raw["split_val_percent"]),
+        calibration_percent=int(raw["calibration_percent"]),
         scope_val=tuple(raw["scope_val"]),
         max_train_per_group=dict(raw.get("max_train_per_group") or {}),
         technical_val_percent=int(raw["technical_val_percent"]),
@@ -121,6 +123,13 @@ def is_validation(row: SourceRow, use: str, mix: Mix) -> bool:
     if use == "scope":
         return row.scope in mix.scope_val
     return False
+
+
+def calibrates(row: SourceRow, mix: Mix) -> bool:
+    """Whether a validation row of a split or scope file is in its calibration half (a second seeded hash of
+    its group, so a template stays on one side); rows of files held out whole never calibrate."""
+    return (mix.files[row.file] in ("split", "scope")
+            and seeded_bucket(row.group, mix.seed + 1) < mix.calibration_percent)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 safety-extra sources as lab/guard/mix.yaml assigns them (lab.guard.sources), and the technical questions.
 
 Validation sets are named by what they hold: the older test parts keep their names, safety-extra ones are
-"<source>/<file>" (their validation rows), the technical questions "technical_questions". A validation
+"<source>/<file>" (their validation rows; for a file that also trains, the half that chose no threshold,
+and "<source>/<file>:calibration" the half that did), the technical questions "technical_questions". A validation
 row whose normalised text is also a training row is dropped (logged), so no number is measured on a row
 that was trained on; tests/lab/guard checks it by hash.
 """
@@ -11,23 +12,25 @@ from __future__ import annotations
 
 import logging
 
-from lab.guard.sources import Mix, SourceRow, extra_splits, read_extra, technical_questions
+from lab.guard.sources import Mix, SourceRow, calibrates, extra_splits, read_extra, technical_questions
 from lab.guard.training_data import Example, SafetyData, SplitSizes, normalize
 
 logger = logging.getLogger(__name__)
 
 TECHNICAL = "technical_questions"
+CALIBRATION_SUFFIX = ":calibration"
 
 
 def _request_rows(rows: list[SourceRow], without: str | None = None) -> list[Example]:
     return [r.example for r in rows if r.stage == "request" and r.source != without]
 
 
-def _by_file(rows: list[SourceRow], stage: str) -> dict[str, list[Example]]:
+def _by_file(rows: list[SourceRow], stage: str, mix: Mix) -> dict[str, list[Example]]:
     sets: dict[str, list[Example]] = {}
     for row in rows:
         if row.stage == stage:
-            sets.setdefault(row.file, []).append(row.example)
+            name = row.file + CALIBRATION_SUFFIX if calibrates(row, mix) else row.file
+            sets.setdefault(name, []).append(row.example)
     return sets
 
 
@@ -71,7 +74,7 @@ def request_validation_sets(data: SafetyData, mix: Mix, sizes: SplitSizes) -> di
         "written_test_unsafe": [e for e in written if e.unsafe],
         "written_test_lookalikes": [e for e in written if not e.unsafe],
         TECHNICAL: technical_questions(mix, "val"),
-        **_by_file(extra_splits(data.data_dir, mix).validation, "request"),
+        **_by_file(extra_splits(data.data_dir, mix).validation, "request", mix),
     }
     return held_out(sets, request_training_set(data, mix, sizes))
 
@@ -79,12 +82,13 @@ def request_validation_sets(data: SafetyData, mix: Mix, sizes: SplitSizes) -> di
 def calibration_sets(mix: Mix, stage: str) -> list[str]:
     """The validation sets a stage's threshold is chosen on (never training data).
 
-    Requests: the held-out rows of safety-extra files that also train (split/scope); the sources held out
-    whole, the older test parts and the technical questions stay unseen. Answers: the older answer test
-    sets; DICES (the only human-labelled answer set) stays unseen.
+    Requests: the calibration half of the held-out rows of safety-extra files that also train (split/scope;
+    the other half is measured on); the sources held out whole, the older test parts and the technical
+    questions stay unseen. Answers: the older answer test sets; DICES (the only human-labelled answer set)
+    stays unseen.
     """
     if stage == "request":
-        return [name for name, use in mix.files.items() if use in ("split", "scope")]
+        return [name + CALIBRATION_SUFFIX for name, use in mix.files.items() if use in ("split", "scope")]
     return ["generated_harmful_requests", "generated_harmless_val", "toxigen_test_as_answers", "written_test_answers",
             "refusals_to_harmful_test_requests"]
 
@@ -118,7 +122,7 @@ def response_validation_sets(data: SafetyData, mix: Mix) -> dict[str, list[Examp
         "generated_harmless_val": [e for e in generated if e.source == "generated/harmless_val"],
         "toxigen_test_as_answers": data.toxigen_answers("test"),
         "written_test_answers": data.written_answers("test"),
-        **_by_file(extra_splits(data.data_dir, mix).validation, "response"),
+        **_by_file(extra_splits(data.data_dir, mix).validation, "response", mix),
     }
     kept = held_out(sets, response_training_set(data, mix), key=lambda e: e.answer or "")
     # Written refusals are their own held-out list (the same few sentences decline every request): the

@@ -37,6 +37,7 @@ from lab.guard.cli import base_parser, run, settings_from
 from lab.guard.metrics import binary_metrics, choose_threshold
 from lab.guard.sources import MIX_FILE, TECHNICAL_QUESTIONS_FILE, Mix, extra_files, load_mix
 from lab.guard.splits import (
+    CALIBRATION_SUFFIX,
     calibration_sets,
     request_validation_sets,
     response_training_set,
@@ -86,6 +87,19 @@ def calibrate(scores: dict[str, np.ndarray], truth: dict[str, np.ndarray], calib
     report = {name: binary_metrics(truth[name], scores[name] >= threshold) for name in scores}
     report["calibration_pool"] = binary_metrics(pooled_truth, pooled_scores >= threshold)
     return threshold, report
+
+
+def threshold_spread(scores: dict[str, np.ndarray], truth: dict[str, np.ndarray], calibration: list[str],
+                     max_fpr: float) -> dict[str, float]:
+    """The threshold the same rule picks on the calibration halves, on the halves that chose nothing, and on both:
+    how far the shipped threshold rests on which rows happened to calibrate."""
+    other = [name.removesuffix(CALIBRATION_SUFFIX) for name in calibration]
+
+    def pick(names: list[str]) -> float:
+        return choose_threshold(np.concatenate([truth[n] for n in names]), np.concatenate([scores[n] for n in names]),
+                                max_fpr)
+
+    return {"calibration_halves": pick(calibration), "other_halves": pick(other), "both": pick(calibration + other)}
 
 
 def data_file_records(data: SafetyData, mix: Mix) -> list[dict[str, Any]]:
@@ -185,10 +199,11 @@ def train(data: SafetyData, mix: Mix, output: Path, *, tuned: Path, bundle_path:
     vectors, tuned_heads, tuning = load_tuned(tuned, tuned_bundle)
     categories = list(HAZARD_CATEGORIES)
     request_val = request_validation_sets(data, mix, sizes)
-    request_threshold, request_validation = calibrate(
-        {name: tuned_heads["unsafe"].unsafe_probability(request_features(stack(vectors, [e.request for e in rows])))
-         for name, rows in request_val.items()},
-        truth_of(request_val), calibration_sets(mix, "request"), max_fpr)
+    request_head = tuned_heads["unsafe"]
+    request_scores = {name: request_head.unsafe_probability(request_features(stack(vectors, [e.request for e in rows])))
+                      for name, rows in request_val.items()}
+    request_threshold, request_validation = calibrate(request_scores, truth_of(request_val),
+                                                      calibration_sets(mix, "request"), max_fpr)
     response_heads, response_report, response_validation = response_stage(
         data, mix, vectors, tuned_heads, categories, max_fpr)
     heads = {"request": StageHeads(tuned_heads["unsafe"], tuned_heads["category"], request_threshold),
@@ -208,6 +223,8 @@ def train(data: SafetyData, mix: Mix, output: Path, *, tuned: Path, bundle_path:
         "threshold_rule": f"highest F1 with FPR <= {max_fpr} on the calibration validation sets "
                           "(lab.guard.splits.calibration_sets), never on training data",
         "calibration_sets": {stage: calibration_sets(mix, stage) for stage in ("request", "response")},
+        "request_threshold_spread": threshold_spread(request_scores, truth_of(request_val),
+                                                     calibration_sets(mix, "request"), max_fpr),
         "seed": data.seed,
         "mix": {"file": str(MIX_FILE.relative_to(PROJECT_ROOT)), "files": mix.files, "seed": mix.seed},
         "sizes": {"harmless_train": sizes.harmless_train, "harmless_test": sizes.harmless_test,
@@ -217,10 +234,12 @@ def train(data: SafetyData, mix: Mix, output: Path, *, tuned: Path, bundle_path:
                         "head": {"model": "linear over the LoRA-tuned encoder", "recipe": tuning["kept"]["recipe"]}},
             "response": response_report,
         },
-        # Every validation set's metrics at the shipped thresholds, from the tuning run's (fp16-stored) embeddings.
+        # Every validation set's metrics at the shipped thresholds, from the fp16-stored embeddings of the tuning
+        # run, or of lab.guard.tuned_from_weights where encoder_tuning.embeddings says so.
         "validation": {"request": request_validation, "response": response_validation},
         "encoder_tuning": {key: tuning[key] for key in ("command", "device", "versions", "max_fpr", "kept", "sweep",
-                                                        "seeds", "leave_one_out", "seconds")},
+                                                        "seeds", "leave_one_out", "seconds")}
+                          | {key: tuning[key] for key in ("fold_runs", "embeddings") if key in tuning},
         "bundle_sha256": file_sha256(bundle_path),
         "data_files": data_file_records(data, mix),
         "library_versions": library_versions(),

@@ -11,12 +11,15 @@ import pytest
 
 from lab.guard.sources import (
     TECHNICAL_QUESTIONS_FILE,
+    calibrates,
     extra_splits,
     load_mix,
     read_extra,
     technical_questions,
 )
 from lab.guard.splits import (
+    CALIBRATION_SUFFIX,
+    calibration_sets,
     leave_one_out_set,
     request_training_set,
     request_validation_sets,
@@ -69,6 +72,24 @@ def test_sources_held_out_whole_never_train_and_templates_never_straddle(safety_
     assert len([r for r in splits.train if r.file == "aart/v1"]) < len(read_extra(safety_data.data_dir, "aart/v1")) / 2
     assert {r.scope for r in splits.validation if r.file == "donotanswer/all"} == {"borderline"}
     assert not any(r.example.unsafe and r.scope == "out" for r in splits.train + splits.validation)
+
+
+def test_thresholds_are_calibrated_on_one_half_and_figures_reported_on_the_other(safety_data):
+    """A split or scope file's validation rows are halved by template: one half calibrates, the other (under the
+    file's own name, which the look-alike figures read) chose nothing; files held out whole never calibrate."""
+    sets = request_validation_sets(safety_data, MIX, SplitSizes())
+    calibration = calibration_sets(MIX, "request")
+    assert calibration and all(name.endswith(CALIBRATION_SUFFIX) for name in calibration)
+    for name in calibration:
+        reported = name.removesuffix(CALIBRATION_SUFFIX)
+        assert len(sets[name]) > 30 and len(sets[reported]) > 30, name
+        assert not digests(e.request for e in sets[name]) & digests(e.request for e in sets[reported]), name
+    validation = extra_splits(safety_data.data_dir, MIX).validation
+    for name in ("hatecheck/test_suite", "coconot/contrast"):
+        halves = [{r.group for r in validation if r.file == name and calibrates(r, MIX) == side} for side in (True, False)]
+        assert halves[0] and halves[1] and not halves[0] & halves[1], name
+    held_out_whole = {name for name, use in MIX.files.items() if use == "val"}
+    assert not any(calibrates(r, MIX) for r in validation if r.file in held_out_whole)
 
 
 def test_leave_one_out_training_holds_nothing_of_the_left_out_source(safety_data):
