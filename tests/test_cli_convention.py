@@ -26,7 +26,7 @@ COMMANDS: dict[str, list[str]] = {
     "lab.alignment.service_refusals": ["--answers", "answers.jsonl"],
     "lab.guard.train": ["--tuned", "missing-folder"],
     "lab.guard.add_folds": ["--report", "missing-report.json"],
-    "lab.guard.tuned_from_weights": ["--tuned-bundle", "missing-bundle.json.xz"],
+    "lab.guard.tuned_from_weights": ["--weights-bundle", "missing-bundle.json.xz"],
     "lab.guard.evaluate": [],
     "lab.guard.generate_answers": [],
     "lab.guard.tuning_bundle": [],

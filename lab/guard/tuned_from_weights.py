@@ -1,6 +1,6 @@
 """The shipped guard's tuning folder rebuilt on the CPU, so its thresholds can be calibrated again without a GPU.
 
-    python -m lab.guard.tuned_from_weights --tuned-bundle BUNDLE --output DIR
+    python -m lab.guard.tuned_from_weights --weights-bundle BUNDLE --output DIR
         [--bundle var/guard/tuning_bundle.json.xz] [--weights agents/safety/weights]
 
 `python -m lab.guard.train --tuned DIR` calibrates from a `lab.guard.tune_encoder` folder: the adapter, the
@@ -8,10 +8,10 @@ heads, the embeddings of every bundle text and the tuning report. When only the 
 threshold rule, or which validation rows calibrate in mix.yaml) and the training rows do not, the encoder
 need not be tuned again: this writes that folder from the shipped weights (adapter and heads as shipped, the
 tuning report from the manifest) with the embeddings of every text of --bundle computed by the service's own
-encoder (float32 with the adapter merged, stored in float16 like the GPU run's). --tuned-bundle is the bundle
-the encoder was tuned on (its sha256 is in the manifest; `git log` finds the mix that built it); the command
-refuses when --bundle's training rows (requests and answer pairs) are not exactly its, since a validation row
-could then have been trained on.
+encoder (float32 with the adapter merged, stored in float16 like the GPU run's). --weights-bundle is the bundle
+the shipped weights were built from (its sha256 is the manifest's bundle_sha256; lab/guard/README.md says how to
+rebuild it); the command refuses when --bundle's training rows (requests and answer pairs) are not exactly its,
+since a validation row could then have been trained on.
 """
 
 from __future__ import annotations
@@ -50,12 +50,12 @@ def training_rows(bundle: dict[str, Any]) -> dict[str, dict[str, list]]:
                    for field, values in bundle["sets"][name].items()} for name in TRAINING_SETS}
 
 
-def check_bundles(manifest: dict[str, Any], tuned_bundle: Path, bundle: Path) -> None:
-    if file_sha256(tuned_bundle) != manifest["bundle_sha256"]:
-        raise RebuildError(f"{tuned_bundle} is not the bundle the shipped encoder was tuned on "
+def check_bundles(manifest: dict[str, Any], weights_bundle: Path, bundle: Path) -> None:
+    if file_sha256(weights_bundle) != manifest["bundle_sha256"]:
+        raise RebuildError(f"{weights_bundle} is not the bundle the shipped weights were built from "
                            f"(sha256 {manifest['bundle_sha256']})")
-    if training_rows(read_bundle(tuned_bundle)) != training_rows(read_bundle(bundle)):
-        raise RebuildError(f"{bundle} trains on other rows than {tuned_bundle}: tune the encoder again "
+    if training_rows(read_bundle(weights_bundle)) != training_rows(read_bundle(bundle)):
+        raise RebuildError(f"{bundle} trains on other rows than {weights_bundle}: tune the encoder again "
                            "(python -m lab.guard.tune_encoder)")
 
 
@@ -82,10 +82,10 @@ def write_heads(weights: Path, output: Path) -> None:
                for part in ("weight", "bias")}, str(output / HEADS_FILE))
 
 
-def rebuild(weights: Path, tuned_bundle: Path, bundle: Path, output: Path) -> dict[str, Any]:
+def rebuild(weights: Path, weights_bundle: Path, bundle: Path, output: Path) -> dict[str, Any]:
     heads = load_heads(weights)
     manifest = heads.manifest
-    check_bundles(manifest, tuned_bundle, bundle)
+    check_bundles(manifest, weights_bundle, bundle)
     if heads.encoder_adapter is None:
         raise RebuildError(f"{weights} holds heads over a frozen encoder: nothing tuned to rebuild")
     output.mkdir(parents=True, exist_ok=True)
@@ -100,7 +100,7 @@ def rebuild(weights: Path, tuned_bundle: Path, bundle: Path, output: Path) -> di
         "text_count": len(texts),
         "embeddings": {"command": "python -m lab.guard.tuned_from_weights " + " ".join(sys.argv[1:]),
                        "device": "cpu", "computed_in": "float32, adapter merged (the service's encoder)",
-                       "tuned_bundle_sha256": manifest["bundle_sha256"]},
+                       "weights_bundle_sha256": manifest["bundle_sha256"]},
     }
     (output / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report
@@ -108,7 +108,7 @@ def rebuild(weights: Path, tuned_bundle: Path, bundle: Path, output: Path) -> di
 
 def main(args: argparse.Namespace) -> int:
     weights = args.weights or settings_from(args).safety.classifier_path
-    report = rebuild(weights, args.tuned_bundle, args.bundle, args.output)
+    report = rebuild(weights, args.weights_bundle, args.bundle, args.output)
     print(f"{report['text_count']} texts embedded; wrote {args.output} "
           f"(calibrate with: python -m lab.guard.train --tuned {args.output})")
     return 0
@@ -116,8 +116,8 @@ def main(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = base_parser("python -m lab.guard.tuned_from_weights", __doc__.splitlines()[0])
-    parser.add_argument("--tuned-bundle", type=Path, required=True,
-                        help="the bundle the shipped encoder was tuned on (sha256 in its manifest)")
+    parser.add_argument("--weights-bundle", type=Path, required=True,
+                        help="the bundle the shipped weights were built from (the manifest's bundle_sha256)")
     parser.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE, help="the bundle to embed (this checkout's)")
     parser.add_argument("--weights", type=Path, help="the guard's weights folder (default: safety.classifier_path)")
     parser.add_argument("--output", type=Path, default=PROJECT_ROOT / "var" / "guard" / "tuned-cpu")

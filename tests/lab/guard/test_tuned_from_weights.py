@@ -36,7 +36,7 @@ def bundle(texts: list[str], training: list[str], validation: list[str]) -> dict
 
 
 @pytest.fixture()
-def weights_tuned_on(tmp_path: Path):
+def weights_built_from(tmp_path: Path):
     """A copy of the shipped weights whose manifest names a small bundle as the one tuned on."""
     weights, tuned = tmp_path / "weights", tmp_path / "tuned.json.xz"
     shutil.copytree(SHIPPED, weights)
@@ -48,13 +48,13 @@ def weights_tuned_on(tmp_path: Path):
 
 
 @pytest.mark.slow
-def test_rebuilt_folder_holds_the_shipped_heads_and_the_service_embeddings(weights_tuned_on, tmp_path: Path):
-    weights, tuned = weights_tuned_on
+def test_rebuilt_folder_holds_the_shipped_heads_and_the_service_embeddings(weights_built_from, tmp_path: Path):
+    weights, tuned = weights_built_from
     # The same training rows, the texts in another order and another validation split: accepted.
     recalibrated = tmp_path / "new.json.xz"
     write_bundle(bundle(TEXTS[::-1], TEXTS[:3], TEXTS[3:]), recalibrated)
     report = rebuild(weights, tuned, recalibrated, tmp_path / "out")
-    assert report["embeddings"]["tuned_bundle_sha256"] == file_sha256(tuned)
+    assert report["embeddings"]["weights_bundle_sha256"] == file_sha256(tuned)
     assert report["bundle_sha256"] == file_sha256(recalibrated)
     vectors, heads, loaded = load_tuned(tmp_path / "out", read_bundle(recalibrated))
     shipped = load_heads(SHIPPED)
@@ -65,12 +65,12 @@ def test_rebuilt_folder_holds_the_shipped_heads_and_the_service_embeddings(weigh
     assert loaded["kept"] == shipped.manifest["encoder_tuning"]["kept"]
 
 
-def test_other_training_rows_or_another_tuned_bundle_are_refused(weights_tuned_on, tmp_path: Path):
-    weights, tuned = weights_tuned_on
+def test_other_training_rows_or_another_bundle_are_refused(weights_built_from, tmp_path: Path):
+    weights, tuned = weights_built_from
     retrained = tmp_path / "retrained.json.xz"
     write_bundle(bundle(TEXTS, TEXTS[:2], TEXTS[2:]), retrained)
     with pytest.raises(RebuildError, match="trains on other rows"):
         rebuild(weights, tuned, retrained, tmp_path / "out")
-    with pytest.raises(RebuildError, match="not the bundle the shipped encoder was tuned on"):
+    with pytest.raises(RebuildError, match="not the bundle the shipped weights were built from"):
         rebuild(weights, retrained, tuned, tmp_path / "out")
     assert not (tmp_path / "out").exists()
