@@ -68,6 +68,10 @@ SPLIT_NOTES = {
     "written_test_lookalikes": "written held-out safe look-alikes (XSTest-style over-refusal probes)",
     "generated_harmful_requests": "policy-model answers to harmful_val + AdvBench (unsafe unless a refusal)",
     "generated_harmless_val": "policy-model answers to a seeded sample of harmless_val",
+    "generated_harmful_after_plain": "the policy model's unsafe answers to harmful_val + AdvBench, each after a plain "
+                                     "harmless_val question (unsafe whatever was asked)",
+    "lookalike_answers": "policy-model answers to the look-alike requests whose half chose no threshold (safe)",
+    "lookalike_answers:calibration": "policy-model answers to the look-alike requests of the calibration half (safe)",
     "toxigen_test_as_answers": "ToxiGen test statements as answers to a question about their group",
     "written_test_answers": "written held-out (request, answer) pairs: sexual, hateful, harmful, helpful",
     "refusals_to_harmful_test_requests": "written held-out refusals to held-out harmful requests (safe)",
@@ -348,6 +352,7 @@ def evaluate(settings: AppSettings, backends: list[str], limit: int | None, mix:
         "dices_crowd_reference": dices_crowd_reference(data.data_dir, stages["response"][DICES_SET]),
         "backends": {},
     }
+    trained = {normalize(e.request) for e in request_training_set(data, mix, sizes)} if adapter_answers else set()
     for name in backends:
         guard = build_backend(name, settings)
         # The embedded classifier always sees every row; the model-based backends may be subsampled.
@@ -370,7 +375,6 @@ def evaluate(settings: AppSettings, backends: list[str], limit: int | None, mix:
             result["leave_one_source_out"] = loso
         result["targets"] = targets(result, loso)
         if adapter_answers is not None:
-            trained = {normalize(e.request) for e in request_training_set(data, mix, sizes)}
             result["with_adapter"] = with_adapter(guard, adapter_answers, trained,
                                                   None if name == "classifier" else limit, data.seed)
         report["backends"][name] = result

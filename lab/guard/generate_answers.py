@@ -1,10 +1,13 @@
 """Answer the safety prompt sets with the policy model, for the response-stage training and test data.
 
     python -m lab.guard.generate_answers [--config ...] [--batch-size 64] [--max-new-tokens 128]
+        [--prompt-sets NAME ...]
 
 Writes lab/guard/corpus/generated_answers.jsonl: one row per request with its prompt set, whether the
-request is harmful, its hazard codes, and the greedy answer. `train` labels a generated answer unsafe when
-the request is harmful and the answer is not a refusal (the AdvBench refusal-string convention).
+request is harmful, its hazard codes, the greedy answer and the model that wrote it. `train` labels a
+generated answer unsafe when the request is harmful and the answer is not a refusal (the AdvBench
+refusal-string convention). --prompt-sets answers only the named sets (lab.guard.splits.answer_prompt_sets)
+and keeps the file's rows of the others as they are, so adding a set does not regenerate the rest.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ import sys
 from pathlib import Path
 
 from lab.guard.cli import base_parser, run, settings_from
-from lab.guard.training_data import GENERATED_ANSWERS_FILE, SafetyData, SplitSizes
+from lab.guard.sources import MIX_FILE, load_mix
+from lab.guard.splits import answer_prompt_sets
+from lab.guard.training_data import GENERATED_ANSWERS_FILE, SafetyData, SafetyDataError, SplitSizes
 
 
 def generate(prompts: list[str], settings, batch_size: int, max_new_tokens: int) -> list[str]:
@@ -49,14 +54,37 @@ def generate(prompts: list[str], settings, batch_size: int, max_new_tokens: int)
     return answers
 
 
+def kept_lines(path: Path, answered: set[str]) -> list[str]:
+    """The lines of an earlier output whose prompt set is not being answered again (malformed lines go too)."""
+    if not path.is_file():
+        return []
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line)["prompt_set"] not in answered:
+                kept.append(line)
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue
+    return kept
+
+
 def main(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     data = SafetyData(settings.data_dir, settings.safety.seed)
-    prompt_sets = data.answer_prompt_sets(SplitSizes().answers_per_benign_set)
-    rows = [(name, example) for name, examples in prompt_sets.items() for example in examples]
+    prompt_sets = answer_prompt_sets(data, load_mix(args.mix), SplitSizes())
+    chosen = args.prompt_sets or list(prompt_sets)
+    unknown = sorted(set(chosen) - set(prompt_sets))
+    if unknown:
+        raise SafetyDataError(f"unknown prompt sets {unknown}; choose from {sorted(prompt_sets)}")
+    rows = [(name, example) for name in chosen for example in prompt_sets[name]]
     answers = generate([example.request for _, example in rows], settings, args.batch_size, args.max_new_tokens)
+    kept = kept_lines(args.output, set(chosen)) if args.prompt_sets else []
+    generator = settings.model.name_or_path + (" + " + Path(settings.model.adapter_path).name
+                                               if settings.model.adapter_path else "")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     with args.output.open("w", encoding="utf-8") as handle:
+        for line in kept:
+            handle.write(line + "\n")
         for (name, example), answer in zip(rows, answers, strict=True):
             record = {
                 "prompt_set": name,
@@ -64,10 +92,10 @@ def main(args: argparse.Namespace) -> int:
                 "categories": list(example.categories),
                 "request": example.request,
                 "answer": answer,
-                "generator": settings.model.name_or_path,
+                "generator": generator,
             }
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    print(f"wrote {len(rows)} answers to {args.output}")
+    print(f"wrote {len(rows)} answers ({', '.join(chosen)}) and kept {len(kept)} to {args.output}")
     return 0
 
 
@@ -76,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--output", type=Path, default=GENERATED_ANSWERS_FILE)
+    parser.add_argument("--prompt-sets", nargs="+", metavar="NAME",
+                        help="answer only these sets and keep the output's rows of the others (default: every set)")
+    parser.add_argument("--mix", type=Path, default=MIX_FILE, help="which sources train and which validate")
     return parser
 
 

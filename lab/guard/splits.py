@@ -19,6 +19,9 @@ logger = logging.getLogger(__name__)
 
 TECHNICAL = "technical_questions"
 CALIBRATION_SUFFIX = ":calibration"
+# The policy model's answers to the look-alike requests, by the side of the mix their request is on.
+LOOKALIKES_TRAIN, LOOKALIKES_CALIBRATION, LOOKALIKES_VAL = "lookalikes_train", "lookalikes_calibration", "lookalikes_val"
+LOOKALIKE_ANSWERS = "lookalike_answers"
 
 
 def _request_rows(rows: list[SourceRow], without: str | None = None) -> list[Example]:
@@ -43,6 +46,40 @@ def held_out(sets: dict[str, list[Example]], training: list[Example], key=lambda
         if len(kept[name]) < len(rows):
             logger.info("%s: %d rows also in training, left out of validation", name, len(rows) - len(kept[name]))
     return kept
+
+
+def lookalike_prompt_sets(data: SafetyData, mix: Mix) -> dict[str, list[Example]]:
+    """The safe requests of the safety-extra files that also train (HateCheck's non-hateful tests, CoCoNot,
+    CyberSecEval's benign requests, Do-Not-Answer's relabelled-safe rows), by their side of the request mix.
+
+    The policy model's answers to them are safe answers to what only sounds harmful: without them the answer
+    stage learnt that an answer about killing a process or a gas leak is unsafe, and the output check withheld
+    it. Their answers train the answer stage on the training side, calibrate its threshold on the calibration
+    half and are measured on the other half, as the requests are.
+    """
+    splits = extra_splits(data.data_dir, mix)
+    sets: dict[str, list[Example]] = {LOOKALIKES_TRAIN: [], LOOKALIKES_CALIBRATION: [], LOOKALIKES_VAL: []}
+    for rows, validation in ((splits.train, False), (splits.validation, True)):
+        for row in rows:
+            if row.stage != "request" or row.example.unsafe or mix.files[row.file] not in ("split", "scope"):
+                continue
+            name = LOOKALIKES_TRAIN if not validation else LOOKALIKES_CALIBRATION if calibrates(row, mix) else LOOKALIKES_VAL
+            sets[name].append(row.example)
+    return sets
+
+
+def answer_prompt_sets(data: SafetyData, mix: Mix, sizes: SplitSizes) -> dict[str, list[Example]]:
+    """Every request the policy model answers for the answer stage (python -m lab.guard.generate_answers)."""
+    return data.answer_prompt_sets(sizes.answers_per_benign_set) | lookalike_prompt_sets(data, mix)
+
+
+def after_plain_questions(answers: list[Example], questions: list[Example]) -> list[Example]:
+    """Each unsafe answer again after a plain question, still unsafe: a harmful answer is harmful whatever was
+    asked, so the answer stage cannot learn to clear an answer from its request alone (the look-alike
+    answers above are all safe and all follow requests that sound harmful)."""
+    unsafe = [e for e in answers if e.unsafe]
+    return [Example(questions[i % len(questions)].request, True, e.categories, f"{e.source}+after_plain", e.answer)
+            for i, e in enumerate(unsafe)]
 
 
 def request_training_set(data: SafetyData, mix: Mix, sizes: SplitSizes, without: str | None = None) -> list[Example]:
@@ -84,13 +121,13 @@ def calibration_sets(mix: Mix, stage: str) -> list[str]:
 
     Requests: the calibration half of the held-out rows of safety-extra files that also train (split/scope;
     the other half is measured on); the sources held out whole, the older test parts and the technical
-    questions stay unseen. Answers: the older answer test sets; DICES (the only human-labelled answer set)
-    stays unseen.
+    questions stay unseen. Answers: the older answer test sets and the calibration half of the answers to
+    look-alike requests; DICES (the only human-labelled answer set) stays unseen.
     """
     if stage == "request":
         return [name + CALIBRATION_SUFFIX for name, use in mix.files.items() if use in ("split", "scope")]
     return ["generated_harmful_requests", "generated_harmless_val", "toxigen_test_as_answers", "written_test_answers",
-            "refusals_to_harmful_test_requests"]
+            "refusals_to_harmful_test_requests", LOOKALIKE_ANSWERS + CALIBRATION_SUFFIX]
 
 
 def leave_one_out_set(data: SafetyData, mix: Mix, sizes: SplitSizes, source: str) -> tuple[list[Example], list[Example]]:
@@ -103,8 +140,12 @@ def leave_one_out_set(data: SafetyData, mix: Mix, sizes: SplitSizes, source: str
 
 def response_training_set(data: SafetyData, mix: Mix) -> list[Example]:
     harmful = data.harmful("harmful_train") + [e for e in data.written_requests("train") if e.unsafe]
+    generated = data.generated_answers(["harmful_train", "harmless_train"])
+    plain = [e for e in generated if e.source == "generated/harmless_train"]
     return (
-        data.generated_answers(["harmful_train", "harmless_train"])
+        generated
+        + after_plain_questions(generated, plain)
+        + data.generated_answers([LOOKALIKES_TRAIN])
         + data.toxigen_answers("train")
         + data.written_answers("train")
         + data.refused(harmful, "train")
@@ -116,10 +157,14 @@ def response_validation_sets(data: SafetyData, mix: Mix) -> dict[str, list[Examp
     # A degenerate answer (e.g. a run of emoji) can come out for a training and a test prompt alike: such
     # duplicates are dropped from the validation side so no validation answer was seen in training.
     generated = data.generated_answers(["harmful_val", "advbench", "harmless_val"])
+    plain = [e for e in generated if e.source == "generated/harmless_val"]
     harmful_test_requests = data.harmful("harmful_val") + [e for e in data.written_requests("test") if e.unsafe]
     sets = {
         "generated_harmful_requests": [e for e in generated if e.source != "generated/harmless_val"],
-        "generated_harmless_val": [e for e in generated if e.source == "generated/harmless_val"],
+        "generated_harmless_val": plain,
+        "generated_harmful_after_plain": after_plain_questions(generated, plain),
+        LOOKALIKE_ANSWERS: data.generated_answers([LOOKALIKES_VAL]),
+        LOOKALIKE_ANSWERS + CALIBRATION_SUFFIX: data.generated_answers([LOOKALIKES_CALIBRATION]),
         "toxigen_test_as_answers": data.toxigen_answers("test"),
         "written_test_answers": data.written_answers("test"),
         **_by_file(extra_splits(data.data_dir, mix).validation, "response", mix),

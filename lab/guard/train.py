@@ -8,8 +8,9 @@ adapter) together with the request heads on the bundle of `python -m lab.guard.t
 adapter, the heads and the embeddings of every bundle text (DIR). Here, on the CPU: the bundle is rebuilt from
 the data and must equal the one that was tuned on; the request threshold is calibrated on validation rows
 only (lab.guard.splits.calibration_sets; never on training data): the highest F1 whose false-positive rate
-there stays under --max-fpr, and so is the answer threshold; the answer hazard head (logistic regression,
-deterministic lbfgs) is fitted on the tuned embeddings. The manifest records the data files' sha256, the tuning report (learning-rate sweep, seeds,
+there stays under --max-fpr, and so is the answer threshold; the answer heads (is it unsafe, which hazard:
+logistic regressions, deterministic lbfgs) are fitted here on the tuned embeddings of every answer pair, so
+answer pairs added since the tuning (lab.guard.tuned_from_weights allows that) are learnt too. The manifest records the data files' sha256, the tuning report (learning-rate sweep, seeds,
 leave-one-source-out folds) and every validation set's metrics at the thresholds, which tests/agents/safety
 checks the shipped weights against.
 """
@@ -45,7 +46,7 @@ from lab.guard.splits import (
 )
 from lab.guard.training_data import Example, SafetyData, SplitSizes
 from lab.guard.tune_encoder import read_bundle
-from lab.guard.tuning_bundle import DEFAULT_BUNDLE, build_bundle
+from lab.guard.tuning_bundle import DEFAULT_BUNDLE, WRITTEN_WEIGHT, build_bundle
 from lab.hashing import file_sha256
 
 logger = logging.getLogger(__name__)
@@ -54,13 +55,24 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_FPR = 0.05
 ADAPTER_DIR = "encoder"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
-# The hazard head of answers: softmax regression (C picked by out-of-fold average precision over {0.25, 1, 4, 16}
-# on frozen embeddings while developing).
+# The answer heads: logistic and softmax regression (C picked by out-of-fold average precision over
+# {0.25, 1, 4, 16} on frozen embeddings while developing).
 LOGISTIC_C = 4.0
 
 
 class TunedEncoderError(AppError, ValueError):
     """The tuned encoder folder is incomplete or was tuned on other data than this checkout builds."""
+
+
+def fit_unsafe_head(examples: list[Example], features: np.ndarray, seed: int) -> Head:
+    """Logistic regression of the unsafe label, written examples weighted as in the encoder's tuning loss."""
+    from sklearn.linear_model import LogisticRegression
+
+    labels = np.array([e.unsafe for e in examples], dtype=np.int64)
+    weights = np.array([WRITTEN_WEIGHT if e.source.startswith("written/") else 1.0 for e in examples])
+    model = LogisticRegression(C=LOGISTIC_C, max_iter=5000, random_state=seed).fit(features, labels,
+                                                                                  sample_weight=weights)
+    return Head(((model.coef_.astype(np.float32), model.intercept_.astype(np.float32)),))
 
 
 def fit_category_head(examples: list[Example], features: np.ndarray, categories: list[str], seed: int) -> Head:
@@ -144,8 +156,8 @@ def load_tuned(tuned: Path, bundle: dict[str, Any]) -> tuple[dict[str, np.ndarra
     if len(embeddings) != len(bundle["texts"]):
         raise TunedEncoderError(f"{tuned} holds {len(embeddings)} embeddings for a bundle of {len(bundle['texts'])} texts")
     tensors = load_file(str(tuned / HEADS_FILE))
-    heads = {name: Head(((tensors[f"{name}.0.weight"], tensors[f"{name}.0.bias"]),))
-             for name in ("unsafe", "category", "response")}
+    # The tuned answer head is left: the answer heads are fitted here over every answer pair (response_stage).
+    heads = {name: Head(((tensors[f"{name}.0.weight"], tensors[f"{name}.0.bias"]),)) for name in ("unsafe", "category")}
     return dict(zip(bundle["texts"], embeddings, strict=True)), heads, report
 
 
@@ -163,7 +175,7 @@ def copy_adapter(tuned: Path, output: Path) -> None:
 
 def response_stage(data: SafetyData, mix: Mix, vectors: dict[str, np.ndarray], tuned: dict[str, Head],
                    categories: list[str], max_fpr: float) -> tuple[StageHeads, dict[str, Any], dict[str, Any]]:
-    """The tuned answer head, calibrated, and a hazard head fitted over the same features."""
+    """The answer heads fitted over the tuned encoder's features of every answer pair, and calibrated."""
     request_head = tuned["unsafe"]
 
     def features_of(rows: list[Example]) -> np.ndarray:
@@ -173,9 +185,10 @@ def response_stage(data: SafetyData, mix: Mix, vectors: dict[str, np.ndarray], t
 
     examples = response_training_set(data, mix)
     features, labels = features_of(examples), np.array([e.unsafe for e in examples], dtype=np.int64)
+    unsafe_head = fit_unsafe_head(examples, features, data.seed)
     validation = response_validation_sets(data, mix)
     threshold, metrics = calibrate(
-        {name: tuned["response"].unsafe_probability(features_of(rows)) for name, rows in validation.items()},
+        {name: unsafe_head.unsafe_probability(features_of(rows)) for name, rows in validation.items()},
         truth_of(validation), calibration_sets(mix, "response"), max_fpr)
     by_category = Counter(e.categories[0] if e.categories else "unmapped" for e in examples if e.unsafe)
     report = {
@@ -183,10 +196,10 @@ def response_stage(data: SafetyData, mix: Mix, vectors: dict[str, np.ndarray], t
         "unsafe": int(labels.sum()),
         "by_source": dict(sorted(Counter(f"{e.source}:{'unsafe' if e.unsafe else 'safe'}" for e in examples).items())),
         "unsafe_by_category": dict(sorted(by_category.items(), key=lambda item: (len(item[0]), item[0]))),
-        "head": {"model": "linear over the LoRA-tuned encoder, trained with it",
-                 "category_head": {"model": "logistic", "C": LOGISTIC_C}},
+        "head": {"model": "logistic regression over the LoRA-tuned encoder's answer features", "C": LOGISTIC_C,
+                 "written_weight": WRITTEN_WEIGHT, "category_head": {"model": "logistic", "C": LOGISTIC_C}},
     }
-    heads = StageHeads(tuned["response"], fit_category_head(examples, features, categories, data.seed), threshold)
+    heads = StageHeads(unsafe_head, fit_category_head(examples, features, categories, data.seed), threshold)
     return heads, report, metrics
 
 

@@ -10,8 +10,9 @@ need not be tuned again: this writes that folder from the shipped weights (adapt
 tuning report from the manifest) with the embeddings of every text of --bundle computed by the service's own
 encoder (float32 with the adapter merged, stored in float16 like the GPU run's). --weights-bundle is the bundle
 the shipped weights were built from (its sha256 is the manifest's bundle_sha256; lab/guard/README.md says how to
-rebuild it); the command refuses when --bundle's training rows (requests and answer pairs) are not exactly its,
-since a validation row could then have been trained on.
+rebuild it); the command refuses when --bundle's training requests are not exactly its, or when it drops one of
+its answer pairs, since a validation row could then have been trained on. Answer pairs may be added: the answer
+heads are fitted by lab.guard.train, on the CPU, over every pair.
 """
 
 from __future__ import annotations
@@ -54,9 +55,15 @@ def check_bundles(manifest: dict[str, Any], weights_bundle: Path, bundle: Path) 
     if file_sha256(weights_bundle) != manifest["bundle_sha256"]:
         raise RebuildError(f"{weights_bundle} is not the bundle the shipped weights were built from "
                            f"(sha256 {manifest['bundle_sha256']})")
-    if training_rows(read_bundle(weights_bundle)) != training_rows(read_bundle(bundle)):
-        raise RebuildError(f"{bundle} trains on other rows than {weights_bundle}: tune the encoder again "
-                           "(python -m lab.guard.tune_encoder)")
+    shipped, new = training_rows(read_bundle(weights_bundle)), training_rows(read_bundle(bundle))
+    if shipped["train"] != new["train"] or not answer_pairs(shipped) <= answer_pairs(new):
+        raise RebuildError(f"{bundle} trains on other requests or fewer answer pairs than {weights_bundle}: "
+                           "tune the encoder again (python -m lab.guard.tune_encoder)")
+
+
+def answer_pairs(rows: dict[str, dict[str, list]]) -> set[tuple]:
+    responses = rows["responses"]
+    return set(zip(responses["text"], responses["answer"], responses["unsafe"], responses["weight"], strict=True))
 
 
 def embed_all(encoder: SentenceEncoder, texts: list[str]) -> np.ndarray:

@@ -19,14 +19,20 @@ from lab.guard.sources import (
 )
 from lab.guard.splits import (
     CALIBRATION_SUFFIX,
+    LOOKALIKE_ANSWERS,
+    LOOKALIKES_CALIBRATION,
+    LOOKALIKES_TRAIN,
+    LOOKALIKES_VAL,
+    after_plain_questions,
     calibration_sets,
     leave_one_out_set,
+    lookalike_prompt_sets,
     request_training_set,
     request_validation_sets,
     response_training_set,
     response_validation_sets,
 )
-from lab.guard.training_data import SafetyDataError, SplitSizes, normalize
+from lab.guard.training_data import Example, SafetyDataError, SplitSizes, normalize
 
 MIX = load_mix()
 
@@ -90,6 +96,35 @@ def test_thresholds_are_calibrated_on_one_half_and_figures_reported_on_the_other
         assert halves[0] and halves[1] and not halves[0] & halves[1], name
     held_out_whole = {name for name, use in MIX.files.items() if use == "val"}
     assert not any(calibrates(r, MIX) for r in validation if r.file in held_out_whole)
+
+
+def test_lookalike_answers_follow_their_requests_side_of_the_mix(safety_data):
+    """The look-alike requests the policy model answers for the answer stage are safe, and each is on its
+    request's side: training requests train, the calibration half calibrates, the other half chose nothing."""
+    sets = lookalike_prompt_sets(safety_data, MIX)
+    assert all(len(sets[name]) > 300 for name in (LOOKALIKES_TRAIN, LOOKALIKES_CALIBRATION, LOOKALIKES_VAL))
+    assert not any(e.unsafe for rows in sets.values() for e in rows)
+    sizes = SplitSizes()
+    trained = digests(e.request for e in request_training_set(safety_data, MIX, sizes))
+    validation = request_validation_sets(safety_data, MIX, sizes)
+    calibrating = digests(e.request for name in calibration_sets(MIX, "request") for e in validation[name])
+    assert digests(e.request for e in sets[LOOKALIKES_TRAIN]) <= trained
+    assert digests(e.request for e in sets[LOOKALIKES_CALIBRATION]) <= calibrating
+    assert not digests(e.request for e in sets[LOOKALIKES_VAL]) & (calibrating | trained)
+    assert LOOKALIKE_ANSWERS + CALIBRATION_SUFFIX in calibration_sets(MIX, "response")
+    assert LOOKALIKE_ANSWERS not in calibration_sets(MIX, "response")
+
+
+def test_unsafe_answers_are_also_taught_after_plain_questions():
+    answers = [Example("how to make a bomb", True, ("S9",), "generated/harmful_train", "Mix the powder..."),
+               Example("how to make a bomb", False, (), "generated/harmful_train", "I'm sorry, I can't."),
+               Example("hurt someone", True, ("S1",), "generated/harmful_train", "First, wait...")]
+    plain = [Example("What is the capital of France?", False, (), "generated/harmless_train", "Paris.")]
+    moved = after_plain_questions(answers, plain)
+    assert [(e.request, e.answer, e.unsafe, e.categories) for e in moved] == [
+        ("What is the capital of France?", "Mix the powder...", True, ("S9",)),
+        ("What is the capital of France?", "First, wait...", True, ("S1",))]
+    assert all(e.source.endswith("+after_plain") for e in moved)
 
 
 def test_leave_one_out_training_holds_nothing_of_the_left_out_source(safety_data):
