@@ -300,27 +300,32 @@ def leave_one_source_out(classifier_path: Path) -> dict[str, Any]:
     return {**folds, "union": pooled_metrics(list(folds.values()))} if folds else {}
 
 
-def with_adapter(guard: SafetyGuard, answers: Path, trained: set[str], limit: int | None = None,
-                 seed: int = 0) -> dict[str, Any]:
+def with_adapter(guard: SafetyGuard, answers: Path, trained: set[str], calibrating: set[str],
+                 limit: int | None = None, seed: int = 0) -> dict[str, Any]:
     """The guard and the shipped adapter together, per prompt set: the share of turns stopped by the request
     check, by the adapter's refusal and by the output check, and by the service as a whole (blocked by either;
-    the rest answered by both). The alignment test sets draw on sources the guard also trains on: a prompt whose
-    normalised text is in `trained` (the guard's training requests) is left out and counted. `limit`: a seeded
-    sample of at most that many prompts per set."""
+    the rest answered by both). The alignment test sets draw on sources the guard also trains and calibrates on: a
+    prompt whose normalised text is in `trained` (the guard's training requests) or in `calibrating` (the requests
+    whose rows, and whose answers by the policy model, chose the thresholds) is left out and counted. `limit`: a
+    seeded sample of at most that many prompts per set."""
     from tqdm import tqdm
 
     from lab.alignment.service_refusals import read_answers, stopped_at, summarise
 
     by_set: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    left_out: Counter[str] = Counter()
+    left_out: dict[str, Counter[str]] = {"training": Counter(), "calibration": Counter()}
     for row in read_answers(answers):
-        if normalize(row["prompt"]) in trained:
-            left_out[row["split"]] += 1
+        prompt = normalize(row["prompt"])
+        if prompt in trained:
+            left_out["training"][row["split"]] += 1
+        elif prompt in calibrating:
+            left_out["calibration"][row["split"]] += 1
         else:
             by_set[row["split"]].append(row)
     rows = [row for sampled in subsample(by_set, limit, seed).values() for row in sampled]
     stages = [stopped_at(guard, row) for row in tqdm(rows, desc=f"{guard.name} with adapter", unit="turn")]
-    return {"answers": project_relative(answers), "left_out_as_guard_training": dict(sorted(left_out.items())),
+    return {"answers": project_relative(answers),
+            **{f"left_out_as_guard_{use}": dict(sorted(counts.items())) for use, counts in left_out.items()},
             "sets": summarise(rows, stages)}
 
 
@@ -352,7 +357,8 @@ def evaluate(settings: AppSettings, backends: list[str], limit: int | None, mix:
         "dices_crowd_reference": dices_crowd_reference(data.data_dir, stages["response"][DICES_SET]),
         "backends": {},
     }
-    trained = {normalize(e.request) for e in request_training_set(data, mix, sizes)} if adapter_answers else set()
+    trained = {normalize(e.request) for e in request_training_set(data, mix, sizes)}
+    calibrating = {normalize(e.request) for name in calibration_sets(mix, "request") for e in stages["request"][name]}
     for name in backends:
         guard = build_backend(name, settings)
         # The embedded classifier always sees every row; the model-based backends may be subsampled.
@@ -375,7 +381,7 @@ def evaluate(settings: AppSettings, backends: list[str], limit: int | None, mix:
             result["leave_one_source_out"] = loso
         result["targets"] = targets(result, loso)
         if adapter_answers is not None:
-            result["with_adapter"] = with_adapter(guard, adapter_answers, trained,
+            result["with_adapter"] = with_adapter(guard, adapter_answers, trained, calibrating,
                                                   None if name == "classifier" else limit, data.seed)
         report["backends"][name] = result
     return report
@@ -417,8 +423,9 @@ def print_summary(report: dict[str, Any]) -> None:
         console.print(f"knowledge-base turns flagged: {len(kb['flagged'])} of {kb['turns']}; "
                       f"request latency {result['request']['latency_ms']}")
         if "with_adapter" in result:
-            console.print("with the shipped adapter, left out as the guard's training prompts: "
-                          f"{result['with_adapter']['left_out_as_guard_training']}")
+            for use in ("training", "calibration"):
+                console.print(f"with the shipped adapter, left out as the guard's {use} prompts: "
+                              f"{result['with_adapter'][f'left_out_as_guard_{use}']}")
         for name_of_set, row in result.get("with_adapter", {}).get("sets", {}).items():
             if name_of_set.startswith("all "):
                 console.print(f"with the shipped adapter, {name_of_set} prompts refused by the service: "

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from lab.guard.cli import base_parser, run, settings_from
 from lab.guard.sources import MIX_FILE, load_mix
 from lab.guard.splits import answer_prompt_sets
 from lab.guard.training_data import GENERATED_ANSWERS_FILE, SafetyData, SafetyDataError, SplitSizes
+
+logger = logging.getLogger(__name__)
 
 
 def generate(prompts: list[str], settings, batch_size: int, max_new_tokens: int) -> list[str]:
@@ -54,17 +57,25 @@ def generate(prompts: list[str], settings, batch_size: int, max_new_tokens: int)
     return answers
 
 
-def kept_lines(path: Path, answered: set[str]) -> list[str]:
-    """The lines of an earlier output whose prompt set is not being answered again (malformed lines go too)."""
+def kept_lines(path: Path, answered: set[str], known: set[str]) -> list[str]:
+    """The lines of an earlier output whose prompt set is known and not answered again; the rest are dropped and
+    counted in the log (malformed lines, sets that no longer exist)."""
     if not path.is_file():
         return []
-    kept = []
+    kept, dropped = [], 0
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
-            if json.loads(line)["prompt_set"] not in answered:
-                kept.append(line)
+            prompt_set = json.loads(line)["prompt_set"]
         except (json.JSONDecodeError, KeyError, TypeError):
-            continue
+            prompt_set = None
+        if not isinstance(prompt_set, str):
+            prompt_set = None
+        if prompt_set in known and prompt_set not in answered:
+            kept.append(line)
+        elif prompt_set not in answered:
+            dropped += 1
+    if dropped:
+        logger.warning("%s: %d malformed lines or rows of unknown prompt sets dropped", path, dropped)
     return kept
 
 
@@ -72,17 +83,18 @@ def main(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     data = SafetyData(settings.data_dir, settings.safety.seed)
     prompt_sets = answer_prompt_sets(data, load_mix(args.mix), SplitSizes())
-    chosen = args.prompt_sets or list(prompt_sets)
+    chosen = list(dict.fromkeys(args.prompt_sets or prompt_sets))  # each set once, in the order given
     unknown = sorted(set(chosen) - set(prompt_sets))
     if unknown:
         raise SafetyDataError(f"unknown prompt sets {unknown}; choose from {sorted(prompt_sets)}")
     rows = [(name, example) for name in chosen for example in prompt_sets[name]]
     answers = generate([example.request for _, example in rows], settings, args.batch_size, args.max_new_tokens)
-    kept = kept_lines(args.output, set(chosen)) if args.prompt_sets else []
+    kept = kept_lines(args.output, set(chosen), set(prompt_sets)) if args.prompt_sets else []
     generator = settings.model.name_or_path + (" + " + Path(settings.model.adapter_path).name
                                                if settings.model.adapter_path else "")
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    with args.output.open("w", encoding="utf-8") as handle:
+    partial = args.output.with_name(args.output.name + ".partial")  # an interrupted write leaves the old file whole
+    with partial.open("w", encoding="utf-8") as handle:
         for line in kept:
             handle.write(line + "\n")
         for (name, example), answer in zip(rows, answers, strict=True):
@@ -95,6 +107,7 @@ def main(args: argparse.Namespace) -> int:
                 "generator": generator,
             }
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    partial.replace(args.output)
     print(f"wrote {len(rows)} answers ({', '.join(chosen)}) and kept {len(kept)} to {args.output}")
     return 0
 

@@ -22,6 +22,13 @@ CALIBRATION_SUFFIX = ":calibration"
 # The policy model's answers to the look-alike requests, by the side of the mix their request is on.
 LOOKALIKES_TRAIN, LOOKALIKES_CALIBRATION, LOOKALIKES_VAL = "lookalikes_train", "lookalikes_calibration", "lookalikes_val"
 LOOKALIKE_ANSWERS = "lookalike_answers"
+# Training prompts answered by the policy model as served (with the shipped adapter). The older answers come from
+# the bare embedded model and the look-alike answers from the served one: without these, the answer stage could
+# tell safe from unsafe by which model wrote the answer. The adapter refuses almost all of harmful_train (it
+# trained on it), so CatQA's harmful questions (training rows of the request mix) give its compliant answers.
+SERVED_PREFIX = "served_"
+SERVED_SETS = ("harmful_train", "harmless_train")
+SERVED_CATQA = SERVED_PREFIX + "catqa_train"
 
 
 def _request_rows(rows: list[SourceRow], without: str | None = None) -> list[Example]:
@@ -70,14 +77,18 @@ def lookalike_prompt_sets(data: SafetyData, mix: Mix) -> dict[str, list[Example]
 
 def answer_prompt_sets(data: SafetyData, mix: Mix, sizes: SplitSizes) -> dict[str, list[Example]]:
     """Every request the policy model answers for the answer stage (python -m lab.guard.generate_answers)."""
-    return data.answer_prompt_sets(sizes.answers_per_benign_set) | lookalike_prompt_sets(data, mix)
+    older = data.answer_prompt_sets(sizes.answers_per_benign_set)
+    catqa = [row.example for row in extra_splits(data.data_dir, mix).train
+             if row.source == "catqa" and row.stage == "request"]
+    return (older | {SERVED_PREFIX + name: older[name] for name in SERVED_SETS} | {SERVED_CATQA: catqa}
+            | lookalike_prompt_sets(data, mix))
 
 
 def after_plain_questions(answers: list[Example], questions: list[Example]) -> list[Example]:
     """Each unsafe answer again after a plain question, still unsafe: a harmful answer is harmful whatever was
     asked, so the answer stage cannot learn to clear an answer from its request alone (the look-alike
     answers above are all safe and all follow requests that sound harmful)."""
-    unsafe = [e for e in answers if e.unsafe]
+    unsafe = [e for e in answers if e.unsafe] if questions else []
     return [Example(questions[i % len(questions)].request, True, e.categories, f"{e.source}+after_plain", e.answer)
             for i, e in enumerate(unsafe)]
 
@@ -140,8 +151,8 @@ def leave_one_out_set(data: SafetyData, mix: Mix, sizes: SplitSizes, source: str
 
 def response_training_set(data: SafetyData, mix: Mix) -> list[Example]:
     harmful = data.harmful("harmful_train") + [e for e in data.written_requests("train") if e.unsafe]
-    generated = data.generated_answers(["harmful_train", "harmless_train"])
-    plain = [e for e in generated if e.source == "generated/harmless_train"]
+    generated = data.generated_answers([*SERVED_SETS, *(SERVED_PREFIX + name for name in SERVED_SETS), SERVED_CATQA])
+    plain = [e for e in generated if e.source.endswith("harmless_train")]
     return (
         generated
         + after_plain_questions(generated, plain)

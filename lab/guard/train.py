@@ -46,7 +46,7 @@ from lab.guard.splits import (
 )
 from lab.guard.training_data import Example, SafetyData, SplitSizes
 from lab.guard.tune_encoder import read_bundle
-from lab.guard.tuning_bundle import DEFAULT_BUNDLE, WRITTEN_WEIGHT, build_bundle
+from lab.guard.tuning_bundle import DEFAULT_BUNDLE, WRITTEN_WEIGHT, build_bundle, loss_weight
 from lab.hashing import file_sha256
 
 logger = logging.getLogger(__name__)
@@ -55,8 +55,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_FPR = 0.05
 ADAPTER_DIR = "encoder"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
-# The answer heads: logistic and softmax regression (C picked by out-of-fold average precision over
-# {0.25, 1, 4, 16} on frozen embeddings while developing).
+# The answer heads' regularisation: picked for the hazard head by out-of-fold average precision over
+# {0.25, 1, 4, 16} on frozen embeddings while developing; the unsafe head uses the same (not tuned apart).
 LOGISTIC_C = 4.0
 
 
@@ -64,12 +64,11 @@ class TunedEncoderError(AppError, ValueError):
     """The tuned encoder folder is incomplete or was tuned on other data than this checkout builds."""
 
 
-def fit_unsafe_head(examples: list[Example], features: np.ndarray, seed: int) -> Head:
-    """Logistic regression of the unsafe label, written examples weighted as in the encoder's tuning loss."""
+def fit_unsafe_head(examples: list[Example], features: np.ndarray, labels: np.ndarray, seed: int) -> Head:
+    """Logistic regression of the unsafe label, each example weighted as in the encoder's tuning loss."""
     from sklearn.linear_model import LogisticRegression
 
-    labels = np.array([e.unsafe for e in examples], dtype=np.int64)
-    weights = np.array([WRITTEN_WEIGHT if e.source.startswith("written/") else 1.0 for e in examples])
+    weights = np.array([loss_weight(e) for e in examples])
     model = LogisticRegression(C=LOGISTIC_C, max_iter=5000, random_state=seed).fit(features, labels,
                                                                                   sample_weight=weights)
     return Head(((model.coef_.astype(np.float32), model.intercept_.astype(np.float32)),))
@@ -185,7 +184,7 @@ def response_stage(data: SafetyData, mix: Mix, vectors: dict[str, np.ndarray], t
 
     examples = response_training_set(data, mix)
     features, labels = features_of(examples), np.array([e.unsafe for e in examples], dtype=np.int64)
-    unsafe_head = fit_unsafe_head(examples, features, data.seed)
+    unsafe_head = fit_unsafe_head(examples, features, labels, data.seed)
     validation = response_validation_sets(data, mix)
     threshold, metrics = calibrate(
         {name: unsafe_head.unsafe_probability(features_of(rows)) for name, rows in validation.items()},

@@ -353,7 +353,8 @@ class SafetyData:
 
     # ---- prompts the policy model answers, per split ----
     def answer_prompt_sets(self, harmless_size: int) -> dict[str, list[Example]]:
-        """The requests whose generated answers train (harmful_train, harmless_train) and test the response head."""
+        """The older requests whose generated answers train (harmful_train, harmless_train) and test the answer
+        stage; lab.guard.splits.answer_prompt_sets adds the look-alike requests and the served model's sets."""
         return {
             "harmful_train": self.harmful("harmful_train"),
             "harmless_train": self.harmless("harmless_train", harmless_size),

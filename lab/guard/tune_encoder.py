@@ -14,7 +14,8 @@ adapter into the encoder when it loads it.
 The answer stage trains in the same loop: a linear head over the service's response features (both
 embeddings, their product and the request head's scores of both: agents.safety.classifier.response_features)
 learns from (request, answer) pairs, a batch of them after each batch of requests, so answers are embedded by
-an encoder that has seen answers too.
+an encoder that has seen answers too. The answer heads the service ships are fitted afterwards by
+`python -m lab.guard.train` over this encoder's features of every answer pair; this head shapes the encoder.
 
 The bundle (lab.guard.tuning_bundle) carries the splits, so this needs only torch, transformers, peft and
 numpy. Steps, all seeded: one model per learning rate, the one with the best calibration-pool F1 (at the

@@ -80,11 +80,12 @@ def embed_all(encoder: SentenceEncoder, texts: list[str]) -> np.ndarray:
 
 
 def write_heads(weights: Path, output: Path) -> None:
-    """The tuned heads under tune_encoder's names: request unsafe and category, response unsafe."""
+    """The tuned request heads (unsafe and category) under tune_encoder's names; lab.guard.train fits the answer
+    heads itself."""
     from safetensors.numpy import load_file, save_file
 
     shipped = load_file(str(weights / HEADS_FILE))
-    names = {"unsafe": "request.unsafe", "category": "request.category", "response": "response.unsafe"}
+    names = {"unsafe": "request.unsafe", "category": "request.category"}
     save_file({f"{tuned}.0.{part}": shipped[f"{ours}.0.{part}"] for tuned, ours in names.items()
                for part in ("weight", "bias")}, str(output / HEADS_FILE))
 

@@ -39,6 +39,10 @@ DEFAULT_BUNDLE = PROJECT_ROOT / "var" / "guard" / "tuning_bundle.json.xz"
 WRITTEN_WEIGHT = 5.0
 
 
+def loss_weight(example: Example) -> float:
+    return WRITTEN_WEIGHT if example.source.startswith("written/") else 1.0
+
+
 def extra_source(example: Example) -> str:
     """The safety-extra source of a row ("hatecheck"), or "" for the older sets."""
     return example.source.split("/")[1] if example.source.startswith("extra/") else ""
@@ -63,7 +67,7 @@ def row_set(table: TextTable, rows: list[Example], categories: list[str]) -> dic
         "text": [table.id(e.request) for e in rows],
         "unsafe": [int(e.unsafe) for e in rows],
         "category": [categories.index(e.categories[0]) if e.unsafe and e.categories else -1 for e in rows],
-        "weight": [WRITTEN_WEIGHT if e.source.startswith("written/") else 1.0 for e in rows],
+        "weight": [loss_weight(e) for e in rows],
         "source": [extra_source(e) for e in rows],
     }
 

@@ -31,17 +31,19 @@ def test_each_turn_counts_where_the_service_would_stop_it(tmp_path: Path) -> Non
     answers = tmp_path / "answers.jsonl"
     answers.write_text("".join(json.dumps(row) + "\n" for row in ROWS), encoding="utf-8")
     guard = EmbeddingClassifierGuard.load(load_settings().safety.classifier_path)
-    result = with_adapter(guard, answers, trained=set())
+    result = with_adapter(guard, answers, trained=set(), calibrating=set())
     assert result["answers"] == str(answers)  # outside the project: named as given
     harmful, benign = result["sets"]["all harmful"], result["sets"]["all benign"]
     assert harmful["guard_request_rate"] == 1.0 and harmful["service_refused_rate"] == 1.0
     assert benign["n"] == 2 and benign["guard_request_rate"] == 0.0
     assert benign["model_refused_rate"] == 0.5 and benign["service_refused_rate"] == 0.5
-    sampled = with_adapter(guard, answers, trained=set(), limit=1, seed=0)["sets"]  # a model backend's --max-per-split
+    sampled = with_adapter(guard, answers, trained=set(), calibrating=set(), limit=1, seed=0)["sets"]  # a model backend's --max-per-split
     assert sampled["all benign"]["n"] == 1 and sampled["all harmful"]["n"] == 1
-    # A prompt the guard trained on is no measure of it: left out, and counted.
-    unseen = with_adapter(guard, answers, trained={normalize(ROWS[1]["prompt"])})
+    # A prompt the guard trained or calibrated on is no measure of it: left out, and counted.
+    unseen = with_adapter(guard, answers, trained={normalize(ROWS[1]["prompt"])},
+                          calibrating={normalize(ROWS[0]["prompt"])})
     assert unseen["left_out_as_guard_training"] == {"test_harmless": 1} and unseen["sets"]["all benign"]["n"] == 1
+    assert unseen["left_out_as_guard_calibration"] == {"test_advbench": 1} and "all harmful" not in unseen["sets"]
 
 
 def test_stage_report_gives_each_set_its_ranking_auc_beside_the_counts() -> None:

@@ -23,7 +23,8 @@ def test_only_the_named_sets_are_answered_again(tmp_path: Path, monkeypatch, cap
                 "answer": "a1", "generator": "g"},
                {"prompt_set": "lookalikes_val", "harmful_request": False, "categories": [], "request": "old",
                 "answer": "stale", "generator": "g"}]
-    write_rows(output, earlier, extra_lines=("{not json",))
+    gone = {"prompt_set": "a_set_no_longer_built", "harmful_request": False, "request": "r", "answer": "a"}
+    write_rows(output, [*earlier, gone], extra_lines=("{not json",))
     asked: list[str] = []
 
     def answer(prompts, settings, batch_size, max_new_tokens):
@@ -31,10 +32,13 @@ def test_only_the_named_sets_are_answered_again(tmp_path: Path, monkeypatch, cap
         return [f"answer to {p}" for p in prompts]
 
     monkeypatch.setattr(generate_answers, "generate", answer)
-    args = generate_answers.build_parser().parse_args(["--prompt-sets", "lookalikes_val", "--output", str(output)])
+    args = generate_answers.build_parser().parse_args(
+        ["--prompt-sets", "lookalikes_val", "lookalikes_val", "--output", str(output)])  # named twice, answered once
     assert generate_answers.main(args) == 0
     rows = [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines()]
-    assert rows[0] == earlier[0]  # the other set's row, unchanged; the malformed line and the stale answer are gone
+    # The other set's row, unchanged; the malformed line, the unknown set's row and the stale answer are gone.
+    assert rows[0] == earlier[0]
+    assert not output.with_name(output.name + ".partial").exists()
     fresh = rows[1:]
     assert len(fresh) == len(asked) > 300 and {r["prompt_set"] for r in fresh} == {"lookalikes_val"}
     assert all(not r["harmful_request"] and r["answer"] == f"answer to {r['request']}" for r in fresh)

@@ -24,6 +24,7 @@ from lab.guard.splits import (
     LOOKALIKES_TRAIN,
     LOOKALIKES_VAL,
     after_plain_questions,
+    answer_prompt_sets,
     calibration_sets,
     leave_one_out_set,
     lookalike_prompt_sets,
@@ -113,6 +114,14 @@ def test_lookalike_answers_follow_their_requests_side_of_the_mix(safety_data):
     assert not digests(e.request for e in sets[LOOKALIKES_VAL]) & (calibrating | trained)
     assert LOOKALIKE_ANSWERS + CALIBRATION_SUFFIX in calibration_sets(MIX, "response")
     assert LOOKALIKE_ANSWERS not in calibration_sets(MIX, "response")
+
+
+def test_every_generated_answer_answers_a_request_of_its_prompt_set(safety_data):
+    """generated_answers.jsonl names each row's prompt set as it was when written; a change to the mix or the seed
+    that moves a request to another side needs its answers written again (python -m lab.guard.generate_answers)."""
+    for name, rows in answer_prompt_sets(safety_data, MIX, SplitSizes()).items():
+        written = digests(e.request for e in safety_data.generated_answers([name]))
+        assert written == digests(e.request for e in rows), name
 
 
 def test_unsafe_answers_are_also_taught_after_plain_questions():
