@@ -357,8 +357,10 @@ def evaluate(settings: AppSettings, backends: list[str], limit: int | None, mix:
         "dices_crowd_reference": dices_crowd_reference(data.data_dir, stages["response"][DICES_SET]),
         "backends": {},
     }
-    trained = {normalize(e.request) for e in request_training_set(data, mix, sizes)}
-    calibrating = {normalize(e.request) for name in calibration_sets(mix, "request") for e in stages["request"][name]}
+    # The prompts the service figures around the adapter leave out: the guard trained on them or calibrated on them.
+    left_out = None if adapter_answers is None else (
+        {normalize(e.request) for e in request_training_set(data, mix, sizes)},
+        {normalize(e.request) for name in calibration_sets(mix, "request") for e in stages["request"][name]})
     for name in backends:
         guard = build_backend(name, settings)
         # The embedded classifier always sees every row; the model-based backends may be subsampled.
@@ -380,8 +382,8 @@ def evaluate(settings: AppSettings, backends: list[str], limit: int | None, mix:
         if loso:
             result["leave_one_source_out"] = loso
         result["targets"] = targets(result, loso)
-        if adapter_answers is not None:
-            result["with_adapter"] = with_adapter(guard, adapter_answers, trained, calibrating,
+        if adapter_answers is not None and left_out is not None:
+            result["with_adapter"] = with_adapter(guard, adapter_answers, *left_out,
                                                   None if name == "classifier" else limit, data.seed)
         report["backends"][name] = result
     return report

@@ -12,7 +12,15 @@ from __future__ import annotations
 
 import logging
 
-from lab.guard.sources import Mix, SourceRow, calibrates, extra_splits, read_extra, technical_questions
+from lab.guard.sources import (
+    ExtraSplits,
+    Mix,
+    SourceRow,
+    calibrates,
+    extra_splits,
+    read_extra,
+    technical_questions,
+)
 from lab.guard.training_data import Example, SafetyData, SplitSizes, normalize
 
 logger = logging.getLogger(__name__)
@@ -55,7 +63,7 @@ def held_out(sets: dict[str, list[Example]], training: list[Example], key=lambda
     return kept
 
 
-def lookalike_prompt_sets(data: SafetyData, mix: Mix) -> dict[str, list[Example]]:
+def lookalike_prompt_sets(splits: ExtraSplits, mix: Mix) -> dict[str, list[Example]]:
     """The safe requests of the safety-extra files that also train (HateCheck's non-hateful tests, CoCoNot,
     CyberSecEval's benign requests, Do-Not-Answer's relabelled-safe rows), by their side of the request mix.
 
@@ -64,7 +72,6 @@ def lookalike_prompt_sets(data: SafetyData, mix: Mix) -> dict[str, list[Example]
     it. Their answers train the answer stage on the training side, calibrate its threshold on the calibration
     half and are measured on the other half, as the requests are.
     """
-    splits = extra_splits(data.data_dir, mix)
     sets: dict[str, list[Example]] = {LOOKALIKES_TRAIN: [], LOOKALIKES_CALIBRATION: [], LOOKALIKES_VAL: []}
     for rows, validation in ((splits.train, False), (splits.validation, True)):
         for row in rows:
@@ -78,10 +85,10 @@ def lookalike_prompt_sets(data: SafetyData, mix: Mix) -> dict[str, list[Example]
 def answer_prompt_sets(data: SafetyData, mix: Mix, sizes: SplitSizes) -> dict[str, list[Example]]:
     """Every request the policy model answers for the answer stage (python -m lab.guard.generate_answers)."""
     older = data.answer_prompt_sets(sizes.answers_per_benign_set)
-    catqa = [row.example for row in extra_splits(data.data_dir, mix).train
-             if row.source == "catqa" and row.stage == "request"]
+    splits = extra_splits(data.data_dir, mix)
+    catqa = [row.example for row in splits.train if row.source == "catqa" and row.stage == "request"]
     return (older | {SERVED_PREFIX + name: older[name] for name in SERVED_SETS} | {SERVED_CATQA: catqa}
-            | lookalike_prompt_sets(data, mix))
+            | lookalike_prompt_sets(splits, mix))
 
 
 def after_plain_questions(answers: list[Example], questions: list[Example]) -> list[Example]:

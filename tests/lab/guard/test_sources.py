@@ -102,7 +102,7 @@ def test_thresholds_are_calibrated_on_one_half_and_figures_reported_on_the_other
 def test_lookalike_answers_follow_their_requests_side_of_the_mix(safety_data):
     """The look-alike requests the policy model answers for the answer stage are safe, and each is on its
     request's side: training requests train, the calibration half calibrates, the other half chose nothing."""
-    sets = lookalike_prompt_sets(safety_data, MIX)
+    sets = lookalike_prompt_sets(extra_splits(safety_data.data_dir, MIX), MIX)
     assert all(len(sets[name]) > 300 for name in (LOOKALIKES_TRAIN, LOOKALIKES_CALIBRATION, LOOKALIKES_VAL))
     assert not any(e.unsafe for rows in sets.values() for e in rows)
     sizes = SplitSizes()
