@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.messages import AnyMessage, RemoveMessage
 from langgraph.graph.message import REMOVE_ALL_MESSAGES
 
+from agents.arrival_order import ArrivalOrder
 from agents.generation import GenerationStats
 from agents.safety.verdict import Verdict
 from agents.state import ContextDocument, TurnContext, turn_input
@@ -69,10 +70,13 @@ AgentEvent = TokenEvent | RetractEvent | DoneEvent
 
 class ChatAgent:
     def __init__(
-        self, graph: CompiledStateGraph, prompt_version: str, generation_stats: GenerationStats | None = None
+        self, graph: CompiledStateGraph, prompt_version: str, generation_stats: GenerationStats | None = None,
+        arrival_order: ArrivalOrder | None = None,
     ) -> None:
+        """`arrival_order`: where the model runs one generation at a time, turns generate in the order they came."""
         self.graph = graph
         self.generation_stats = generation_stats or GenerationStats()
+        self.arrival_order = arrival_order
         # Stateless turns carry their own history: the same graph, nothing stored.
         self.stateless_graph = graph.copy(update={"checkpointer": None})
         self.prompt_version = prompt_version
@@ -103,7 +107,7 @@ class ChatAgent:
         graph = self.graph if thread_id is not None else self.stateless_graph
         inputs = turn_input(message, owner=owner, history=history)
         question_id = inputs["messages"][-1].id
-        context = TurnContext()
+        context = TurnContext(place=self.arrival_order.arrive() if self.arrival_order is not None else None)
         state: dict[str, Any] = {}
         events = graph.astream(inputs, _config(thread_id), context=context, stream_mode=["custom", "values"])
         completed = False
@@ -122,6 +126,8 @@ class ChatAgent:
         finally:
             # The generate node runs in a worker thread, which cancelling the graph does not stop.
             context.cancelled.set()
+            if context.place is not None:
+                context.place.leave()
             await events.aclose()
             if stored and not completed:
                 await asyncio.shield(self._forget_turn(thread_id, question_id))

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 # With an engine that runs one generation at a time (the local model on CPU), every generation runs on this one
-# thread, in arrival order. The model serializes generations anyway (its lock); queued in LangGraph's default
+# thread, turns in arrival order (agents.arrival_order). The model serializes generations anyway (its lock); queued in LangGraph's default
 # thread pool instead, they would hold every worker while they wait, and the short synchronous steps of other turns
 # (the output check of a finished answer) would wait behind them.
 GENERATION_EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate")
@@ -139,10 +139,13 @@ class AgentNodes:
         return {"documents": to_context_documents(chunks), "route": [*state.route, "retrieve"]}
 
     async def generate(self, state: AgentState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
-        """Stream the answer from a generation thread; a cancelled turn stops the model at its next token."""
-        cancelled = runtime.context.cancelled if runtime.context is not None else threading.Event()
+        """Stream the answer from a generation thread, after the turns that arrived before this one where the turn
+        has a place; a cancelled turn stops the model at its next token."""
+        turn = runtime.context if runtime.context is not None else TurnContext()
+        if turn.place is not None:
+            await turn.place.earlier_turns_ended()
         # The copied context carries LangGraph's run config, which the stream writer reads.
-        run = functools.partial(contextvars.copy_context().run, self._generate, state, cancelled)
+        run = functools.partial(contextvars.copy_context().run, self._generate, state, turn.cancelled)
         return await asyncio.get_running_loop().run_in_executor(self.executor, run)
 
     def _generate(self, state: AgentState, cancelled: threading.Event) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from concurrent.futures import Executor
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
+from agents.arrival_order import ArrivalOrder
 from agents.chat import ChatAgent
 from agents.graph import build_graph
 from agents.memory import open_checkpointer
@@ -29,11 +30,14 @@ async def open_agent(settings: AppSettings, parts: AgentParts) -> AsyncIterator[
 def _compile(
     settings: AppSettings, parts: AgentParts, executor: Executor, checkpointer: BaseCheckpointSaver
 ) -> ChatAgent:
+    # One generation at a time: turns take the model in the order they came (agents.arrival_order).
+    arrival_order = ArrivalOrder() if parts.generator.concurrency == 1 else None
     if settings.agent.workflow == "agentic":
         from agents.agentic.graph import build_agentic_graph
         from agents.agentic.runtime import make_agentic_nodes
 
         agentic = make_agentic_nodes(settings, parts, executor)
-        return ChatAgent(build_agentic_graph(agentic, checkpointer), agentic.prompts.version, parts.generator.stats)
+        return ChatAgent(build_agentic_graph(agentic, checkpointer), agentic.prompts.version, parts.generator.stats,
+                         arrival_order)
     nodes = AgentNodes.from_parts(settings, parts, parts.prompts, executor)
-    return ChatAgent(build_graph(nodes, checkpointer), parts.prompts.version, parts.generator.stats)
+    return ChatAgent(build_graph(nodes, checkpointer), parts.prompts.version, parts.generator.stats, arrival_order)

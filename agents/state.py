@@ -11,6 +11,7 @@ from typing import Annotated, NotRequired, TypedDict
 from langchain_core.messages import AnyMessage, HumanMessage
 from langgraph.graph.message import add_messages
 
+from agents.arrival_order import Place
 from agents.safety.verdict import Verdict
 
 
@@ -49,9 +50,11 @@ class TurnContext:
 
     `cancelled` is set when the caller stops listening (a streaming client went away): the generate
     node then stops the model at its next token instead of finishing an answer nobody will read.
+    `place`: the turn's place in arrival order, where the model runs one generation at a time (None: no order).
     """
 
     cancelled: threading.Event = field(default_factory=threading.Event)
+    place: Place | None = None
 
 
 def turn_input(message: str, *, owner: str | None = None, history: Sequence[AnyMessage] = ()) -> dict:

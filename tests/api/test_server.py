@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
+import time
 import uuid
 
 import httpx
@@ -214,3 +216,25 @@ def test_the_request_id_is_in_the_header_and_every_log_line_of_the_turn(server):
     tagged = [r["message"] for r in records if r.get("request_id") == "trace-abc-123"]
     assert "turn done" in tagged and any(m.startswith("POST /v1/chat") for m in tagged)
     assert server.api_key not in server.log_path.read_text()
+
+
+def test_concurrent_turns_are_answered_in_the_order_they_came(server):
+    """The embedded model runs one generation at a time: each turn waits for the turns that came before it, also
+    when one of them generates twice (the grounding retry) or takes longer to reach its generation."""
+    questions = ["What port does the service use?", "How do I add documents to the knowledge base?",
+                 "How do I check that the service is ready?"]
+    answered: list[int] = []
+
+    def ask(index: int) -> None:
+        with server.client() as client:
+            response = client.post("/v1/chat", json={"message": questions[index]})
+        assert response.status_code == 200, response.text
+        answered.append(index)
+
+    threads = [threading.Thread(target=ask, args=(index,)) for index in range(len(questions))]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.3)  # they arrive in this order
+    for thread in threads:
+        thread.join(timeout=300)
+    assert answered == [0, 1, 2]
