@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from lab.guard.add_folds import FoldReportError, add_folds
+from lab.guard.compare_folds import FoldComparisonError, compare
 from lab.guard.tune_encoder import (
     Recipe,
     TuningError,
@@ -113,3 +114,24 @@ def test_a_fold_report_of_another_recipe_or_bundle_changes_nothing(tmp_path: Pat
     (tmp_path / "broken.json").write_text("{not json")
     with pytest.raises(FoldReportError, match="not a readable JSON file"):
         add_folds(tmp_path, [tmp_path / "broken.json"])
+
+
+def test_recipes_compare_on_pooled_folds_of_one_bundle_only() -> None:
+    def report(recipe: dict, source: str, tp: int, fp: int, bundle: str = "abc") -> dict:
+        fold = {"f1": 2 * tp / (2 * tp + fp + 1), "precision": tp / (tp + fp), "recall": tp / (tp + 1),
+                "fpr": fp / 10, "test_rows": tp + fp + 11, "tp": tp, "fp": fp, "fn": 1, "tn": 10 - fp}
+        return {"command": "python -m lab.guard.tune_encoder", "device": "cpu", "seconds": 1.0,
+                "bundle_sha256": bundle, "recipe": recipe, "leave_one_out": {source: fold}}
+
+    fast, slow = asdict(Recipe(1e-3, 3, 0)), asdict(Recipe(5e-4, 3, 0))
+    compared = compare({"fast": [report(fast, "alpha", 9, 1), report(fast, "beta", 4, 4)],
+                        "slow": [report(slow, "alpha", 8, 0)]})
+    assert set(compared["fast"]["folds"]) == {"alpha", "beta"} and compared["fast"]["recipe"] == fast
+    assert (compared["fast"]["pooled"]["tp"], compared["fast"]["pooled"]["fp"]) == (13, 5)
+    assert compared["slow"]["mean_f1"] == round(compared["slow"]["folds"]["alpha"]["f1"], 4)
+    cases = {"differ in bundle or recipe": {"fast": [report(fast, "alpha", 9, 1), report(slow, "beta", 4, 4)]},
+             "held out in two reports": {"fast": [report(fast, "alpha", 9, 1), report(fast, "alpha", 4, 4)]},
+             "different bundles": {"fast": [report(fast, "alpha", 9, 1)], "slow": [report(slow, "alpha", 8, 0, "d")]}}
+    for match, recipes in cases.items():
+        with pytest.raises(FoldComparisonError, match=match):
+            compare(recipes)
