@@ -5,9 +5,10 @@ That was not the order the turns came in: a turn reaches its generate node only 
 retrieval, whose time varies with the text, and a turn of the agentic workflow that generates twice (a stricter
 retry after a failed grounding check) sent its retry behind every turn that had started waiting meanwhile: three
 questions sent 0.3 s apart to the embedded default were answered second, third, first
-(`tests/api/test_server.py::test_concurrent_turns_are_answered_in_the_order_they_came`). So a turn takes a place when it arrives and leaves it when it ends, and generates only once every turn that
-arrived before it has ended. Engines that batch concurrent streams (continuous batching on a GPU, a remote
-server) take every generation at once and need no order.
+(`tests/api/test_server.py::test_concurrent_turns_are_answered_in_the_order_they_came`). So a turn takes a place
+when it arrives and leaves it when it ends, and generates only once every turn that arrived before it has ended.
+Engines that batch concurrent streams (continuous batching on a GPU, a remote server) take every generation at
+once and need no order.
 """
 
 from __future__ import annotations

@@ -73,7 +73,7 @@ class ChatAgent:
         self, graph: CompiledStateGraph, prompt_version: str, generation_stats: GenerationStats | None = None,
         arrival_order: ArrivalOrder | None = None,
     ) -> None:
-        """`arrival_order`: where the model runs one generation at a time, turns generate in the order they came."""
+        """`arrival_order`: where the model runs one generation at a time, turns take it in the order they came."""
         self.graph = graph
         self.generation_stats = generation_stats or GenerationStats()
         self.arrival_order = arrival_order

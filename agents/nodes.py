@@ -38,9 +38,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 # With an engine that runs one generation at a time (the local model on CPU), every generation runs on this one
-# thread, turns in arrival order (agents.arrival_order). The model serializes generations anyway (its lock); queued in LangGraph's default
-# thread pool instead, they would hold every worker while they wait, and the short synchronous steps of other turns
-# (the output check of a finished answer) would wait behind them.
+# thread, turns in arrival order (agents.arrival_order). The model serializes generations anyway (its lock); queued
+# in LangGraph's default thread pool instead, they would hold every worker while they wait, and the short
+# synchronous steps of other turns (the output check of a finished answer) would wait behind them.
 GENERATION_EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate")
 
 
