@@ -68,12 +68,10 @@ def kept_lines(path: Path, answered: set[str], known: set[str]) -> list[str]:
             prompt_set = json.loads(line)["prompt_set"]
         except (json.JSONDecodeError, KeyError, TypeError):
             prompt_set = None
-        if not isinstance(prompt_set, str):
-            prompt_set = None
-        if prompt_set in known and prompt_set not in answered:
-            kept.append(line)
-        elif prompt_set not in answered:
+        if not isinstance(prompt_set, str) or prompt_set not in known:
             dropped += 1
+        elif prompt_set not in answered:
+            kept.append(line)
     if dropped:
         logger.warning("%s: %d malformed lines or rows of unknown prompt sets dropped", path, dropped)
     return kept
