@@ -1,8 +1,11 @@
 """Generation speed through the service's own API: plain `generate` (the sequential engine) against continuous
-batching, on a Llama-3.1-8B-shaped model with random weights and a random LoRA adapter.
+batching in the service's process and against the service in front of a vLLM server, on a Llama-3.1-8B-shaped
+model with random weights and a random LoRA adapter.
 
-Each configuration is the real service (`python -m api --dev`) in its own process on 127.0.0.1, driven over HTTP
-with OpenAI-style streaming requests of about `--prompt-tokens` tokens and `--new-tokens` new tokens:
+Each configuration is the real service (`python -m api --dev`) in its own process on 127.0.0.1 (the vLLM side
+also starts `vllm.entrypoints.openai.api_server` in its own process and points `model.backend: openai` at it),
+driven over HTTP with OpenAI-style streaming requests of about `--prompt-tokens` tokens and `--new-tokens` new
+tokens:
 - single stream: requests one after another (after warm-up); tokens/s over each request's whole time, and the
   time to its first streamed text;
 - aggregate: `--concurrency` requests at once; tokens the server generated (its own /metrics counter, read as
@@ -62,6 +65,7 @@ class Side:
     load_in_4bit: str  # model.quantization.load_in_4bit
     what: str
     attention: str = "auto"  # model.engine.attention
+    backend: str = "local"  # model.backend: "openai" generates on a vLLM server the benchmark starts
 
 
 SIDES = {
@@ -77,7 +81,12 @@ SIDES = {
                          attention="sdpa"),
     "project_nf4": Side("project_nf4", "continuous", "always",
                         "continuous batching on the NF4 base with the LoRA adapter unmerged (small GPUs)"),
+    "project_vllm": Side("project_vllm", "vllm", "never",
+                         "the service on its OpenAI-compatible backend (model.backend: openai) in front of a vLLM "
+                         "server in its own process: LoRA merged into a bf16 copy, vLLM's defaults (paged "
+                         "attention, CUDA graphs, chunked prefill, prefix caching)", attention="vllm", backend="openai"),
 }
+VLLM_MODEL_NAME = "ulma"
 
 
 def prompt_text(tokenizer: Any, tokens: int) -> str:
@@ -89,17 +98,30 @@ def prompt_text(tokenizer: Any, tokens: int) -> str:
     return text + question
 
 
-def service_config(side: Side, args: argparse.Namespace, work: Path, port: int) -> Path:
-    config = {
-        "model": {
-            "name_or_path": str(args.model_dir / "model"),
-            "adapter_path": str(args.model_dir / "adapter"),
-            "quantization": {"load_in_4bit": side.load_in_4bit},
+def model_config(side: Side, args: argparse.Namespace, model_server_url: str | None) -> dict[str, Any]:
+    """The service's `model` settings: the model in its own process, or the vLLM server at `model_server_url`."""
+    if side.backend == "openai":
+        return {
+            "backend": "openai",
+            "openai": {"base_url": f"{model_server_url}/v1", "model": VLLM_MODEL_NAME, "read_timeout_s": 600,
+                       "max_concurrent_requests": max(args.concurrency)},
             "max_new_tokens": args.new_tokens,
-            "max_input_tokens": 4096,
-            "repetition_penalty": 1.0,
-            "engine": {"kind": side.engine, "max_concurrent": max(args.concurrency), "attention": side.attention},
-        },
+        }
+    return {
+        "name_or_path": str(args.model_dir / "model"),
+        "adapter_path": str(args.model_dir / "adapter"),
+        "quantization": {"load_in_4bit": side.load_in_4bit},
+        "max_new_tokens": args.new_tokens,
+        "max_input_tokens": 4096,
+        "repetition_penalty": 1.0,
+        "engine": {"kind": side.engine, "max_concurrent": max(args.concurrency), "attention": side.attention},
+    }
+
+
+def service_config(side: Side, args: argparse.Namespace, work: Path, port: int,
+                   model_server_url: str | None = None) -> Path:
+    config = {
+        "model": model_config(side, args, model_server_url),
         "embedding": {"device": "auto"},
         "vector_store": {"persist_dir": str(work / f"chroma-{side.name}")},
         # Linear: exactly one generation per turn (guard, retrieval, generation, output guard); raw tokens are
@@ -113,29 +135,37 @@ def service_config(side: Side, args: argparse.Namespace, work: Path, port: int) 
     return path
 
 
-class Service:
-    """`python -m api --dev` in its own process."""
+class Server:
+    """A server in its own process on 127.0.0.1, ready when `ready_path` answers 200."""
 
-    def __init__(self, config: Path, port: int, log: Path) -> None:
+    def __init__(self, command: list[str], port: int, log: Path, ready_path: str,
+                 env: dict[str, str] | None = None) -> None:
         self.url = f"http://127.0.0.1:{port}"
+        self.ready_path = ready_path
         self.log = log.open("w")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "api", "--dev", "--config", str(config)],
-            cwd=PROJECT_ROOT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            command, cwd=PROJECT_ROOT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, **(env or {})},
         )
+
+    @classmethod
+    def service(cls, config: Path, port: int, log: Path) -> Server:
+        """`python -m api --dev`."""
+        return cls([sys.executable, "-m", "api", "--dev", "--config", str(config)], port, log, "/readyz")
 
     async def wait_ready(self, client: httpx.AsyncClient, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"the service exited with {self.process.returncode}; see {self.log.name}")
+                raise RuntimeError(f"{self.process.args[:3]} exited with {self.process.returncode}; "
+                                   f"see {self.log.name}")
             try:
-                if (await client.get(f"{self.url}/readyz")).status_code == 200:
+                if (await client.get(f"{self.url}{self.ready_path}")).status_code == 200:
                     return
             except httpx.TransportError:
                 pass
             await asyncio.sleep(1.0)
-        raise TimeoutError(f"the service was not ready in {timeout_s:.0f} s; see {self.log.name}")
+        raise TimeoutError(f"{self.process.args[:3]} was not ready in {timeout_s:.0f} s; see {self.log.name}")
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -223,14 +253,44 @@ def gpu_memory_used_gb() -> float | None:
     return round(float(out.split()[0]) / 1024, 2)
 
 
+def vllm_command(args: argparse.Namespace, port: int) -> list[str]:
+    """vLLM's OpenAI-compatible server on the merged model, with room for every concurrent request."""
+    return [
+        args.vllm_python, "-m", "vllm.entrypoints.openai.api_server",
+        "--model", str(args.model_dir / "merged"), "--served-model-name", VLLM_MODEL_NAME,
+        "--host", "127.0.0.1", "--port", str(port), "--dtype", "bfloat16", "--max-model-len", "4096",
+        "--max-num-seqs", str(max(64, max(args.concurrency))),
+        "--gpu-memory-utilization", str(args.vllm_gpu_memory_utilization),
+    ]
+
+
+def parse_env(pairs: list[str]) -> dict[str, str]:
+    env = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--vllm-env takes KEY=VALUE, not {pair!r}")
+        env[key] = value
+    return env
+
+
 async def measure(side: Side, args: argparse.Namespace, work: Path, prompt: str) -> dict[str, Any]:
-    port = free_port()
-    service = Service(service_config(side, args, work, port), port, work / f"{side.name}.log")
     timeout = httpx.Timeout(args.window_s + 600, connect=10)
     limits = httpx.Limits(max_connections=4 * max(args.concurrency))
+    model_server = None
+    if side.backend == "openai":
+        vllm_port = free_port()
+        model_server = Server(vllm_command(args, vllm_port), vllm_port, work / f"{side.name}-vllm.log", "/health",
+                              env=parse_env(args.vllm_env))
+    service: Server | None = None
     try:
         async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
             started = time.perf_counter()
+            if model_server is not None:
+                await model_server.wait_ready(client, args.ready_timeout_s)
+            port = free_port()
+            service = Server.service(service_config(side, args, work, port, model_server and model_server.url),
+                                     port, work / f"{side.name}.log")
             await service.wait_ready(client, args.ready_timeout_s)
             ready_s = time.perf_counter() - started
             for _ in range(args.warmup):
@@ -244,7 +304,9 @@ async def measure(side: Side, args: argparse.Namespace, work: Path, prompt: str)
                     client, service.url, prompt, concurrency, args.window_s)
             result["gpu_memory_used_gb"] = gpu_memory_used_gb()
     finally:
-        service.stop()
+        for server in (service, model_server):
+            if server is not None:
+                server.stop()
     result["single_stream_tokens_per_s"] = result["single"]["tokens_per_s"]
     result["ttft_ms"] = result["single"]["ttft_ms_p50"]
     for concurrency in args.concurrency:
@@ -256,6 +318,8 @@ async def measure(side: Side, args: argparse.Namespace, work: Path, prompt: str)
 def served_attention(side: Side, args: argparse.Namespace) -> str | None:
     """The kernel the service gives its continuous-batching engine on this machine: "model default" where it
     leaves the model's own, None for the sequential engine (plain `generate`)."""
+    if side.backend == "openai":
+        return "vLLM's choice (its log names the backend)"
     if side.engine != "continuous":
         return None
     import torch
@@ -273,17 +337,19 @@ def free_port() -> int:
 
 def prepare(args: argparse.Namespace) -> Any:
     """The random 8B-shaped model and adapter, once; the tokenizer for the prompts."""
-    from benchmarks.llama_shape import save_random_adapter, save_random_model
+    from benchmarks.llama_shape import save_merged_model, save_random_adapter, save_random_model
     from configs.settings import ModelSettings
     from finetune.modeling import load_tokenizer
 
     tokenizer = load_tokenizer(ModelSettings(name_or_path=str(args.tokenizer)))
     save_random_model(args.shape, args.model_dir / "model", args.device, tokenizer)
     save_random_adapter(args.model_dir / "model", args.model_dir / "adapter", args.device)
+    if any(SIDES[name].backend == "openai" for name in args.sides):
+        save_merged_model(args.model_dir / "model", args.model_dir / "adapter", args.model_dir / "merged", args.device)
     return tokenizer
 
 
-def versions() -> dict[str, str]:
+def versions(args: argparse.Namespace) -> dict[str, str]:
     import fastapi
     import torch
     import transformers
@@ -292,13 +358,43 @@ def versions() -> dict[str, str]:
         flash_attention_4 = importlib.metadata.version("flash-attn-4")
     except importlib.metadata.PackageNotFoundError:
         flash_attention_4 = "not installed"
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "fastapi": fastapi.__version__,
-            "cuda": torch.version.cuda or "none", "flash_attn_4": flash_attention_4}
+    found = {"python": platform.python_version(), "torch": torch.__version__,
+             "transformers": transformers.__version__, "fastapi": fastapi.__version__,
+             "cuda": torch.version.cuda or "none", "flash_attn_4": flash_attention_4}
+    if any(SIDES[name].backend == "openai" for name in args.sides):  # vLLM runs in its own environment
+        found["vllm"] = subprocess.run(
+            [args.vllm_python, "-c", "import vllm; print(vllm.__version__)"], check=False, capture_output=True,
+            text=True, env={**os.environ, **parse_env(args.vllm_env)}, timeout=300,
+        ).stdout.strip() or "not found"
+    return found
 
 
 def ratio(project: float | None, baseline: float | None) -> float | None:
     return round(project / baseline, 2) if project and baseline else None
+
+
+def build_report(args: argparse.Namespace, argv: list[str] | None, found_versions: dict[str, str], tokenizer: Any,
+                 prompt: str, sides: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    baseline, project = sides.get("baseline"), sides.get(args.project_side)
+    top = max(args.concurrency)
+    return {
+        "command": "python -m benchmarks.generate_throughput " + " ".join(argv or sys.argv[1:]),
+        "date": datetime.date.today().isoformat(),
+        "device": device_name(),
+        "versions": found_versions,
+        "shape": args.shape,
+        "prompt_tokens": len(tokenizer(prompt, add_special_tokens=False)["input_ids"]),
+        "new_tokens": args.new_tokens,
+        "baseline": baseline,
+        "project_side": args.project_side,
+        "project": project,
+        "sides": sides,
+        "ratio_single": ratio(project and project["single_stream_tokens_per_s"],
+                              baseline and baseline["single_stream_tokens_per_s"]),
+        "ratio_aggregate": ratio(project and project[f"aggregate_tokens_per_s_at_{top}"],
+                                 baseline and baseline[f"aggregate_tokens_per_s_at_{top}"]),
+        "method": __doc__.split("\n\n")[1],
+    }
 
 
 def print_table(report: dict[str, Any], concurrency: list[int]) -> None:
@@ -320,6 +416,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-dir", type=Path, default=Path("/dev/shm/generate-bench"))
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     parser.add_argument("--sides", nargs="+", choices=list(SIDES), default=["baseline", "project", "project_nf4"])
+    parser.add_argument("--project-side", choices=list(SIDES), default="project",
+                        help="the side reported as `project` and in the ratios")
+    parser.add_argument("--vllm-python", default=sys.executable, help="the Python that has vLLM (its own environment)")
+    parser.add_argument("--vllm-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="environment for the vLLM server only (repeatable), e.g. PYTHONPATH=/opt/vllm-site")
+    parser.add_argument("--vllm-gpu-memory-utilization", type=float, default=0.8,
+                        help="vLLM's share of GPU memory (the service's guard and embeddings use some too)")
     parser.add_argument("--prompt-tokens", type=int, default=256)
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 32])
@@ -337,29 +440,15 @@ def main(argv: list[str] | None = None) -> int:
         tokenizer = prepare(args)
         prompt = prompt_text(tokenizer, args.prompt_tokens)
         work = Path(tempfile.mkdtemp(prefix="generate-bench-"))
-        sides = {name: asyncio.run(measure(SIDES[name], args, work, prompt)) for name in args.sides}
+        found_versions = versions(args)
+        sides: dict[str, dict[str, Any]] = {}
+        for name in args.sides:
+            sides[name] = asyncio.run(measure(SIDES[name], args, work, prompt))
+            # Rewritten after every side: a run cut short keeps the sides it finished.
+            report = build_report(args, argv, found_versions, tokenizer, prompt, sides)
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         logger.info("service logs: %s", work)
-        baseline, project = sides.get("baseline"), sides.get("project")
-        top = max(args.concurrency)
-        report = {
-            "command": "python -m benchmarks.generate_throughput " + " ".join(argv or sys.argv[1:]),
-            "date": datetime.date.today().isoformat(),
-            "device": device_name(),
-            "versions": versions(),
-            "shape": args.shape,
-            "prompt_tokens": len(tokenizer(prompt, add_special_tokens=False)["input_ids"]),
-            "new_tokens": args.new_tokens,
-            "baseline": baseline,
-            "project": project,
-            "sides": sides,
-            "ratio_single": ratio(project and project["single_stream_tokens_per_s"],
-                                  baseline and baseline["single_stream_tokens_per_s"]),
-            "ratio_aggregate": ratio(project and project[f"aggregate_tokens_per_s_at_{top}"],
-                                     baseline and baseline[f"aggregate_tokens_per_s_at_{top}"]),
-            "method": __doc__.split("\n\n")[1],
-        }
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         print_table(report, args.concurrency)
         return 0
 

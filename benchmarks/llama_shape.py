@@ -60,6 +60,10 @@ def save_random_model(shape: str, directory: Path, device: str, tokenizer: Any) 
     torch.manual_seed(0)
     with torch.device(device):
         model = LlamaForCausalLM._from_config(config, dtype=torch.bfloat16)
+    with torch.no_grad():
+        # Ids past the tokenizer's vocabulary score 0, below the best in-vocabulary logit: every generated id
+        # decodes (a server's detokenizer rejects unknown ids). Speed does not depend on the values.
+        model.lm_head.weight[len(tokenizer):] = 0
     partial = directory.with_name(directory.name + ".partial")
     model.save_pretrained(partial, max_shard_size="5GB")
     tokenizer.save_pretrained(partial)
@@ -92,6 +96,27 @@ def save_random_adapter(model_dir: Path, directory: Path, device: str) -> Path:
     peft_model.save_pretrained(partial)
     partial.rename(directory)
     del model, peft_model
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    return directory
+
+
+def save_merged_model(model_dir: Path, adapter_dir: Path, directory: Path, device: str) -> Path:
+    """The adapter merged into a bf16 copy of the base, with its tokenizer: what an external server (vLLM) loads
+    to serve the adapter merged, as the service's own engine does in memory (skipped when it is already there)."""
+    if (directory / "config.json").is_file():
+        return directory
+    from peft import PeftModel
+    from transformers import AutoTokenizer
+
+    with torch.device(device):
+        model = LlamaForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16, device_map={"": device})
+    merged = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
+    partial = directory.with_name(directory.name + ".partial")
+    merged.save_pretrained(partial, max_shard_size="5GB")
+    AutoTokenizer.from_pretrained(model_dir).save_pretrained(partial)
+    partial.rename(directory)
+    del model, merged
     if device == "cuda":
         torch.cuda.empty_cache()
     return directory

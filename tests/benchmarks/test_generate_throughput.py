@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 from benchmarks.engine_agreement import common_prefix
-from benchmarks.generate_throughput import main, prompt_text, ratio
+from benchmarks.generate_throughput import (
+    SIDES,
+    main,
+    model_config,
+    parse_env,
+    prompt_text,
+    ratio,
+    vllm_command,
+)
 from configs.settings import DEFAULT_CACHE_DIR
 from finetune.modeling import ensure_embedded_model, load_tokenizer
 
@@ -25,6 +33,32 @@ def test_ratios_and_first_differences() -> None:
     assert common_prefix([1, 2, 3], [1, 2, 4]) == 2
     assert common_prefix([1, 2], [1, 2, 3]) == 2
     assert common_prefix([9], [1]) == 0
+
+
+def test_the_vllm_side_points_the_service_at_its_own_vllm_server(tmp_path: Path) -> None:
+    import argparse
+
+    args = argparse.Namespace(model_dir=tmp_path, concurrency=[8, 32], new_tokens=128, vllm_python="/opt/py",
+                              vllm_gpu_memory_utilization=0.7)
+    command = vllm_command(args, 8123)
+    assert command[:3] == ["/opt/py", "-m", "vllm.entrypoints.openai.api_server"]
+    flags = dict(zip(command[3::2], command[4::2], strict=True))
+    assert flags["--model"] == str(tmp_path / "merged") and flags["--port"] == "8123"
+    assert flags["--host"] == "127.0.0.1" and flags["--gpu-memory-utilization"] == "0.7"
+    assert int(flags["--max-num-seqs"]) >= 32  # every concurrent request in one batch
+    remote = model_config(SIDES["project_vllm"], args, "http://127.0.0.1:8123")
+    assert remote["backend"] == "openai" and remote["max_new_tokens"] == 128
+    assert remote["openai"]["base_url"] == "http://127.0.0.1:8123/v1"
+    assert remote["openai"]["model"] == flags["--served-model-name"]
+    assert remote["openai"]["max_concurrent_requests"] == 32
+    local = model_config(SIDES["project"], args, None)
+    assert local["engine"]["kind"] == "continuous" and local["adapter_path"] == str(tmp_path / "adapter")
+
+
+def test_vllm_environment_pairs() -> None:
+    assert parse_env(["PYTHONPATH=/a:/b", "X="]) == {"PYTHONPATH": "/a:/b", "X": ""}
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_env(["PYTHONPATH"])
 
 
 def test_prompts_have_the_asked_length(embedded_tokenizer_dir: Path) -> None:
