@@ -264,14 +264,12 @@ def vllm_command(args: argparse.Namespace, port: int) -> list[str]:
     ]
 
 
-def parse_env(pairs: list[str]) -> dict[str, str]:
-    env = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--vllm-env takes KEY=VALUE, not {pair!r}")
-        env[key] = value
-    return env
+def env_pair(text: str) -> tuple[str, str]:
+    """One `--vllm-env KEY=VALUE`."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, not {text!r}")
+    return key, value
 
 
 async def measure(side: Side, args: argparse.Namespace, work: Path, prompt: str) -> dict[str, Any]:
@@ -281,7 +279,7 @@ async def measure(side: Side, args: argparse.Namespace, work: Path, prompt: str)
     if side.backend == "openai":
         vllm_port = free_port()
         model_server = Server(vllm_command(args, vllm_port), vllm_port, work / f"{side.name}-vllm.log", "/health",
-                              env=parse_env(args.vllm_env))
+                              env=dict(args.vllm_env))
     service: Server | None = None
     try:
         async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
@@ -317,7 +315,7 @@ async def measure(side: Side, args: argparse.Namespace, work: Path, prompt: str)
 
 def served_attention(side: Side, args: argparse.Namespace) -> str | None:
     """The kernel the service gives its continuous-batching engine on this machine: "model default" where it
-    leaves the model's own, None for the sequential engine (plain `generate`)."""
+    leaves the model's own, None for the sequential engine (plain `generate`); vLLM picks its own."""
     if side.backend == "openai":
         return "vLLM's choice (its log names the backend)"
     if side.engine != "continuous":
@@ -364,7 +362,7 @@ def versions(args: argparse.Namespace) -> dict[str, str]:
     if any(SIDES[name].backend == "openai" for name in args.sides):  # vLLM runs in its own environment
         found["vllm"] = subprocess.run(
             [args.vllm_python, "-c", "import vllm; print(vllm.__version__)"], check=False, capture_output=True,
-            text=True, env={**os.environ, **parse_env(args.vllm_env)}, timeout=300,
+            text=True, env={**os.environ, **dict(args.vllm_env)}, timeout=300,
         ).stdout.strip() or "not found"
     return found
 
@@ -419,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--project-side", choices=list(SIDES), default="project",
                         help="the side reported as `project` and in the ratios")
     parser.add_argument("--vllm-python", default=sys.executable, help="the Python that has vLLM (its own environment)")
-    parser.add_argument("--vllm-env", action="append", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--vllm-env", action="append", type=env_pair, default=[], metavar="KEY=VALUE",
                         help="environment for the vLLM server only (repeatable), e.g. PYTHONPATH=/opt/vllm-site")
     parser.add_argument("--vllm-gpu-memory-utilization", type=float, default=0.8,
                         help="vLLM's share of GPU memory (the service's guard and embeddings use some too)")

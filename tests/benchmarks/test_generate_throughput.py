@@ -11,9 +11,9 @@ import pytest
 from benchmarks.engine_agreement import common_prefix
 from benchmarks.generate_throughput import (
     SIDES,
+    env_pair,
     main,
     model_config,
-    parse_env,
     prompt_text,
     ratio,
     vllm_command,
@@ -55,10 +55,11 @@ def test_the_vllm_side_points_the_service_at_its_own_vllm_server(tmp_path: Path)
     assert local["engine"]["kind"] == "continuous" and local["adapter_path"] == str(tmp_path / "adapter")
 
 
-def test_vllm_environment_pairs() -> None:
-    assert parse_env(["PYTHONPATH=/a:/b", "X="]) == {"PYTHONPATH": "/a:/b", "X": ""}
-    with pytest.raises(ValueError, match="KEY=VALUE"):
-        parse_env(["PYTHONPATH"])
+def test_vllm_environment_pairs(capsys: pytest.CaptureFixture[str]) -> None:
+    assert env_pair("PYTHONPATH=/a:/b=c") == ("PYTHONPATH", "/a:/b=c") and env_pair("X=") == ("X", "")
+    with pytest.raises(SystemExit) as exit_info:  # a usage error, before any model is written
+        main(["--tokenizer", "t", "--vllm-env", "PYTHONPATH"])
+    assert exit_info.value.code == 2 and "expected KEY=VALUE" in capsys.readouterr().err
 
 
 def test_prompts_have_the_asked_length(embedded_tokenizer_dir: Path) -> None:
