@@ -87,6 +87,7 @@ SIDES = {
                          "attention, CUDA graphs, chunked prefill, prefix caching)", attention="vllm", backend="openai"),
 }
 VLLM_MODEL_NAME = "ulma"
+VLLM_ATTENTION = re.compile(r"Using (\S+) attention backend")  # the line vLLM's engine logs at start
 
 
 def prompt_text(tokenizer: Any, tokens: int) -> str:
@@ -293,8 +294,9 @@ async def measure(side: Side, args: argparse.Namespace, work: Path, prompt: str)
             ready_s = time.perf_counter() - started
             for _ in range(args.warmup):
                 await one_turn(client, service.url, prompt)
-            result: dict[str, Any] = {"what": side.what, "engine": side.engine,
-                                      "load_in_4bit": side.load_in_4bit, "attention": served_attention(side, args),
+            model_server_log = Path(model_server.log.name) if model_server is not None else None
+            result: dict[str, Any] = {"what": side.what, "engine": side.engine, "load_in_4bit": side.load_in_4bit,
+                                      "attention": served_attention(side, args, model_server_log),
                                       "ready_s": round(ready_s, 1)}
             result["single"] = await single_stream(client, service.url, prompt, args.single_runs)
             for concurrency in args.concurrency:
@@ -313,11 +315,12 @@ async def measure(side: Side, args: argparse.Namespace, work: Path, prompt: str)
     return result
 
 
-def served_attention(side: Side, args: argparse.Namespace) -> str | None:
+def served_attention(side: Side, args: argparse.Namespace, model_server_log: Path | None = None) -> str | None:
     """The kernel the service gives its continuous-batching engine on this machine: "model default" where it
-    leaves the model's own, None for the sequential engine (plain `generate`); vLLM picks its own."""
-    if side.backend == "openai":
-        return "vLLM's choice (its log names the backend)"
+    leaves the model's own, None for the sequential engine (plain `generate`); for vLLM, the backend it chose."""
+    if model_server_log is not None:
+        chosen = VLLM_ATTENTION.search(model_server_log.read_text(encoding="utf-8", errors="replace"))
+        return f"vllm:{chosen.group(1)}" if chosen else "vllm: not in its log"
     if side.engine != "continuous":
         return None
     import torch

@@ -16,6 +16,7 @@ from benchmarks.generate_throughput import (
     model_config,
     prompt_text,
     ratio,
+    served_attention,
     vllm_command,
 )
 from configs.settings import DEFAULT_CACHE_DIR
@@ -53,6 +54,20 @@ def test_the_vllm_side_points_the_service_at_its_own_vllm_server(tmp_path: Path)
     assert remote["openai"]["max_concurrent_requests"] == 32
     local = model_config(SIDES["project"], args, None)
     assert local["engine"]["kind"] == "continuous" and local["adapter_path"] == str(tmp_path / "adapter")
+
+
+def test_the_report_names_the_attention_backend_vllm_logged(tmp_path: Path) -> None:
+    import argparse
+
+    log = tmp_path / "vllm.log"
+    log.write_text("(EngineCore pid=7) INFO [cuda.py:482] Using FLASH_ATTN attention backend out of potential "
+                   "backends: ['FLASH_ATTN', 'TRITON_ATTN'].\n")
+
+    args = argparse.Namespace(device="cpu")
+    assert served_attention(SIDES["project_vllm"], args, log) == "vllm:FLASH_ATTN"
+    log.write_text("INFO starting\n")
+    assert served_attention(SIDES["project_vllm"], args, log) == "vllm: not in its log"
+    assert served_attention(SIDES["baseline"], args) is None
 
 
 def test_vllm_environment_pairs(capsys: pytest.CaptureFixture[str]) -> None:
