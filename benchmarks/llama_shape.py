@@ -106,12 +106,13 @@ def save_merged_model(model_dir: Path, adapter_dir: Path, directory: Path, devic
     to serve the adapter merged, as the service's own engine does in memory (skipped when it is already there)."""
     if (directory / "config.json").is_file():
         return directory
-    from peft import PeftModel
     from transformers import AutoTokenizer
+
+    from finetune.modeling import attach_adapter
 
     with torch.device(device):
         model = LlamaForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16, device_map={"": device})
-    merged = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
+    merged = attach_adapter(model, adapter_dir)  # merged into the bf16 weights, as the service serves it
     partial = directory.with_name(directory.name + ".partial")
     merged.save_pretrained(partial, max_shard_size="5GB")
     AutoTokenizer.from_pretrained(model_dir).save_pretrained(partial)

@@ -77,6 +77,24 @@ def test_vllm_environment_pairs(capsys: pytest.CaptureFixture[str]) -> None:
     assert exit_info.value.code == 2 and "expected KEY=VALUE" in capsys.readouterr().err
 
 
+def test_the_merged_copy_for_vllm_carries_the_adapter_and_the_tokenizer(embedded_tokenizer_dir: Path,
+                                                                        tmp_path: Path) -> None:
+    import torch
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    from benchmarks.llama_shape import save_merged_model, save_random_adapter, save_random_model
+    from configs.settings import ModelSettings
+
+    tokenizer = load_tokenizer(ModelSettings(name_or_path=str(embedded_tokenizer_dir)))
+    base = save_random_model("tiny", tmp_path / "model", "cpu", tokenizer)
+    adapter = save_random_adapter(base, tmp_path / "adapter", "cpu")
+    merged = save_merged_model(base, adapter, tmp_path / "merged", "cpu")
+    before = LlamaForCausalLM.from_pretrained(base).model.layers[0].self_attn.q_proj.weight
+    after = LlamaForCausalLM.from_pretrained(merged).model.layers[0].self_attn.q_proj.weight
+    assert before.shape == after.shape and not torch.equal(before, after)  # the adapter is in the weights
+    assert len(AutoTokenizer.from_pretrained(merged)) == len(tokenizer)  # a server needs the tokenizer beside them
+
+
 def test_prompts_have_the_asked_length(embedded_tokenizer_dir: Path) -> None:
     from configs.settings import ModelSettings
 
