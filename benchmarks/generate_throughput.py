@@ -11,6 +11,9 @@ tokens:
 - aggregate: `--concurrency` requests at once; tokens the server generated (its own /metrics counter, read as
   each request completes) over the time to the last completion inside `--window-s`. A sequential engine
   completes only part of them inside the window: its rate is constant, so that part measures it.
+The vLLM side also records how many prompt tokens the model saw per request through the service (vLLM's own
+counter: the service adds its system prompt and retrieved context) and the same measurements sent to vLLM
+directly with the bare prompt (`model_server_alone`), which tells the engine's limit from the service's.
 Both sides decode greedily without repetition penalty (continuous batching has none), the same prompts, the
 same weights. Writes benchmarks/results/generate_throughput.json and prints a table.
 
@@ -48,12 +51,24 @@ from configs.settings import PROJECT_ROOT
 logger = logging.getLogger("benchmarks.generate_throughput")
 
 RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "generate_throughput.json"
-TOKENS_METRIC = re.compile(r"^rag_generated_tokens_total (\S+)$", re.MULTILINE)
+SERVICE_TOKENS = re.compile(r"^rag_generated_tokens_total (\S+)$", re.MULTILINE)
+# vLLM's counters (Prometheus, one sample per label set: summed)
+VLLM_TOKENS = re.compile(r"^vllm:generation_tokens_total(?:\{[^}]*\})? (\S+)$", re.MULTILINE)
+VLLM_PROMPT_TOKENS = re.compile(r"^vllm:prompt_tokens_total(?:\{[^}]*\})? (\S+)$", re.MULTILINE)
 # A benign paragraph: repeated to the prompt length, then a question about it.
 PARAGRAPH = (
     "The incident review covered the deployment pipeline, the staging checks, the on-call rotation and the "
     "dashboards that show latency and error rates for each region. "
 )
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """An OpenAI-style API under test: where, the model name it answers to, and its generated-tokens counter."""
+
+    url: str
+    model: str
+    tokens_metric: re.Pattern[str]
 
 
 @dataclass(frozen=True)
@@ -179,18 +194,26 @@ class Server:
         self.log.close()
 
 
-async def generated_tokens(client: httpx.AsyncClient, url: str) -> float:
-    text = (await client.get(f"{url}/metrics")).text
-    match = TOKENS_METRIC.search(text)
-    return float(match.group(1)) if match else 0.0
+def counter(metrics_text: str, metric: re.Pattern[str]) -> float:
+    return sum(float(value) for value in metric.findall(metrics_text))
 
 
-async def one_turn(client: httpx.AsyncClient, url: str, prompt: str) -> dict[str, float]:
-    """One streamed /v1/chat/completions request: time to the first text and to the end."""
+async def read_counter(client: httpx.AsyncClient, url: str, metric: re.Pattern[str]) -> float:
+    return counter((await client.get(f"{url}/metrics")).text, metric)
+
+
+async def generated_tokens(client: httpx.AsyncClient, endpoint: Endpoint) -> float:
+    return await read_counter(client, endpoint.url, endpoint.tokens_metric)
+
+
+async def one_turn(client: httpx.AsyncClient, endpoint: Endpoint, prompt: str, new_tokens: int) -> dict[str, float]:
+    """One streamed /v1/chat/completions request: time to the first text and to the end. The service ignores
+    the sampling fields (its configured decoding is the same); a model server needs them."""
     started = time.perf_counter()
     first = None
-    body = {"model": "aligned-rag", "stream": True, "messages": [{"role": "user", "content": prompt}]}
-    async with client.stream("POST", f"{url}/v1/chat/completions", json=body) as response:
+    body = {"model": endpoint.model, "stream": True, "max_tokens": new_tokens, "temperature": 0,
+            "messages": [{"role": "user", "content": prompt}]}
+    async with client.stream("POST", f"{endpoint.url}/v1/chat/completions", json=body) as response:
         if response.status_code != 200:
             raise RuntimeError(f"HTTP {response.status_code}: {(await response.aread())[:300]!r}")
         async for line in response.aiter_lines():
@@ -201,30 +224,31 @@ async def one_turn(client: httpx.AsyncClient, url: str, prompt: str) -> dict[str
     return {"ttft_s": (first or ended) - started, "total_s": ended - started, "ended": ended}
 
 
-async def single_stream(client: httpx.AsyncClient, url: str, prompt: str, runs: int) -> dict[str, Any]:
+async def single_stream(client: httpx.AsyncClient, endpoint: Endpoint, prompt: str, new_tokens: int,
+                        runs: int) -> dict[str, Any]:
     rates, ttfts = [], []
     for _ in range(runs):
-        before = await generated_tokens(client, url)
-        turn = await one_turn(client, url, prompt)
-        tokens = await generated_tokens(client, url) - before
+        before = await generated_tokens(client, endpoint)
+        turn = await one_turn(client, endpoint, prompt, new_tokens)
+        tokens = await generated_tokens(client, endpoint) - before
         rates.append(tokens / turn["total_s"])
         ttfts.append(turn["ttft_s"] * 1000)
     return {"tokens_per_s": round(statistics.median(rates), 1), "ttft_ms_p50": round(statistics.median(ttfts), 1),
             "runs": runs, "tokens_per_s_each": [round(r, 1) for r in rates]}
 
 
-async def aggregate(client: httpx.AsyncClient, url: str, prompt: str, concurrency: int,
+async def aggregate(client: httpx.AsyncClient, endpoint: Endpoint, prompt: str, new_tokens: int, concurrency: int,
                     window_s: float) -> dict[str, Any]:
     """`concurrency` requests at once; server-side tokens over the time to the last completion in the window."""
-    before = await generated_tokens(client, url)
+    before = await generated_tokens(client, endpoint)
     started = time.perf_counter()
     completions: list[tuple[float, float]] = []  # (time, tokens generated so far)
     ttfts: list[float] = []
 
     async def client_turn() -> None:
-        turn = await one_turn(client, url, prompt)
+        turn = await one_turn(client, endpoint, prompt, new_tokens)
         ttfts.append(turn["ttft_s"] * 1000)
-        completions.append((turn["ended"], await generated_tokens(client, url) - before))
+        completions.append((turn["ended"], await generated_tokens(client, endpoint) - before))
 
     tasks = [asyncio.create_task(client_turn()) for _ in range(concurrency)]
     done, pending = await asyncio.wait(tasks, timeout=window_s)
@@ -292,16 +316,22 @@ async def measure(side: Side, args: argparse.Namespace, work: Path, prompt: str)
                                      port, work / f"{side.name}.log")
             await service.wait_ready(client, args.ready_timeout_s)
             ready_s = time.perf_counter() - started
+            through_service = Endpoint(service.url, "aligned-rag", SERVICE_TOKENS)
             for _ in range(args.warmup):
-                await one_turn(client, service.url, prompt)
+                await one_turn(client, through_service, prompt, args.new_tokens)
             model_server_log = Path(model_server.log.name) if model_server is not None else None
             result: dict[str, Any] = {"what": side.what, "engine": side.engine, "load_in_4bit": side.load_in_4bit,
                                       "attention": served_attention(side, args, model_server_log),
                                       "ready_s": round(ready_s, 1)}
-            result["single"] = await single_stream(client, service.url, prompt, args.single_runs)
-            for concurrency in args.concurrency:
-                result[f"aggregate_at_{concurrency}"] = await aggregate(
-                    client, service.url, prompt, concurrency, args.window_s)
+            prompt_tokens = model_server and await read_counter(client, model_server.url, VLLM_PROMPT_TOKENS)
+            result.update(await speeds(client, through_service, prompt, args))
+            if model_server is not None:
+                # What the model saw per request through the service (its system prompt and retrieved context
+                # added), then the model server driven directly with the bare prompt: where the time goes.
+                seen = await read_counter(client, model_server.url, VLLM_PROMPT_TOKENS) - prompt_tokens
+                result["model_prompt_tokens_per_request"] = round(seen / requests_made(args), 1)
+                result["model_server_alone"] = await speeds(
+                    client, Endpoint(model_server.url, VLLM_MODEL_NAME, VLLM_TOKENS), prompt, args)
             result["gpu_memory_used_gb"] = gpu_memory_used_gb()
     finally:
         for server in (service, model_server):
@@ -313,6 +343,22 @@ async def measure(side: Side, args: argparse.Namespace, work: Path, prompt: str)
         result[f"aggregate_tokens_per_s_at_{concurrency}"] = result[f"aggregate_at_{concurrency}"]["tokens_per_s"]
     logger.info("%s: %s", side.name, json.dumps(result))
     return result
+
+
+async def speeds(client: httpx.AsyncClient, endpoint: Endpoint, prompt: str,
+                 args: argparse.Namespace) -> dict[str, Any]:
+    """Single-stream requests one after another, then each concurrency level."""
+    found = {"single": await single_stream(client, endpoint, prompt, args.new_tokens, args.single_runs)}
+    for concurrency in args.concurrency:
+        found[f"aggregate_at_{concurrency}"] = await aggregate(
+            client, endpoint, prompt, args.new_tokens, concurrency, args.window_s)
+    return found
+
+
+def requests_made(args: argparse.Namespace) -> int:
+    """Requests `speeds` sends: the single-stream runs and every request of each concurrency level (an aggregate
+    cut by its window still sent them all)."""
+    return args.single_runs + sum(args.concurrency)
 
 
 def served_attention(side: Side, args: argparse.Namespace, model_server_log: Path | None = None) -> str | None:

@@ -10,7 +10,11 @@ import pytest
 
 from benchmarks.engine_agreement import common_prefix
 from benchmarks.generate_throughput import (
+    SERVICE_TOKENS,
     SIDES,
+    VLLM_PROMPT_TOKENS,
+    VLLM_TOKENS,
+    counter,
     env_pair,
     main,
     model_config,
@@ -68,6 +72,19 @@ def test_the_report_names_the_attention_backend_vllm_logged(tmp_path: Path) -> N
     log.write_text("INFO starting\n")
     assert served_attention(SIDES["project_vllm"], args, log) == "vllm: not in its log"
     assert served_attention(SIDES["baseline"], args) is None
+
+
+def test_token_counters_of_the_service_and_of_vllm() -> None:
+    service = "# TYPE rag_generated_tokens_total counter\nrag_generated_tokens_total 512.0\nrag_turns_total 4.0\n"
+    assert counter(service, SERVICE_TOKENS) == 512.0
+    vllm = (  # one sample per label set (an engine each), summed
+        "# HELP vllm:generation_tokens_total Number of generation tokens processed.\n"
+        'vllm:generation_tokens_total{engine="0",model_name="ulma"} 1000.0\n'
+        'vllm:generation_tokens_total{engine="1",model_name="ulma"} 24.0\n'
+        'vllm:prompt_tokens_total{engine="0",model_name="ulma"} 2570.0\n'
+    )
+    assert counter(vllm, VLLM_TOKENS) == 1024.0 and counter(vllm, VLLM_PROMPT_TOKENS) == 2570.0
+    assert counter(vllm, SERVICE_TOKENS) == 0.0
 
 
 def test_vllm_environment_pairs(capsys: pytest.CaptureFixture[str]) -> None:
