@@ -99,7 +99,7 @@ SIDES = {
     "project_vllm": Side("project_vllm", "vllm", "never",
                          "the service on its OpenAI-compatible backend (model.backend: openai) in front of a vLLM "
                          "server in its own process: LoRA merged into a bf16 copy, vLLM's defaults (paged "
-                         "attention, CUDA graphs, chunked prefill, prefix caching)", attention="vllm", backend="openai"),
+                         "attention, CUDA graphs, chunked prefill, prefix caching)", backend="openai"),
 }
 VLLM_MODEL_NAME = "ulma"
 VLLM_ATTENTION = re.compile(r"Using (\S+) attention backend")  # the line vLLM's engine logs at start
@@ -323,12 +323,14 @@ async def measure(side: Side, args: argparse.Namespace, work: Path, prompt: str)
             result: dict[str, Any] = {"what": side.what, "engine": side.engine, "load_in_4bit": side.load_in_4bit,
                                       "attention": served_attention(side, args, model_server_log),
                                       "ready_s": round(ready_s, 1)}
-            prompt_tokens = model_server and await read_counter(client, model_server.url, VLLM_PROMPT_TOKENS)
-            result.update(await speeds(client, through_service, prompt, args))
-            if model_server is not None:
+            if model_server is None:
+                result.update(await speeds(client, through_service, prompt, args))
+            else:
                 # What the model saw per request through the service (its system prompt and retrieved context
                 # added), then the model server driven directly with the bare prompt: where the time goes.
-                seen = await read_counter(client, model_server.url, VLLM_PROMPT_TOKENS) - prompt_tokens
+                before = await read_counter(client, model_server.url, VLLM_PROMPT_TOKENS)
+                result.update(await speeds(client, through_service, prompt, args))
+                seen = await read_counter(client, model_server.url, VLLM_PROMPT_TOKENS) - before
                 result["model_prompt_tokens_per_request"] = round(seen / requests_made(args), 1)
                 result["model_server_alone"] = await speeds(
                     client, Endpoint(model_server.url, VLLM_MODEL_NAME, VLLM_TOKENS), prompt, args)
@@ -376,6 +378,10 @@ def served_attention(side: Side, args: argparse.Namespace, model_server_log: Pat
     return engine_attention(side.attention, torch.device(args.device)) or "model default"
 
 
+def serves_through_vllm(args: argparse.Namespace) -> bool:
+    return any(SIDES[name].backend == "openai" for name in args.sides)
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -391,7 +397,7 @@ def prepare(args: argparse.Namespace) -> Any:
     tokenizer = load_tokenizer(ModelSettings(name_or_path=str(args.tokenizer)))
     save_random_model(args.shape, args.model_dir / "model", args.device, tokenizer)
     save_random_adapter(args.model_dir / "model", args.model_dir / "adapter", args.device)
-    if any(SIDES[name].backend == "openai" for name in args.sides):
+    if serves_through_vllm(args):
         save_merged_model(args.model_dir / "model", args.model_dir / "adapter", args.model_dir / "merged", args.device)
     return tokenizer
 
@@ -408,7 +414,7 @@ def versions(args: argparse.Namespace) -> dict[str, str]:
     found = {"python": platform.python_version(), "torch": torch.__version__,
              "transformers": transformers.__version__, "fastapi": fastapi.__version__,
              "cuda": torch.version.cuda or "none", "flash_attn_4": flash_attention_4}
-    if any(SIDES[name].backend == "openai" for name in args.sides):  # vLLM runs in its own environment
+    if serves_through_vllm(args):  # vLLM runs in its own environment
         found["vllm"] = subprocess.run(
             [args.vllm_python, "-c", "import vllm; print(vllm.__version__)"], check=False, capture_output=True,
             text=True, env={**os.environ, **dict(args.vllm_env)}, timeout=300,
