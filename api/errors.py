@@ -7,21 +7,18 @@ validation). The client never sees a stack trace; unexpected errors are logged w
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agents.chat import ThreadNotFound
 from agents.generation import GenerationError, GeneratorUnavailable
 from retrieval.store import VectorStoreError
 
 logger = logging.getLogger(__name__)
-
-CallNext = Callable[[Request], Awaitable[Response]]
-
 
 class ApiError(Exception):
     """An error with its HTTP status and a message the client can act on."""
@@ -136,16 +133,36 @@ def install_error_handlers(app: FastAPI) -> None:
         response.headers.update(exc.headers or {})  # e.g. a 405's Allow
         return response
 
-    @app.middleware("http")
-    async def _unhandled_errors(request: Request, call_next: CallNext) -> Response:
-        # A middleware, not an exception handler: Starlette re-raises what reaches its Exception handler,
-        # and uvicorn would log every failure a second time.
+    app.add_middleware(UnhandledErrorMiddleware)
+
+
+class UnhandledErrorMiddleware:
+    """Anything unexpected becomes a JSON error and one log line with its trace. A middleware, not an exception
+    handler: Starlette re-raises what reaches its Exception handler, and uvicorn would log every failure a second
+    time. Plain ASGI, so a streamed answer's chunks pass straight through."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
         try:
-            return await call_next(request)
+            await self.app(scope, receive, send_watched)
         except Exception as exc:
-            logger.error("%s on %s %s", type(exc).__name__, request.method, request.url.path, exc_info=exc)
+            if started:  # the status is already sent: uvicorn logs it and closes the connection
+                raise
+            logger.error("%s on %s %s", type(exc).__name__, scope["method"], scope["path"], exc_info=exc)
             status_code, code, detail = client_error(exc)
             response = error_body(status_code, code, detail)
             if status_code == 503:  # a part below is down for now: say when to retry, as the schema declares
                 response.headers["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER_S)
-            return response
+            await response(scope, receive, send)
