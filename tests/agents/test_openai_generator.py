@@ -1,10 +1,12 @@
-"""The remote backend's prompt budget and generation threads (against a server:
+"""The remote backend's prompt budget, generation threads and event-stream parsing (against a server:
 tests/api/test_remote_generator.py)."""
 
 import threading
 
+import pytest
+
 from agents.nodes import GENERATION_EXECUTOR, generation_executor
-from agents.openai_generator import OpenAIGenerator, fit_to_budget
+from agents.openai_generator import OpenAIGenerator, StreamError, chunk_events, fit_to_budget
 from configs.settings import ModelSettings
 
 SYSTEM = {"role": "system", "content": "s" * 100}
@@ -39,3 +41,24 @@ def test_a_remote_server_gets_parallel_generations_and_a_sequential_engine_its_o
     with generation_executor(OpenAIGenerator.from_settings(remote)) as pool:
         futures = [pool.submit(all_running.wait) for _ in range(3)]
         assert sorted(future.result() for future in futures) == [0, 1, 2]  # BrokenBarrierError otherwise
+
+
+def test_the_event_stream_yields_its_json_chunks_up_to_done():
+    lines = [": keep-alive", "", 'data: {"choices": [{"delta": {"content": "Hi"}}]}', "event: ignored",
+             'data: {"choices": [], "usage": {"completion_tokens": 1}}', "data: [DONE]", 'data: {"late": 1}']
+
+    assert list(chunk_events(lines)) == [{"choices": [{"delta": {"content": "Hi"}}]},
+                                         {"choices": [], "usage": {"completion_tokens": 1}}]
+
+
+@pytest.mark.parametrize("line, reason", [
+    ('data: {"error": {"message": "engine died", "code": 500}}', "engine died"),
+    ('data: {"error": "overloaded"}', "overloaded"),
+    ("data: {not json", "not JSON"),
+    ("data: [1, 2]", "not a JSON object"),
+])
+def test_an_error_event_or_a_broken_chunk_ends_the_stream_with_its_reason(line, reason):
+    events = chunk_events(['data: {"choices": []}', line, 'data: {"choices": []}'])
+    assert next(events) == {"choices": []}
+    with pytest.raises(StreamError, match=reason):
+        next(events)
