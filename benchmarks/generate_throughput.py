@@ -286,6 +286,7 @@ def vllm_command(args: argparse.Namespace, port: int) -> list[str]:
         "--host", "127.0.0.1", "--port", str(port), "--dtype", "bfloat16", "--max-model-len", "4096",
         "--max-num-seqs", str(max(64, max(args.concurrency))),
         "--gpu-memory-utilization", str(args.vllm_gpu_memory_utilization),
+        *args.vllm_arg,
     ]
 
 
@@ -331,6 +332,7 @@ async def measure(side: Side, args: argparse.Namespace, work: Path, prompt: str)
                 before = await read_counter(client, model_server.url, VLLM_PROMPT_TOKENS)
                 result.update(await speeds(client, through_service, prompt, args))
                 seen = await read_counter(client, model_server.url, VLLM_PROMPT_TOKENS) - before
+                result["model_server_command"] = vllm_command(args, vllm_port)[1:]
                 result["model_prompt_tokens_per_request"] = round(seen / requests_made(args), 1)
                 result["model_server_alone"] = await speeds(
                     client, Endpoint(model_server.url, VLLM_MODEL_NAME, VLLM_TOKENS), prompt, args)
@@ -476,6 +478,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="environment for the vLLM server only (repeatable), e.g. PYTHONPATH=/opt/vllm-site")
     parser.add_argument("--vllm-gpu-memory-utilization", type=float, default=0.8,
                         help="vLLM's share of GPU memory (the service's guard and embeddings use some too)")
+    parser.add_argument("--vllm-arg", action="append", default=[], metavar="=--FLAG[=VALUE]",
+                        help="one more argument for the vLLM server (repeatable), e.g. --vllm-arg=--stream-interval=4")
     parser.add_argument("--prompt-tokens", type=int, default=256)
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 32])

@@ -44,8 +44,9 @@ def test_the_vllm_side_points_the_service_at_its_own_vllm_server(tmp_path: Path)
     import argparse
 
     args = argparse.Namespace(model_dir=tmp_path, concurrency=[8, 32], new_tokens=128, vllm_python="/opt/py",
-                              vllm_gpu_memory_utilization=0.7)
+                              vllm_gpu_memory_utilization=0.7, vllm_arg=["--stream-interval=4"])
     command = vllm_command(args, 8123)
+    assert command.pop() == "--stream-interval=4"  # --vllm-arg, passed through last
     assert command[:3] == ["/opt/py", "-m", "vllm.entrypoints.openai.api_server"]
     flags = dict(zip(command[3::2], command[4::2], strict=True))
     assert flags["--model"] == str(tmp_path / "merged") and flags["--port"] == "8123"
