@@ -31,8 +31,6 @@ import logging
 import os
 import platform
 import re
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -45,6 +43,7 @@ from typing import Any
 import httpx
 import yaml
 
+from benchmarks.servers import VLLM_MODEL_NAME, Server, env_pair, free_port, vllm_server_command
 from configs.cli import run_cli
 from configs.settings import PROJECT_ROOT
 
@@ -101,7 +100,6 @@ SIDES = {
                          "server in its own process: LoRA merged into a bf16 copy, vLLM's defaults (paged "
                          "attention, CUDA graphs, chunked prefill, prefix caching)", backend="openai"),
 }
-VLLM_MODEL_NAME = "ulma"
 VLLM_ATTENTION = re.compile(r"Using (\S+) attention backend")  # the line vLLM's engine logs at start
 
 
@@ -149,49 +147,6 @@ def service_config(side: Side, args: argparse.Namespace, work: Path, port: int,
     path = work / f"{side.name}.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
-
-
-class Server:
-    """A server in its own process on 127.0.0.1, ready when `ready_path` answers 200."""
-
-    def __init__(self, command: list[str], port: int, log: Path, ready_path: str,
-                 env: dict[str, str] | None = None) -> None:
-        self.url = f"http://127.0.0.1:{port}"
-        self.ready_path = ready_path
-        self.log = log.open("w")
-        self.process = subprocess.Popen(
-            command, cwd=PROJECT_ROOT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, **(env or {})},
-        )
-
-    @classmethod
-    def service(cls, config: Path, port: int, log: Path) -> Server:
-        """`python -m api --dev`."""
-        return cls([sys.executable, "-m", "api", "--dev", "--config", str(config)], port, log, "/readyz")
-
-    async def wait_ready(self, client: httpx.AsyncClient, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.process.args[:3]} exited with {self.process.returncode}; "
-                                   f"see {self.log.name}")
-            try:
-                if (await client.get(f"{self.url}{self.ready_path}")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(1.0)
-        raise TimeoutError(f"{self.process.args[:3]} was not ready in {timeout_s:.0f} s; see {self.log.name}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        self.log.close()
 
 
 def counter(metrics_text: str, metric: re.Pattern[str]) -> float:
@@ -279,23 +234,10 @@ def gpu_memory_used_gb() -> float | None:
 
 
 def vllm_command(args: argparse.Namespace, port: int) -> list[str]:
-    """vLLM's OpenAI-compatible server on the merged model, with room for every concurrent request."""
-    return [
-        args.vllm_python, "-m", "vllm.entrypoints.openai.api_server",
-        "--model", str(args.model_dir / "merged"), "--served-model-name", VLLM_MODEL_NAME,
-        "--host", "127.0.0.1", "--port", str(port), "--dtype", "bfloat16", "--max-model-len", "4096",
-        "--max-num-seqs", str(max(64, max(args.concurrency))),
-        "--gpu-memory-utilization", str(args.vllm_gpu_memory_utilization),
-        *args.vllm_arg,
-    ]
-
-
-def env_pair(text: str) -> tuple[str, str]:
-    """One `--vllm-env KEY=VALUE`."""
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, not {text!r}")
-    return key, value
+    """vLLM's server on the merged model, with room for every concurrent request."""
+    return vllm_server_command(args.vllm_python, args.model_dir / "merged", port,
+                               gpu_memory_utilization=args.vllm_gpu_memory_utilization,
+                               max_num_seqs=max(64, max(args.concurrency)), extra=args.vllm_arg)
 
 
 async def measure(side: Side, args: argparse.Namespace, work: Path, prompt: str) -> dict[str, Any]:
@@ -382,12 +324,6 @@ def served_attention(side: Side, args: argparse.Namespace, model_server_log: Pat
 
 def serves_through_vllm(args: argparse.Namespace) -> bool:
     return any(SIDES[name].backend == "openai" for name in args.sides)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def prepare(args: argparse.Namespace) -> Any:

@@ -15,7 +15,6 @@ from benchmarks.generate_throughput import (
     VLLM_PROMPT_TOKENS,
     VLLM_TOKENS,
     counter,
-    env_pair,
     main,
     model_config,
     prompt_text,
@@ -23,6 +22,7 @@ from benchmarks.generate_throughput import (
     served_attention,
     vllm_command,
 )
+from benchmarks.servers import env_pair
 from configs.settings import DEFAULT_CACHE_DIR
 from finetune.modeling import ensure_embedded_model, load_tokenizer
 
