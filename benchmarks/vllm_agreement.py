@@ -128,6 +128,11 @@ async def vllm_results(args: argparse.Namespace, merged_dir: Path, quantization:
     }
 
 
+def without_stop(answer: list[int], stop_ids: set[int]) -> list[int]:
+    """The answer without its final end-of-turn token (one engine may report it, the other not)."""
+    return answer[:-1] if answer and answer[-1] in stop_ids else answer
+
+
 def agreement(reference: list[list[int]], served: list[list[int]]) -> dict[str, Any]:
     prefixes = [common_prefix(a, b) for a, b in zip(reference, served, strict=True)]
     return {
@@ -152,7 +157,9 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
     sequences = [p + r for p, r in zip(prompts, responses, strict=True)]
     starts = [len(p) for p in prompts]
     counts = [len(r) for r in responses]
-    reference = reference_answers(model, prompts, args.new_tokens)
+    eos = model.generation_config.eos_token_id
+    stop_ids = set(eos if isinstance(eos, list) else [eos])
+    reference = [without_stop(answer, stop_ids) for answer in reference_answers(model, prompts, args.new_tokens)]
     reference_ppl = perplexity(reference_logprob_sums(model, sequences, starts), counts)
     del model
     torch.cuda.empty_cache()
@@ -160,7 +167,8 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
     served = {}
     for quantization in [None, *args.quantization]:
         found = asyncio.run(vllm_results(args, merged_dir, quantization, prompts, sequences, starts))
-        served[quantization or "bf16"] = {"agreement_with_plain_generate": agreement(reference, found["answers"]),
+        answers = [without_stop(answer, stop_ids) for answer in found["answers"]]
+        served[quantization or "bf16"] = {"agreement_with_plain_generate": agreement(reference, answers),
                                           "perplexity": round(perplexity(found["logprob_sums"], counts), 4)}
     bf16_ppl = served["bf16"]["perplexity"]
     for result in served.values():

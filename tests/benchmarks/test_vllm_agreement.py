@@ -14,6 +14,7 @@ from benchmarks.vllm_agreement import (
     perplexity,
     reference_logprob_sums,
     response_logprob_sum,
+    without_stop,
 )
 from configs.settings import load_settings
 
@@ -27,6 +28,10 @@ def test_the_response_log_probability_counts_only_the_response_tokens() -> None:
 
 def test_perplexity_is_per_token_over_all_responses() -> None:
     assert perplexity([-3.0, -1.0], [3, 1]) == pytest.approx(math.e)
+
+
+def test_a_final_end_of_turn_token_is_left_out_of_the_comparison() -> None:
+    assert without_stop([4, 2], {2}) == [4] and without_stop([2, 4], {2}) == [2, 4] and without_stop([], {2}) == []
 
 
 def test_agreement_counts_identical_answers_and_where_the_others_part() -> None:
