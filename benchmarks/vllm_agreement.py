@@ -173,6 +173,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
     bf16_ppl = served["bf16"]["perplexity"]
     for result in served.values():
         result["perplexity_over_vllm_bf16"] = round(result["perplexity"] / bf16_ppl, 4)
+        result["perplexity_over_plain_generate"] = round(result["perplexity"] / reference_ppl, 4)
     return {
         "command": "python -m benchmarks.vllm_agreement " + " ".join(argv or sys.argv[1:]),
         "date": datetime.date.today().isoformat(),

@@ -38,7 +38,8 @@ COMMANDS: dict[str, list[str]] = {
 HELP_ONLY = [
     "lab.guard.tune_encoder", "lab.alignment.seeds",
     "benchmarks.train_throughput", "benchmarks.retrieval", "benchmarks.retrieval_quality", "benchmarks.evidence_selection",
-    "benchmarks.generate_throughput", "benchmarks.engine_agreement", "benchmarks.production_recipe",
+    "benchmarks.generate_throughput", "benchmarks.engine_agreement", "benchmarks.vllm_agreement",
+    "benchmarks.production_recipe",
     "benchmarks.engine_settings",
 ]
 
