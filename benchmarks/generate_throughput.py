@@ -9,8 +9,11 @@ tokens:
 - single stream: requests one after another (after warm-up); tokens/s over each request's whole time, and the
   time to its first streamed text;
 - aggregate: `--concurrency` requests at once; tokens the server generated (its own /metrics counter, read as
-  each request completes) over the time to the last completion inside `--window-s`. A sequential engine
-  completes only part of them inside the window: its rate is constant, so that part measures it.
+  each request completes) over the time to the last completion inside `--window-s`, and the CPU cores the server
+  processes kept busy meanwhile. A sequential engine completes only part of them inside the window: its rate is
+  constant, so that part measures it.
+`--service-replicas N` starts N service processes per side and sends requests to them in turn, as the deployment's
+nginx does to its replicas; `--service-embedding-device` places the service's guard and retriever encoders.
 The vLLM side also records how many prompt tokens the model saw per request through the service (vLLM's own
 counter: the service adds its system prompt and retrieved context) and the same measurements sent to vLLM
 directly with the bare prompt (`model_server_alone`), which tells the engine's limit from the service's.
@@ -54,6 +57,8 @@ SERVICE_TOKENS = re.compile(r"^rag_generated_tokens_total (\S+)$", re.MULTILINE)
 # vLLM's counters (Prometheus, one sample per label set: summed)
 VLLM_TOKENS = re.compile(r"^vllm:generation_tokens_total(?:\{[^}]*\})? (\S+)$", re.MULTILINE)
 VLLM_PROMPT_TOKENS = re.compile(r"^vllm:prompt_tokens_total(?:\{[^}]*\})? (\S+)$", re.MULTILINE)
+# CPU seconds of the server process (prometheus-client's process collector: the service and vLLM's API server)
+PROCESS_CPU = re.compile(r"^process_cpu_seconds_total (\S+)$", re.MULTILINE)
 # A benign paragraph: repeated to the prompt length, then a question about it.
 PARAGRAPH = (
     "The incident review covered the deployment pipeline, the staging checks, the on-call rotation and the "
@@ -63,11 +68,15 @@ PARAGRAPH = (
 
 @dataclass(frozen=True)
 class Endpoint:
-    """An OpenAI-style API under test: where, the model name it answers to, and its generated-tokens counter."""
+    """An OpenAI-style API under test: its replicas (requests spread over them in turn, as the deployment's load
+    balancer does), the model name it answers to, and its generated-tokens counter (summed over the replicas)."""
 
-    url: str
+    urls: tuple[str, ...]
     model: str
     tokens_metric: re.Pattern[str]
+
+    def url(self, turn: int) -> str:
+        return self.urls[turn % len(self.urls)]
 
 
 @dataclass(frozen=True)
@@ -133,18 +142,18 @@ def model_config(side: Side, args: argparse.Namespace, model_server_url: str | N
 
 
 def service_config(side: Side, args: argparse.Namespace, work: Path, port: int,
-                   model_server_url: str | None = None) -> Path:
+                   model_server_url: str | None = None, replica: int = 0) -> Path:
     config = {
         "model": model_config(side, args, model_server_url),
-        "embedding": {"device": "auto"},
-        "vector_store": {"persist_dir": str(work / f"chroma-{side.name}")},
+        "embedding": {"device": args.service_embedding_device},  # the guard's and the retriever's encoder
+        "vector_store": {"persist_dir": str(work / f"chroma-{side.name}-{replica}")},
         # Linear: exactly one generation per turn (guard, retrieval, generation, output guard); raw tokens are
         # streamed, so the time to the first text is the model's, not the sentence gate's.
         "agent": {"checkpointer": "memory", "check_stream_sentences": False, "workflow": "linear"},
         "api": {"port": port, "rate_limit_per_minute": 0, "max_queued_turns": 4 * max(args.concurrency),
                 "generation_timeout_s": 3600, "log_json": False},
     }
-    path = work / f"{side.name}.yaml"
+    path = work / f"{side.name}-{replica}.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
 
@@ -153,22 +162,24 @@ def counter(metrics_text: str, metric: re.Pattern[str]) -> float:
     return sum(float(value) for value in metric.findall(metrics_text))
 
 
-async def read_counter(client: httpx.AsyncClient, url: str, metric: re.Pattern[str]) -> float:
-    return counter((await client.get(f"{url}/metrics")).text, metric)
+async def read_counter(client: httpx.AsyncClient, urls: tuple[str, ...], metric: re.Pattern[str]) -> float:
+    """`metric` summed over the servers at `urls`."""
+    return sum([counter((await client.get(f"{url}/metrics")).text, metric) for url in urls])
 
 
 async def generated_tokens(client: httpx.AsyncClient, endpoint: Endpoint) -> float:
-    return await read_counter(client, endpoint.url, endpoint.tokens_metric)
+    return await read_counter(client, endpoint.urls, endpoint.tokens_metric)
 
 
-async def one_turn(client: httpx.AsyncClient, endpoint: Endpoint, prompt: str, new_tokens: int) -> dict[str, float]:
-    """One streamed /v1/chat/completions request: time to the first text and to the end. The service ignores
-    the sampling fields (its configured decoding is the same); a model server needs them."""
+async def one_turn(client: httpx.AsyncClient, endpoint: Endpoint, prompt: str, new_tokens: int,
+                   turn: int = 0) -> dict[str, float]:
+    """One streamed /v1/chat/completions request (to replica `turn` in turn): time to the first text and to the
+    end. The service ignores the sampling fields (its configured decoding is the same); a model server needs them."""
     started = time.perf_counter()
     first = None
     body = {"model": endpoint.model, "stream": True, "max_tokens": new_tokens, "temperature": 0,
             "messages": [{"role": "user", "content": prompt}]}
-    async with client.stream("POST", f"{endpoint.url}/v1/chat/completions", json=body) as response:
+    async with client.stream("POST", f"{endpoint.url(turn)}/v1/chat/completions", json=body) as response:
         if response.status_code != 200:
             raise RuntimeError(f"HTTP {response.status_code}: {(await response.aread())[:300]!r}")
         async for line in response.aiter_lines():
@@ -182,9 +193,9 @@ async def one_turn(client: httpx.AsyncClient, endpoint: Endpoint, prompt: str, n
 async def single_stream(client: httpx.AsyncClient, endpoint: Endpoint, prompt: str, new_tokens: int,
                         runs: int) -> dict[str, Any]:
     rates, ttfts = [], []
-    for _ in range(runs):
+    for run in range(runs):
         before = await generated_tokens(client, endpoint)
-        turn = await one_turn(client, endpoint, prompt, new_tokens)
+        turn = await one_turn(client, endpoint, prompt, new_tokens, run)
         tokens = await generated_tokens(client, endpoint) - before
         rates.append(tokens / turn["total_s"])
         ttfts.append(turn["ttft_s"] * 1000)
@@ -194,28 +205,32 @@ async def single_stream(client: httpx.AsyncClient, endpoint: Endpoint, prompt: s
 
 async def aggregate(client: httpx.AsyncClient, endpoint: Endpoint, prompt: str, new_tokens: int, concurrency: int,
                     window_s: float) -> dict[str, Any]:
-    """`concurrency` requests at once; server-side tokens over the time to the last completion in the window."""
+    """`concurrency` requests at once; server-side tokens over the time to the last completion in the window, and
+    the CPU the server processes spent meanwhile (in cores: 1.0 is one core busy throughout)."""
     before = await generated_tokens(client, endpoint)
+    cpu_before = await read_counter(client, endpoint.urls, PROCESS_CPU)
     started = time.perf_counter()
     completions: list[tuple[float, float]] = []  # (time, tokens generated so far)
     ttfts: list[float] = []
 
-    async def client_turn() -> None:
-        turn = await one_turn(client, endpoint, prompt, new_tokens)
+    async def client_turn(index: int) -> None:
+        turn = await one_turn(client, endpoint, prompt, new_tokens, index)
         ttfts.append(turn["ttft_s"] * 1000)
         completions.append((turn["ended"], await generated_tokens(client, endpoint) - before))
 
-    tasks = [asyncio.create_task(client_turn()) for _ in range(concurrency)]
+    tasks = [asyncio.create_task(client_turn(index)) for index in range(concurrency)]
     done, pending = await asyncio.wait(tasks, timeout=window_s)
     for task in pending:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
     errors = [str(task.exception()) for task in done if task.exception() is not None]
+    server_cpu_s = await read_counter(client, endpoint.urls, PROCESS_CPU) - cpu_before
     if not completions:
         return {"completed": 0, "requests": concurrency, "errors": errors[:3], "tokens_per_s": None}
     last_time, tokens = max(completions)
     return {
         "tokens_per_s": round(tokens / (last_time - started), 1),
+        "server_cpu_cores": round(server_cpu_s / (last_time - started), 2),
         "completed": len(completions),
         "requests": concurrency,
         "window_s": window_s,
@@ -248,39 +263,43 @@ async def measure(side: Side, args: argparse.Namespace, work: Path, prompt: str)
         vllm_port = free_port()
         model_server = Server(vllm_command(args, vllm_port), vllm_port, work / f"{side.name}-vllm.log", "/health",
                               env=dict(args.vllm_env))
-    service: Server | None = None
+    services: list[Server] = []
     try:
         async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
             started = time.perf_counter()
             if model_server is not None:
                 await model_server.wait_ready(client, args.ready_timeout_s)
-            port = free_port()
-            service = Server.service(service_config(side, args, work, port, model_server and model_server.url),
-                                     port, work / f"{side.name}.log")
-            await service.wait_ready(client, args.ready_timeout_s)
+            for replica in range(args.service_replicas):
+                port = free_port()
+                config = service_config(side, args, work, port, model_server and model_server.url, replica)
+                services.append(Server.service(config, port, work / f"{side.name}-{replica}.log"))
+            for service in services:
+                await service.wait_ready(client, args.ready_timeout_s)
             ready_s = time.perf_counter() - started
-            through_service = Endpoint(service.url, "aligned-rag", SERVICE_TOKENS)
-            for _ in range(args.warmup):
-                await one_turn(client, through_service, prompt, args.new_tokens)
+            through_service = Endpoint(tuple(service.url for service in services), "aligned-rag", SERVICE_TOKENS)
+            for turn in range(args.warmup * len(services)):
+                await one_turn(client, through_service, prompt, args.new_tokens, turn)
             model_server_log = Path(model_server.log.name) if model_server is not None else None
             result: dict[str, Any] = {"what": side.what, "engine": side.engine, "load_in_4bit": side.load_in_4bit,
                                       "attention": served_attention(side, args, model_server_log),
+                                      "service_replicas": len(services),
+                                      "service_embedding_device": args.service_embedding_device,
                                       "ready_s": round(ready_s, 1)}
             if model_server is None:
                 result.update(await speeds(client, through_service, prompt, args))
             else:
                 # What the model saw per request through the service (its system prompt and retrieved context
                 # added), then the model server driven directly with the bare prompt: where the time goes.
-                before = await read_counter(client, model_server.url, VLLM_PROMPT_TOKENS)
+                before = await read_counter(client, (model_server.url,), VLLM_PROMPT_TOKENS)
                 result.update(await speeds(client, through_service, prompt, args))
-                seen = await read_counter(client, model_server.url, VLLM_PROMPT_TOKENS) - before
+                seen = await read_counter(client, (model_server.url,), VLLM_PROMPT_TOKENS) - before
                 result["model_server_command"] = vllm_command(args, vllm_port)[1:]
                 result["model_prompt_tokens_per_request"] = round(seen / requests_made(args), 1)
                 result["model_server_alone"] = await speeds(
-                    client, Endpoint(model_server.url, VLLM_MODEL_NAME, VLLM_TOKENS), prompt, args)
+                    client, Endpoint((model_server.url,), VLLM_MODEL_NAME, VLLM_TOKENS), prompt, args)
             result["gpu_memory_used_gb"] = gpu_memory_used_gb()
     finally:
-        for server in (service, model_server):
+        for server in [*services, model_server]:
             if server is not None:
                 server.stop()
     result["single_stream_tokens_per_s"] = result["single"]["tokens_per_s"]
@@ -416,6 +435,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="vLLM's share of GPU memory (the service's guard and embeddings use some too)")
     parser.add_argument("--vllm-arg", action="append", default=[], metavar="=--FLAG[=VALUE]",
                         help="one more argument for the vLLM server (repeatable), e.g. --vllm-arg=--stream-interval=4")
+    parser.add_argument("--service-replicas", type=int, default=1,
+                        help="service processes per side, requests spread over them in turn (the deployment's "
+                             "replicas behind nginx)")
+    parser.add_argument("--service-embedding-device", choices=["auto", "cpu", "cuda"], default="auto",
+                        help="embedding.device of the service: where its guard and retriever encode")
     parser.add_argument("--prompt-tokens", type=int, default=256)
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 32])

@@ -10,16 +10,19 @@ import pytest
 
 from benchmarks.engine_agreement import common_prefix
 from benchmarks.generate_throughput import (
+    PROCESS_CPU,
     SERVICE_TOKENS,
     SIDES,
     VLLM_PROMPT_TOKENS,
     VLLM_TOKENS,
+    Endpoint,
     counter,
     main,
     model_config,
     prompt_text,
     ratio,
     served_attention,
+    service_config,
     vllm_command,
 )
 from benchmarks.servers import env_pair
@@ -86,6 +89,21 @@ def test_token_counters_of_the_service_and_of_vllm() -> None:
     )
     assert counter(vllm, VLLM_TOKENS) == 1024.0 and counter(vllm, VLLM_PROMPT_TOKENS) == 2570.0
     assert counter(vllm, SERVICE_TOKENS) == 0.0
+    assert counter("process_cpu_seconds_total 12.5\nprocess_cpu_seconds_created 1.0\n", PROCESS_CPU) == 12.5
+
+
+def test_replicas_get_requests_in_turn_and_stores_of_their_own(tmp_path: Path) -> None:
+    import argparse
+
+    import yaml
+
+    endpoint = Endpoint(("http://a", "http://b"), "aligned-rag", SERVICE_TOKENS)
+    assert [endpoint.url(turn) for turn in range(3)] == ["http://a", "http://b", "http://a"]
+    args = argparse.Namespace(model_dir=tmp_path, concurrency=[8], new_tokens=16, service_embedding_device="cpu")
+    configs = [yaml.safe_load(service_config(SIDES["project_vllm"], args, tmp_path, 8000 + replica,
+                                             "http://127.0.0.1:9", replica).read_text()) for replica in (0, 1)]
+    assert configs[0]["vector_store"]["persist_dir"] != configs[1]["vector_store"]["persist_dir"]
+    assert configs[0]["embedding"]["device"] == "cpu" and configs[1]["api"]["port"] == 8001
 
 
 def test_vllm_environment_pairs(capsys: pytest.CaptureFixture[str]) -> None:
@@ -131,7 +149,7 @@ def test_a_toy_run_through_the_service_writes_the_documented_fields(
         "--tokenizer", str(embedded_tokenizer_dir), "--shape", "tiny", "--device", "cpu",
         "--model-dir", str(tmp_path / "model"), "--sides", "project", "--concurrency", "2",
         "--single-runs", "1", "--warmup", "0", "--new-tokens", "4", "--prompt-tokens", "32",
-        "--window-s", "120", "--ready-timeout-s", "300", "--out", str(out),
+        "--window-s", "120", "--ready-timeout-s", "300", "--service-replicas", "2", "--out", str(out),
     ])
     assert code == 0
     report = json.loads(out.read_text())
@@ -141,4 +159,5 @@ def test_a_toy_run_through_the_service_writes_the_documented_fields(
     assert "flash_attn_4" in report["versions"]
     assert project["single_stream_tokens_per_s"] > 0 and project["ttft_ms"] > 0
     assert project["aggregate_at_2"]["completed"] == 2 and not project["aggregate_at_2"]["errors"]
+    assert project["service_replicas"] == 2 and project["aggregate_at_2"]["server_cpu_cores"] > 0
     assert {"command", "device", "versions", "baseline", "ratio_single", "ratio_aggregate"} <= set(report)
