@@ -1,4 +1,7 @@
-"""Dependencies of the routes, as Annotated aliases: settings, the agent, the caller, rate limit, turn queue."""
+"""Dependencies of the routes, as Annotated aliases: settings, the agent, the caller, rate limit, turn queue.
+
+All `async def`: none of them blocks, and FastAPI runs a plain `def` dependency on its thread pool, a round trip
+through another thread for each of them on every request."""
 
 from __future__ import annotations
 
@@ -24,21 +27,21 @@ LOOPBACK = frozenset({"127.0.0.1", "::1"})
 QUEUE_RETRY_AFTER_S = 2
 
 
-def get_service(request: Request) -> ServiceState:
+async def get_service(request: Request) -> ServiceState:
     return request.app.state.service
 
 
 ServiceDep = Annotated[ServiceState, Depends(get_service)]
 
 
-def get_settings(service: ServiceDep) -> AppSettings:
+async def get_settings(service: ServiceDep) -> AppSettings:
     return service.settings
 
 
 SettingsDep = Annotated[AppSettings, Depends(get_settings)]
 
 
-def get_agent(service: ServiceDep) -> ChatAgent:
+async def get_agent(service: ServiceDep) -> ChatAgent:
     if service.agent is None:
         reason = f"the agent failed to load ({service.failure})" if service.failure else "models are loading"
         raise NotReady(f"{reason}; retry when GET /readyz answers 200", {"Retry-After": "5"})
@@ -48,7 +51,7 @@ def get_agent(service: ServiceDep) -> ChatAgent:
 AgentDep = Annotated[ChatAgent, Depends(get_agent)]
 
 
-def get_caller(
+async def get_caller(
     request: Request,
     service: ServiceDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -73,7 +76,7 @@ def get_caller(
 CallerDep = Annotated[Caller, Depends(get_caller)]
 
 
-def rate_limited_caller(caller: CallerDep, service: ServiceDep) -> Caller:
+async def rate_limited_caller(caller: CallerDep, service: ServiceDep) -> Caller:
     wait = service.rate_limiter.acquire(caller.id)
     if wait > 0:
         service.metrics.rejected.labels("rate_limited").inc()

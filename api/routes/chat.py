@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["chat"], responses=error_responses(*TURN_ERRORS, 404))
 
 
-def checked_request(body: ChatRequest, settings: SettingsDep) -> ChatRequest:
+async def checked_request(body: ChatRequest, settings: SettingsDep) -> ChatRequest:
     """The body, within the configured message size (a setting, so not in the static schema)."""
     limit = settings.api.max_message_chars
     if len(body.message) > limit:

@@ -54,7 +54,7 @@ async def list_models(caller: CallerDep, settings: SettingsDep) -> ModelList:
     return ModelList(data=[ModelCard(id=settings.api.model_id, created=STARTED_AT)])
 
 
-def checked_completion(body: CompletionRequest, settings: SettingsDep) -> CompletionRequest:
+async def checked_completion(body: CompletionRequest, settings: SettingsDep) -> CompletionRequest:
     """The body within the configured limits (settings, so the schema gets them in api/openapi.py)."""
     api = settings.api
     if len(body.messages) > api.max_messages:

@@ -223,7 +223,10 @@ def test_past_the_turn_queue_requests_get_503_with_retry_after():
             rejected = client.post("/v1/chat", json={"message": "hi"})
             metrics = client.get("/metrics").text
             agent.release.set()
-        after = client.get("/metrics").text
+        # The slot is freed once the server has sent the stream's end, which the client may see first.
+        deadline = time.monotonic() + 5
+        while "rag_turn_queue_depth 0.0" not in (after := client.get("/metrics").text) and time.monotonic() < deadline:
+            time.sleep(0.05)
     assert rejected.status_code == 503 and rejected.json()["code"] == "overloaded"
     assert rejected.headers["retry-after"] == "2"
     assert "rag_turn_queue_depth 1.0" in metrics and 'rag_turns_rejected_total{reason="queue_full"} 1.0' in metrics
