@@ -42,6 +42,16 @@ def common_prefix(a: list[int], b: list[int]) -> int:
     return min(len(a), len(b))
 
 
+def agreement(reference: list[list[int]], other: list[list[int]]) -> dict[str, Any]:
+    """How many answers (token ids) are identical, and after how many tokens the others part."""
+    prefixes = [common_prefix(a, b) for a, b in zip(reference, other, strict=True)]
+    return {
+        "exact_matches": sum(a == b for a, b in zip(reference, other, strict=True)),
+        "median_tokens_before_first_difference": statistics.median(prefixes),
+        "min_tokens_before_first_difference": min(prefixes),
+    }
+
+
 def compare(settings_path: Path | None, messages: list[list[dict[str, str]]], new_tokens: int) -> dict[str, Any]:
     from agents.continuous_generator import ContinuousGenerator
     from agents.generator import SequentialGenerator
@@ -63,7 +73,6 @@ def compare(settings_path: Path | None, messages: list[list[dict[str, str]]], ne
         continuous.close()
     ids = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in expected]
     batched_ids = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in batched]
-    prefixes = [common_prefix(a, b) for a, b in zip(ids, batched_ids, strict=True)]
     return {
         "model": base.name_or_path,
         "adapter": base.adapter_path,
@@ -71,9 +80,7 @@ def compare(settings_path: Path | None, messages: list[list[dict[str, str]]], ne
         "dtype": str(model.dtype),
         "prompts": len(messages),
         "new_tokens": new_tokens,
-        "exact_matches": sum(a == b for a, b in zip(expected, batched, strict=True)),
-        "median_tokens_before_first_difference": statistics.median(prefixes),
-        "min_tokens_before_first_difference": min(prefixes),
+        **agreement(ids, batched_ids),
         "examples": [{"plain": a[:200], "continuous": b[:200]}
                      for a, b in zip(expected, batched, strict=True) if a != b][:3],
     }

@@ -20,14 +20,13 @@ import datetime
 import json
 import logging
 import math
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from benchmarks.engine_agreement import common_prefix
+from benchmarks.engine_agreement import agreement
 from benchmarks.servers import VLLM_MODEL_NAME, Server, env_pair, free_port, vllm_server_command
 from configs.cli import configure_logging, run_cli
 from configs.settings import EMBEDDED_ADAPTER, EMBEDDED_GENERATOR, PROJECT_ROOT, ModelSettings, load_settings
@@ -131,15 +130,6 @@ async def vllm_results(args: argparse.Namespace, merged_dir: Path, quantization:
 def without_stop(answer: list[int], stop_ids: set[int]) -> list[int]:
     """The answer without its final end-of-turn token (one engine may report it, the other not)."""
     return answer[:-1] if answer and answer[-1] in stop_ids else answer
-
-
-def agreement(reference: list[list[int]], served: list[list[int]]) -> dict[str, Any]:
-    prefixes = [common_prefix(a, b) for a, b in zip(reference, served, strict=True)]
-    return {
-        "exact_matches": sum(a == b for a, b in zip(reference, served, strict=True)),
-        "median_tokens_before_first_difference": statistics.median(prefixes),
-        "min_tokens_before_first_difference": min(prefixes),
-    }
 
 
 def run(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:

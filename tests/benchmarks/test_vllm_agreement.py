@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.engine_agreement import agreement
 from benchmarks.servers import VLLM_MODEL_NAME, vllm_server_command
 from benchmarks.vllm_agreement import (
-    agreement,
     hh_examples,
     perplexity,
     reference_logprob_sums,
