@@ -22,7 +22,8 @@ class Server:
     """A server in its own process on 127.0.0.1, ready when `ready_path` answers 200."""
 
     def __init__(self, command: list[str], port: int, log: Path, ready_path: str,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, cpus: set[int] | None = None) -> None:
+        """`cpus`: the only CPUs the server (every thread it starts) may run on."""
         self.url = f"http://127.0.0.1:{port}"
         self.ready_path = ready_path
         self.log = log.open("w")
@@ -30,11 +31,14 @@ class Server:
             command, cwd=PROJECT_ROOT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
             env={**os.environ, **(env or {})},
         )
+        if cpus:  # before the interpreter has started any thread: the threads it starts inherit the set
+            os.sched_setaffinity(self.process.pid, cpus)
 
     @classmethod
-    def service(cls, config: Path, port: int, log: Path) -> Server:
+    def service(cls, config: Path, port: int, log: Path, cpus: set[int] | None = None) -> Server:
         """This project's service: `python -m api --dev`."""
-        return cls([sys.executable, "-m", "api", "--dev", "--config", str(config)], port, log, "/readyz")
+        return cls([sys.executable, "-m", "api", "--dev", "--config", str(config)], port, log, "/readyz",
+                   cpus=cpus)
 
     async def wait_ready(self, client: httpx.AsyncClient, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s

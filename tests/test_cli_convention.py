@@ -40,7 +40,7 @@ HELP_ONLY = [
     "benchmarks.train_throughput", "benchmarks.retrieval", "benchmarks.retrieval_quality", "benchmarks.evidence_selection",
     "benchmarks.generate_throughput", "benchmarks.engine_agreement", "benchmarks.vllm_agreement",
     "benchmarks.production_recipe",
-    "benchmarks.engine_settings",
+    "benchmarks.engine_settings", "benchmarks.service_overhead", "benchmarks.paced_server",
 ]
 
 # Flags a command's --help must list besides the convention's own (its documented interface).
