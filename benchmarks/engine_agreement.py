@@ -28,11 +28,12 @@ logger = logging.getLogger("benchmarks.engine_agreement")
 RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "engine_agreement.json"
 
 
-def hh_conversations(path: Path, count: int) -> list[list[dict[str, str]]]:
-    """The conversations before the final answer of the first `count` HH test records, in file order."""
+def hh_examples(path: Path, count: int) -> list[tuple[list[dict[str, str]], str]]:
+    """(the conversation before the final answer, the chosen final answer) of the first `count` HH records, in
+    file order."""
     from finetune.data import load_pairs, parse_hh_transcript, split_response
 
-    return [split_response(parse_hh_transcript(record["chosen"]))[0] for record in load_pairs(str(path))[:count]]
+    return [split_response(parse_hh_transcript(record["chosen"])) for record in load_pairs(str(path))[:count]]
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
@@ -101,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         import transformers
 
         data = args.data or load_settings(args.config).data_dir / "hh-rlhf" / "harmless-base-test.jsonl.gz"
-        result = compare(args.config, hh_conversations(data, args.prompts), args.new_tokens)
+        result = compare(args.config, [conversation for conversation, _ in hh_examples(data, args.prompts)],
+                         args.new_tokens)
         result |= {
             "command": "python -m benchmarks.engine_agreement " + " ".join(argv or sys.argv[1:]),
             "date": datetime.date.today().isoformat(),

@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks.engine_agreement import agreement
+from benchmarks.engine_agreement import agreement, hh_examples
 from benchmarks.servers import VLLM_MODEL_NAME, Server, env_pair, free_port, vllm_server_command
 from configs.cli import configure_logging, run_cli
 from configs.settings import EMBEDDED_ADAPTER, EMBEDDED_GENERATOR, PROJECT_ROOT, ModelSettings, load_settings
@@ -34,13 +34,6 @@ from configs.settings import EMBEDDED_ADAPTER, EMBEDDED_GENERATOR, PROJECT_ROOT,
 logger = logging.getLogger("benchmarks.vllm_agreement")
 
 RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "vllm_agreement.json"
-
-
-def hh_examples(path: Path, count: int) -> list[tuple[list[dict[str, str]], str]]:
-    """(conversation before the final answer, chosen final answer) of the first `count` HH records."""
-    from finetune.data import load_pairs, parse_hh_transcript, split_response
-
-    return [split_response(parse_hh_transcript(record["chosen"])) for record in load_pairs(str(path))[:count]]
 
 
 def response_logprob_sum(prompt_logprobs: list[dict[str, dict[str, float]] | None], ids: list[int],

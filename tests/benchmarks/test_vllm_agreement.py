@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.engine_agreement import agreement
+from benchmarks.engine_agreement import agreement, hh_examples
 from benchmarks.servers import VLLM_MODEL_NAME, vllm_server_command
 from benchmarks.vllm_agreement import (
-    hh_examples,
     perplexity,
     reference_logprob_sums,
     response_logprob_sum,
