@@ -12,8 +12,9 @@ tokens:
   each request completes) over the time to the last completion inside `--window-s`, and the CPU cores the server
   processes kept busy meanwhile. A sequential engine completes only part of them inside the window: its rate is
   constant, so that part measures it.
-`--service-replicas N` starts N service processes per side and sends requests to them in turn, as the deployment's
-nginx does to its replicas; `--service-embedding-device` places the service's guard and retriever encoders.
+`--service-replicas N [M ...]` starts N service processes and sends requests to them in turn, as the deployment's
+nginx does to its replicas, then M in front of the same vLLM server (a side with the model in the service's own
+process runs N only); `--service-embedding-device` places the service's guard and retriever encoders.
 The vLLM side also records how many prompt tokens the model saw per request through the service (vLLM's own
 counter: the service adds its system prompt and retrieved context) and the same measurements sent to vLLM
 directly with the bare prompt (`model_server_alone`), which tells the engine's limit from the service's.
@@ -255,7 +256,15 @@ def vllm_command(args: argparse.Namespace, port: int) -> list[str]:
                                max_num_seqs=max(64, max(args.concurrency)), extra=args.vllm_arg)
 
 
-async def measure(side: Side, args: argparse.Namespace, work: Path, prompt: str) -> dict[str, Any]:
+def entry_name(side: Side, replicas: int) -> str:
+    """A measured configuration: the side, with its replica count when more than one service process."""
+    return side.name if replicas == 1 else f"{side.name}_x{replicas}"
+
+
+async def measure(side: Side, args: argparse.Namespace, work: Path, prompt: str) -> dict[str, dict[str, Any]]:
+    """The side measured through the service, keyed by `entry_name`. A side on a model server gets one service
+    process per replica in each of `--service-replicas` in front of the same server (then the server alone); a
+    side whose model lives in the service's process runs the first count only (each replica holds a copy of it)."""
     timeout = httpx.Timeout(args.window_s + 600, connect=10)
     limits = httpx.Limits(max_connections=4 * max(args.concurrency))
     model_server = None
@@ -263,50 +272,67 @@ async def measure(side: Side, args: argparse.Namespace, work: Path, prompt: str)
         vllm_port = free_port()
         model_server = Server(vllm_command(args, vllm_port), vllm_port, work / f"{side.name}-vllm.log", "/health",
                               env=dict(args.vllm_env))
-    services: list[Server] = []
+    found: dict[str, dict[str, Any]] = {}
     try:
         async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
-            started = time.perf_counter()
             if model_server is not None:
+                started = time.perf_counter()
                 await model_server.wait_ready(client, args.ready_timeout_s)
-            for replica in range(args.service_replicas):
-                port = free_port()
-                config = service_config(side, args, work, port, model_server and model_server.url, replica)
-                services.append(Server.service(config, port, work / f"{side.name}-{replica}.log"))
-            for service in services:
-                await service.wait_ready(client, args.ready_timeout_s)
-            ready_s = time.perf_counter() - started
-            through_service = Endpoint(tuple(service.url for service in services), "aligned-rag", SERVICE_TOKENS)
-            for turn in range(args.warmup * len(services)):
-                await one_turn(client, through_service, prompt, args.new_tokens, turn)
-            model_server_log = Path(model_server.log.name) if model_server is not None else None
-            result: dict[str, Any] = {"what": side.what, "engine": side.engine, "load_in_4bit": side.load_in_4bit,
-                                      "attention": served_attention(side, args, model_server_log),
-                                      "service_replicas": len(services),
-                                      "service_embedding_device": args.service_embedding_device,
-                                      "ready_s": round(ready_s, 1)}
-            if model_server is None:
-                result.update(await speeds(client, through_service, prompt, args))
-            else:
-                # What the model saw per request through the service (its system prompt and retrieved context
-                # added), then the model server driven directly with the bare prompt: where the time goes.
-                before = await read_counter(client, (model_server.url,), VLLM_PROMPT_TOKENS)
-                result.update(await speeds(client, through_service, prompt, args))
-                seen = await read_counter(client, (model_server.url,), VLLM_PROMPT_TOKENS) - before
-                result["model_server_command"] = vllm_command(args, vllm_port)[1:]
-                result["model_prompt_tokens_per_request"] = round(seen / requests_made(args), 1)
-                result["model_server_alone"] = await speeds(
+                logger.info("%s: model server ready in %.0f s", side.name, time.perf_counter() - started)
+            for replicas in replica_counts(side, args):
+                found[entry_name(side, replicas)] = await measure_replicas(side, args, work, prompt, client,
+                                                                           model_server, replicas)
+            if model_server is not None:
+                first = found[entry_name(side, args.service_replicas[0])]
+                first["model_server_command"] = vllm_command(args, vllm_port)[1:]
+                first["model_server_alone"] = await speeds(
                     client, Endpoint((model_server.url,), VLLM_MODEL_NAME, VLLM_TOKENS), prompt, args)
-            result["gpu_memory_used_gb"] = gpu_memory_used_gb()
     finally:
-        for server in [*services, model_server]:
-            if server is not None:
-                server.stop()
-    result["single_stream_tokens_per_s"] = result["single"]["tokens_per_s"]
-    result["ttft_ms"] = result["single"]["ttft_ms_p50"]
-    for concurrency in args.concurrency:
-        result[f"aggregate_tokens_per_s_at_{concurrency}"] = result[f"aggregate_at_{concurrency}"]["tokens_per_s"]
-    logger.info("%s: %s", side.name, json.dumps(result))
+        if model_server is not None:
+            model_server.stop()
+    for name, result in found.items():
+        result["single_stream_tokens_per_s"] = result["single"]["tokens_per_s"]
+        result["ttft_ms"] = result["single"]["ttft_ms_p50"]
+        for concurrency in args.concurrency:
+            result[f"aggregate_tokens_per_s_at_{concurrency}"] = result[f"aggregate_at_{concurrency}"]["tokens_per_s"]
+        logger.info("%s: %s", name, json.dumps(result))
+    return found
+
+
+async def measure_replicas(side: Side, args: argparse.Namespace, work: Path, prompt: str, client: httpx.AsyncClient,
+                           model_server: Server | None, replicas: int) -> dict[str, Any]:
+    """`replicas` service processes, requests spread over them in turn: their speeds and what they cost."""
+    services: list[Server] = []
+    try:
+        started = time.perf_counter()
+        for replica in range(replicas):
+            port = free_port()
+            config = service_config(side, args, work, port, model_server and model_server.url, replica)
+            services.append(Server.service(config, port, work / f"{side.name}-{replica}.log"))
+        for service in services:
+            await service.wait_ready(client, args.ready_timeout_s)
+        ready_s = time.perf_counter() - started
+        through_service = Endpoint(tuple(service.url for service in services), "aligned-rag", SERVICE_TOKENS)
+        for turn in range(args.warmup * replicas):
+            await one_turn(client, through_service, prompt, args.new_tokens, turn)
+        model_server_log = Path(model_server.log.name) if model_server is not None else None
+        result: dict[str, Any] = {"what": side.what, "engine": side.engine, "load_in_4bit": side.load_in_4bit,
+                                  "attention": served_attention(side, args, model_server_log),
+                                  "service_replicas": replicas,
+                                  "service_embedding_device": args.service_embedding_device,
+                                  "ready_s": round(ready_s, 1)}
+        if model_server is None:
+            result.update(await speeds(client, through_service, prompt, args))
+        else:
+            # What the model saw per request through the service: its system prompt and retrieved context added.
+            before = await read_counter(client, (model_server.url,), VLLM_PROMPT_TOKENS)
+            result.update(await speeds(client, through_service, prompt, args))
+            seen = await read_counter(client, (model_server.url,), VLLM_PROMPT_TOKENS) - before
+            result["model_prompt_tokens_per_request"] = round(seen / requests_made(args), 1)
+        result["gpu_memory_used_gb"] = gpu_memory_used_gb()
+    finally:
+        for service in services:
+            service.stop()
     return result
 
 
@@ -383,9 +409,19 @@ def ratio(project: float | None, baseline: float | None) -> float | None:
     return round(project / baseline, 2) if project and baseline else None
 
 
+def replica_counts(side: Side, args: argparse.Namespace) -> list[int]:
+    return args.service_replicas if side.backend == "openai" else args.service_replicas[:1]
+
+
+def project_entry(args: argparse.Namespace) -> str:
+    """The entry reported as `project`: the project side at its last replica count."""
+    side = SIDES[args.project_side]
+    return entry_name(side, replica_counts(side, args)[-1])
+
+
 def build_report(args: argparse.Namespace, argv: list[str] | None, found_versions: dict[str, str], tokenizer: Any,
                  prompt: str, sides: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    baseline, project = sides.get("baseline"), sides.get(args.project_side)
+    baseline, project = sides.get("baseline"), sides.get(project_entry(args))
     top = max(args.concurrency)
     return {
         "command": "python -m benchmarks.generate_throughput " + " ".join(argv or sys.argv[1:]),
@@ -396,7 +432,7 @@ def build_report(args: argparse.Namespace, argv: list[str] | None, found_version
         "prompt_tokens": len(tokenizer(prompt, add_special_tokens=False)["input_ids"]),
         "new_tokens": args.new_tokens,
         "baseline": baseline,
-        "project_side": args.project_side,
+        "project_side": project_entry(args),
         "project": project,
         "sides": sides,
         "ratio_single": ratio(project and project["single_stream_tokens_per_s"],
@@ -409,11 +445,11 @@ def build_report(args: argparse.Namespace, argv: list[str] | None, found_version
 
 def print_table(report: dict[str, Any], concurrency: list[int]) -> None:
     columns = ["single tok/s", "TTFT ms", *(f"agg@{c} tok/s" for c in concurrency), "GPU GB"]
-    print(f"{'side':<13}" + "".join(f"{c:>15}" for c in columns))
+    print(f"{'side':<16}" + "".join(f"{c:>15}" for c in columns))
     for name, row in report["sides"].items():
         cells = [row["single_stream_tokens_per_s"], row["ttft_ms"],
                  *(row[f"aggregate_tokens_per_s_at_{c}"] for c in concurrency), row["gpu_memory_used_gb"]]
-        print(f"{name:<13}" + "".join(f"{'-' if v is None else v:>15}" for v in cells))
+        print(f"{name:<16}" + "".join(f"{'-' if v is None else v:>15}" for v in cells))
     print(f"ratio single {report['ratio_single']}x, aggregate@{max(concurrency)} {report['ratio_aggregate']}x")
 
 
@@ -435,9 +471,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="vLLM's share of GPU memory (the service's guard and embeddings use some too)")
     parser.add_argument("--vllm-arg", action="append", default=[], metavar="=--FLAG[=VALUE]",
                         help="one more argument for the vLLM server (repeatable), e.g. --vllm-arg=--stream-interval=4")
-    parser.add_argument("--service-replicas", type=int, default=1,
-                        help="service processes per side, requests spread over them in turn (the deployment's "
-                             "replicas behind nginx)")
+    parser.add_argument("--service-replicas", type=int, nargs="+", default=[1],
+                        help="service processes in front of the model server, requests spread over them in turn "
+                             "(the deployment's replicas behind nginx); each count measured against the same "
+                             "server, the last reported as the project")
     parser.add_argument("--service-embedding-device", choices=["auto", "cpu", "cuda"], default="auto",
                         help="embedding.device of the service: where its guard and retriever encode")
     parser.add_argument("--prompt-tokens", type=int, default=256)
@@ -460,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
         found_versions = versions(args)
         sides: dict[str, dict[str, Any]] = {}
         for name in args.sides:
-            sides[name] = asyncio.run(measure(SIDES[name], args, work, prompt))
+            sides.update(asyncio.run(measure(SIDES[name], args, work, prompt)))
             # Rewritten after every side: a run cut short keeps the sides it finished.
             report = build_report(args, argv, found_versions, tokenizer, prompt, sides)
             args.out.parent.mkdir(parents=True, exist_ok=True)

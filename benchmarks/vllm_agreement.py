@@ -6,10 +6,13 @@ the service serves it on a GPU) is saved once, then:
 - vLLM's OpenAI-compatible server (its own process and Python environment) on the saved copy in bf16, sent the
   same prompt token ids, greedy: exact token agreement and where answers first differ;
 - perplexity of the HH test chosen responses after their conversations, teacher-forced: the reference model,
-  vLLM in bf16, and vLLM with each `--quantization` (e.g. fp8), from vLLM's prompt log-probabilities.
+  vLLM in bf16, and vLLM with each `--quantization` (e.g. fp8), from vLLM's prompt log-probabilities;
+- with `--refusal-set`, the alignment evaluation's refusal rate on each prompt set (its greedy decoding, its
+  judge) for the reference (batched as the evaluation batches) and for each vLLM copy.
 Writes benchmarks/results/vllm_agreement.json.
 
-    python -m benchmarks.vllm_agreement --vllm-python PYTHON --prompts 50 --quantization fp8
+    python -m benchmarks.vllm_agreement --vllm-python PYTHON --prompts 50 --quantization fp8 \
+        --refusal-set var/alignment/sets/test/test_advbench.json
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from benchmarks.engine_agreement import agreement, hh_examples
 from benchmarks.servers import VLLM_MODEL_NAME, Server, env_pair, free_port, vllm_server_command
 from configs.cli import configure_logging, run_cli
 from configs.settings import EMBEDDED_ADAPTER, EMBEDDED_GENERATOR, PROJECT_ROOT, ModelSettings, load_settings
+from lab.alignment.generation import Answer, GenerationSettings, decode_answer, eos_ids_of, generate_answers
+from lab.alignment.prompts import load_prompt_set
 
 logger = logging.getLogger("benchmarks.vllm_agreement")
 
@@ -91,12 +96,15 @@ def reference_logprob_sums(model: Any, sequences: list[list[int]], starts: list[
 
 
 async def vllm_results(args: argparse.Namespace, merged_dir: Path, quantization: str | None,
-                       prompts: list[list[int]], sequences: list[list[int]], starts: list[int]) -> dict[str, Any]:
-    """Greedy answers (token ids) and response log-probabilities from one vLLM server."""
+                       prompts: list[list[int]], sequences: list[list[int]], starts: list[int],
+                       refusal_prompts: list[list[int]]) -> dict[str, Any]:
+    """Greedy answers (token ids) to `prompts` and to `refusal_prompts`, and response log-probabilities, from one
+    vLLM server."""
     port = free_port()
     extra = ["--quantization", quantization] if quantization else []
+    max_seqs = max(len(prompts), 64)
     server = Server(vllm_server_command(args.vllm_python, merged_dir, port, gpu_memory_utilization=0.3,
-                                        max_num_seqs=len(prompts), extra=extra),
+                                        max_num_seqs=max_seqs, extra=extra),
                     port, args.work_dir / f"vllm-{quantization or 'bf16'}.log", "/health", env=dict(args.vllm_env))
     try:
         async with httpx.AsyncClient(timeout=httpx.Timeout(600, connect=10)) as client:
@@ -111,10 +119,13 @@ async def vllm_results(args: argparse.Namespace, merged_dir: Path, quantization:
             answers = await asyncio.gather(*(complete(ids, max_tokens=args.new_tokens, return_token_ids=True)
                                              for ids in prompts))
             scored = await asyncio.gather(*(complete(ids, max_tokens=1, prompt_logprobs=0) for ids in sequences))
+            refusal_answers = await asyncio.gather(*(
+                complete(ids, max_tokens=args.refusal_new_tokens, return_token_ids=True) for ids in refusal_prompts))
     finally:
         server.stop()
     return {
         "answers": [choice["token_ids"] for choice in answers],
+        "refusal_answers": [choice["token_ids"] for choice in refusal_answers],
         "logprob_sums": [response_logprob_sum(choice["prompt_logprobs"], ids, start)
                          for choice, ids, start in zip(scored, sequences, starts, strict=True)],
     }
@@ -123,6 +134,21 @@ async def vllm_results(args: argparse.Namespace, merged_dir: Path, quantization:
 def without_stop(answer: list[int], stop_ids: set[int]) -> list[int]:
     """The answer without its final end-of-turn token (one engine may report it, the other not)."""
     return answer[:-1] if answer and answer[-1] in stop_ids else answer
+
+
+def refusal_rates(answers: list[Answer], set_sizes: dict[str, int]) -> dict[str, float]:
+    """The judge's refusal rate per prompt set (`answers` in the sets' order)."""
+    from lab.judge import is_refusal
+
+    rates, start = {}, 0
+    for name, size in set_sizes.items():
+        rates[name] = round(sum(is_refusal(answer.text) for answer in answers[start:start + size]) / size, 4)
+        start += size
+    return rates
+
+
+def largest_difference_points(rates: dict[str, float], reference: dict[str, float]) -> float:
+    return round(100 * max((abs(rates[name] - reference[name]) for name in reference), default=0.0), 1)
 
 
 def run(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
@@ -144,15 +170,30 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
     stop_ids = set(eos if isinstance(eos, list) else [eos])
     reference = [without_stop(answer, stop_ids) for answer in reference_answers(model, prompts, args.new_tokens)]
     reference_ppl = perplexity(reference_logprob_sums(model, sequences, starts), counts)
+    refusal_sets = [load_prompt_set(spec) for spec in args.refusal_set]
+    set_sizes = {prompt_set.name: prompt_set.size for prompt_set in refusal_sets}
+    conversations = [conversation for prompt_set in refusal_sets for conversation in prompt_set.conversations]
+    refusal_prompts = [tokenizer.apply_chat_template(conversation, add_generation_prompt=True, tokenize=True,
+                                                     return_dict=False) for conversation in conversations]
+    generation = GenerationSettings(max_new_tokens=args.refusal_new_tokens)
+    reference_refusals = refusal_rates(generate_answers(model, tokenizer, conversations, generation), set_sizes)
+    eos_ids = set(eos_ids_of(model, tokenizer))
     del model
     torch.cuda.empty_cache()
 
     served = {}
     for quantization in [None, *args.quantization]:
-        found = asyncio.run(vllm_results(args, merged_dir, quantization, prompts, sequences, starts))
+        found = asyncio.run(vllm_results(args, merged_dir, quantization, prompts, sequences, starts,
+                                         refusal_prompts))
         answers = [without_stop(answer, stop_ids) for answer in found["answers"]]
         served[quantization or "bf16"] = {"agreement_with_plain_generate": agreement(reference, answers),
                                           "perplexity": round(perplexity(found["logprob_sums"], counts), 4)}
+        if refusal_sets:
+            rates = refusal_rates([decode_answer(tokenizer, ids, eos_ids) for ids in found["refusal_answers"]],
+                                  set_sizes)
+            served[quantization or "bf16"]["refusal_rates"] = rates
+            served[quantization or "bf16"]["refusal_rate_largest_difference_points"] = \
+                largest_difference_points(rates, reference_refusals)
     bf16_ppl = served["bf16"]["perplexity"]
     for result in served.values():
         result["perplexity_over_vllm_bf16"] = round(result["perplexity"] / bf16_ppl, 4)
@@ -168,6 +209,9 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
         "new_tokens": args.new_tokens,
         "response_tokens": sum(counts),
         "plain_generate_bf16_perplexity": round(reference_ppl, 4),
+        "refusal_sets": {prompt_set.name: prompt_set.describe() for prompt_set in refusal_sets},
+        "refusal_new_tokens": args.refusal_new_tokens,
+        "plain_generate_bf16_refusal_rates": reference_refusals,
         "vllm": served,
     }
 
@@ -181,6 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--quantization", nargs="*", default=["fp8"],
                         help="vLLM --quantization methods to compare with its bf16 copy")
+    parser.add_argument("--refusal-set", action="append", default=[], metavar="FILE[:N]",
+                        help="a prompt set of the alignment evaluation (safety-prompts JSON, AdvBench CSV; "
+                             "repeatable): refusal rates of every copy")
+    parser.add_argument("--refusal-new-tokens", type=int, default=GenerationSettings.max_new_tokens)
     parser.add_argument("--data", type=Path, help="HH records (default: <data_dir>/hh-rlhf/harmless-base-test.jsonl.gz)")
     parser.add_argument("--vllm-python", default=sys.executable, help="the Python that has vLLM (its own environment)")
     parser.add_argument("--vllm-env", action="append", type=env_pair, default=[], metavar="KEY=VALUE",
@@ -202,6 +250,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"vLLM {name}: {match['exact_matches']}/{result['prompts']} greedy answers identical, median "
                   f"{match['median_tokens_before_first_difference']} tokens before a difference; perplexity "
                   f"{found['perplexity']} ({found['perplexity_over_vllm_bf16']}x vLLM bf16)")
+            if "refusal_rates" in found:
+                print(f"  refusal rates {found['refusal_rates']} (plain generate "
+                      f"{result['plain_generate_bf16_refusal_rates']}): largest difference "
+                      f"{found['refusal_rate_largest_difference_points']} points")
         return 0
 
     return run_cli(measure, debug=args.debug)

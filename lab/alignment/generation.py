@@ -58,7 +58,7 @@ def generate_answers(
     """Greedy answers to each conversation (in the model's chat template), in the order given."""
     texts = _render(tokenizer, conversations)
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
-    eos_ids = set(_eos_ids(model, tokenizer))
+    eos_ids = set(eos_ids_of(model, tokenizer))
     answers: dict[int, Answer] = {}
     sides = tokenizer.padding_side, tokenizer.truncation_side
     # Decoder-only generation continues from the right edge: pad on the left, and cut over-long
@@ -85,20 +85,21 @@ def generate_answers(
                 )
                 new_tokens = output[:, encoded["input_ids"].shape[1] :].tolist()
                 for index, tokens in zip(batch, new_tokens, strict=True):
-                    answers[index] = _answer(tokenizer, tokens, eos_ids)
+                    answers[index] = decode_answer(tokenizer, tokens, eos_ids)
                 progress.update(len(batch))
     finally:
         tokenizer.padding_side, tokenizer.truncation_side = sides
     return [answers[i] for i in range(len(texts))]
 
 
-def _eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+def eos_ids_of(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
     configured = model.generation_config.eos_token_id
     ids = configured if isinstance(configured, list) else [configured]
     return [i for i in [*ids, tokenizer.eos_token_id] if i is not None]
 
 
-def _answer(tokenizer: PreTrainedTokenizerBase, tokens: list[int], eos_ids: set[int]) -> Answer:
+def decode_answer(tokenizer: PreTrainedTokenizerBase, tokens: list[int], eos_ids: set[int]) -> Answer:
+    """The answer up to its first end-of-turn token (any engine's greedy tokens, decoded one way)."""
     end = next((position for position, token in enumerate(tokens) if token in eos_ids), None)
     kept = tokens if end is None else tokens[:end]
     return Answer(tokenizer.decode(kept, skip_special_tokens=True).strip(), len(kept), end is not None)

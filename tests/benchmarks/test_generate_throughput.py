@@ -17,10 +17,13 @@ from benchmarks.generate_throughput import (
     VLLM_TOKENS,
     Endpoint,
     counter,
+    entry_name,
     main,
     model_config,
+    project_entry,
     prompt_text,
     ratio,
+    replica_counts,
     served_attention,
     service_config,
     vllm_command,
@@ -104,6 +107,18 @@ def test_replicas_get_requests_in_turn_and_stores_of_their_own(tmp_path: Path) -
                                              "http://127.0.0.1:9", replica).read_text()) for replica in (0, 1)]
     assert configs[0]["vector_store"]["persist_dir"] != configs[1]["vector_store"]["persist_dir"]
     assert configs[0]["embedding"]["device"] == "cpu" and configs[1]["api"]["port"] == 8001
+
+
+def test_replica_counts_apply_where_the_model_has_a_server_of_its_own() -> None:
+    import argparse
+
+    args = argparse.Namespace(service_replicas=[1, 4], project_side="project_vllm")
+    assert replica_counts(SIDES["project_vllm"], args) == [1, 4]
+    assert replica_counts(SIDES["baseline"], args) == [1]  # each replica would load its own copy of the model
+    assert [entry_name(SIDES["project_vllm"], n) for n in (1, 4)] == ["project_vllm", "project_vllm_x4"]
+    assert project_entry(args) == "project_vllm_x4"
+    args.project_side = "project"
+    assert project_entry(args) == "project"
 
 
 def test_vllm_environment_pairs(capsys: pytest.CaptureFixture[str]) -> None:

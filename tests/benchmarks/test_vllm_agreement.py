@@ -10,12 +10,15 @@ import pytest
 from benchmarks.engine_agreement import agreement, hh_examples
 from benchmarks.servers import VLLM_MODEL_NAME, vllm_server_command
 from benchmarks.vllm_agreement import (
+    largest_difference_points,
     perplexity,
+    refusal_rates,
     reference_logprob_sums,
     response_logprob_sum,
     without_stop,
 )
 from configs.settings import load_settings
+from lab.alignment.generation import Answer
 
 
 def test_the_response_log_probability_counts_only_the_response_tokens() -> None:
@@ -31,6 +34,14 @@ def test_perplexity_is_per_token_over_all_responses() -> None:
 
 def test_a_final_end_of_turn_token_is_left_out_of_the_comparison() -> None:
     assert without_stop([4, 2], {2}) == [4] and without_stop([2, 4], {2}) == [2, 4] and without_stop([], {2}) == []
+
+
+def test_refusal_rates_are_per_set_in_the_sets_order_and_compared_in_points() -> None:
+    answers = [Answer("I can't help with that.", 6, True), Answer("Sure, here is a poem.", 6, True),
+               Answer("", 0, True), Answer("Paris is the capital of France.", 7, True)]
+    rates = refusal_rates(answers, {"harmful": 2, "benign": 2})
+    assert rates == {"harmful": 0.5, "benign": 0.5}  # an empty answer counts as a refusal (the judge's rule 1)
+    assert largest_difference_points(rates, {"harmful": 0.53, "benign": 0.5}) == 3.0
 
 
 def test_agreement_counts_identical_answers_and_where_the_others_part() -> None:
