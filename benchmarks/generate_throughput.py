@@ -17,7 +17,8 @@ nginx does to its replicas, then M in front of the same vLLM server (a side with
 process runs N only); `--service-embedding-device` places the service's guard and retriever encoders.
 The vLLM side also records how many prompt tokens the model saw per request through the service (vLLM's own
 counter: the service adds its system prompt and retrieved context) and the same measurements sent to vLLM
-directly with the bare prompt (`model_server_alone`), which tells the engine's limit from the service's.
+directly with the bare prompt (`model_server_alone`), which tells the engine's limit from the service's, and with a
+prompt as long as the service's (`model_server_alone_at_service_prompt_length`), which tells what that length costs.
 Both sides decode greedily without repetition penalty (continuous batching has none), the same prompts, the
 same weights. Writes benchmarks/results/generate_throughput.json and prints a table.
 
@@ -261,9 +262,10 @@ def entry_name(side: Side, replicas: int) -> str:
     return side.name if replicas == 1 else f"{side.name}_x{replicas}"
 
 
-async def measure(side: Side, args: argparse.Namespace, work: Path, prompt: str) -> dict[str, dict[str, Any]]:
+async def measure(side: Side, args: argparse.Namespace, work: Path, tokenizer: Any,
+                  prompt: str) -> dict[str, dict[str, Any]]:
     """The side measured through the service, keyed by `entry_name`. A side on a model server gets one service
-    process per replica in each of `--service-replicas` in front of the same server (then the server alone); a
+    process per replica in each of `--service-replicas` in front of the same server, then the server alone; a
     side whose model lives in the service's process runs the first count only (each replica holds a copy of it)."""
     timeout = httpx.Timeout(args.window_s + 600, connect=10)
     limits = httpx.Limits(max_connections=4 * max(args.concurrency))
@@ -285,8 +287,8 @@ async def measure(side: Side, args: argparse.Namespace, work: Path, prompt: str)
             if model_server is not None:
                 first = found[entry_name(side, args.service_replicas[0])]
                 first["model_server_command"] = vllm_command(args, vllm_port)[1:]
-                first["model_server_alone"] = await speeds(
-                    client, Endpoint((model_server.url,), VLLM_MODEL_NAME, VLLM_TOKENS), prompt, args)
+                first.update(await model_server_alone(client, model_server.url, tokenizer, prompt,
+                                                      first["model_prompt_tokens_per_request"], args))
     finally:
         if model_server is not None:
             model_server.stop()
@@ -296,6 +298,22 @@ async def measure(side: Side, args: argparse.Namespace, work: Path, prompt: str)
         for concurrency in args.concurrency:
             result[f"aggregate_tokens_per_s_at_{concurrency}"] = result[f"aggregate_at_{concurrency}"]["tokens_per_s"]
         logger.info("%s: %s", name, json.dumps(result))
+    return found
+
+
+async def model_server_alone(client: httpx.AsyncClient, url: str, tokenizer: Any, prompt: str,
+                             service_prompt_tokens: float, args: argparse.Namespace) -> dict[str, Any]:
+    """The model server driven directly: with the bare prompt (the engine's limit), then with a prompt as long as
+    the one the service sent it (its system prompt and retrieved context added), which tells what the longer
+    prompt costs the engine from what the service's own work costs."""
+    alone = Endpoint((url,), VLLM_MODEL_NAME, VLLM_TOKENS)
+    found = {"model_server_alone": await speeds(client, alone, prompt, args)}
+    long_prompt = prompt_text(tokenizer, int(service_prompt_tokens))
+    before = await read_counter(client, (url,), VLLM_PROMPT_TOKENS)
+    found["model_server_alone_at_service_prompt_length"] = await speeds(client, alone, long_prompt, args)
+    seen = await read_counter(client, (url,), VLLM_PROMPT_TOKENS) - before
+    found["model_server_alone_at_service_prompt_length"]["model_prompt_tokens_per_request"] = \
+        round(seen / requests_made(args), 1)
     return found
 
 
@@ -446,10 +464,17 @@ def build_report(args: argparse.Namespace, argv: list[str] | None, found_version
 def print_table(report: dict[str, Any], concurrency: list[int]) -> None:
     columns = ["single tok/s", "TTFT ms", *(f"agg@{c} tok/s" for c in concurrency), "GPU GB"]
     print(f"{'side':<16}" + "".join(f"{c:>15}" for c in columns))
-    for name, row in report["sides"].items():
-        cells = [row["single_stream_tokens_per_s"], row["ttft_ms"],
-                 *(row[f"aggregate_tokens_per_s_at_{c}"] for c in concurrency), row["gpu_memory_used_gb"]]
+    def line(name: str, found: dict[str, Any], memory: float | None) -> None:
+        cells = [found["single"]["tokens_per_s"], found["single"]["ttft_ms_p50"],
+                 *(found[f"aggregate_at_{c}"]["tokens_per_s"] for c in concurrency), memory]
         print(f"{name:<16}" + "".join(f"{'-' if v is None else v:>15}" for v in cells))
+
+    for name, row in report["sides"].items():
+        line(name, row, row["gpu_memory_used_gb"])
+        for alone, label in (("model_server_alone", "  server alone"),
+                             ("model_server_alone_at_service_prompt_length", "  ..long prompt")):
+            if alone in row:
+                line(label, row[alone], None)
     print(f"ratio single {report['ratio_single']}x, aggregate@{max(concurrency)} {report['ratio_aggregate']}x")
 
 
@@ -497,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
         found_versions = versions(args)
         sides: dict[str, dict[str, Any]] = {}
         for name in args.sides:
-            sides.update(asyncio.run(measure(SIDES[name], args, work, prompt)))
+            sides.update(asyncio.run(measure(SIDES[name], args, work, tokenizer, prompt)))
             # Rewritten after every side: a run cut short keeps the sides it finished.
             report = build_report(args, argv, found_versions, tokenizer, prompt, sides)
             args.out.parent.mkdir(parents=True, exist_ok=True)
