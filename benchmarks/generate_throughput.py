@@ -427,6 +427,13 @@ def ratio(project: float | None, baseline: float | None) -> float | None:
     return round(project / baseline, 2) if project and baseline else None
 
 
+def replica_count(text: str) -> int:
+    """An argparse type: a whole number of service processes, at least one."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
 def replica_counts(side: Side, args: argparse.Namespace) -> list[int]:
     return args.service_replicas if side.backend == "openai" else args.service_replicas[:1]
 
@@ -464,6 +471,7 @@ def build_report(args: argparse.Namespace, argv: list[str] | None, found_version
 def print_table(report: dict[str, Any], concurrency: list[int]) -> None:
     columns = ["single tok/s", "TTFT ms", *(f"agg@{c} tok/s" for c in concurrency), "GPU GB"]
     print(f"{'side':<16}" + "".join(f"{c:>15}" for c in columns))
+
     def line(name: str, found: dict[str, Any], memory: float | None) -> None:
         cells = [found["single"]["tokens_per_s"], found["single"]["ttft_ms_p50"],
                  *(found[f"aggregate_at_{c}"]["tokens_per_s"] for c in concurrency), memory]
@@ -496,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="vLLM's share of GPU memory (the service's guard and embeddings use some too)")
     parser.add_argument("--vllm-arg", action="append", default=[], metavar="=--FLAG[=VALUE]",
                         help="one more argument for the vLLM server (repeatable), e.g. --vllm-arg=--stream-interval=4")
-    parser.add_argument("--service-replicas", type=int, nargs="+", default=[1],
+    parser.add_argument("--service-replicas", type=replica_count, nargs="+", default=[1],
                         help="service processes in front of the model server, requests spread over them in turn "
                              "(the deployment's replicas behind nginx); each count measured against the same "
                              "server, the last reported as the project")

@@ -121,6 +121,12 @@ def test_replica_counts_apply_where_the_model_has_a_server_of_its_own() -> None:
     assert project_entry(args) == "project"
 
 
+def test_a_replica_count_below_one_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:  # before any model is written
+        main(["--tokenizer", "t", "--service-replicas", "1", "0"])
+    assert exit_info.value.code == 2 and "at least 1, got '0'" in capsys.readouterr().err
+
+
 def test_vllm_environment_pairs(capsys: pytest.CaptureFixture[str]) -> None:
     assert env_pair("PYTHONPATH=/a:/b=c") == ("PYTHONPATH", "/a:/b=c") and env_pair("X=") == ("X", "")
     with pytest.raises(SystemExit) as exit_info:  # a usage error, before any model is written

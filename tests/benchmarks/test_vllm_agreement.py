@@ -12,8 +12,8 @@ from benchmarks.servers import VLLM_MODEL_NAME, vllm_server_command
 from benchmarks.vllm_agreement import (
     largest_difference_points,
     perplexity,
-    refusal_rates,
     reference_logprob_sums,
+    refusal_rates,
     response_logprob_sum,
     without_stop,
 )
