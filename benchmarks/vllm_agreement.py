@@ -7,8 +7,9 @@ the service serves it on a GPU) is saved once, then:
   same prompt token ids, greedy: exact token agreement and where answers first differ;
 - perplexity of the HH test chosen responses after their conversations, teacher-forced: the reference model,
   vLLM in bf16, and vLLM with each `--quantization` (e.g. fp8), from vLLM's prompt log-probabilities;
-- with `--refusal-set`, the alignment evaluation's refusal rate on each prompt set (its greedy decoding, its
-  judge) for the reference (batched as the evaluation batches) and for each vLLM copy.
+- with `--refusal-set`, the alignment evaluation's refusal rate on each prompt set (greedy, its judge, its answer
+  length; `--repetition-penalty` for both engines, 1.0 unless given: the evaluation's profile and the service's
+  vLLM profile use 1.1) for the reference (batched as the evaluation batches) and for each vLLM copy.
 Writes benchmarks/results/vllm_agreement.json.
 
     python -m benchmarks.vllm_agreement --vllm-python PYTHON --prompts 50 --quantization fp8 \
@@ -120,7 +121,8 @@ async def vllm_results(args: argparse.Namespace, merged_dir: Path, quantization:
                                              for ids in prompts))
             scored = await asyncio.gather(*(complete(ids, max_tokens=1, prompt_logprobs=0) for ids in sequences))
             refusal_answers = await asyncio.gather(*(
-                complete(ids, max_tokens=args.refusal_new_tokens, return_token_ids=True) for ids in refusal_prompts))
+                complete(ids, max_tokens=args.refusal_new_tokens, return_token_ids=True,
+                         repetition_penalty=args.repetition_penalty) for ids in refusal_prompts))
     finally:
         server.stop()
     return {
@@ -175,7 +177,8 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
     conversations = [conversation for prompt_set in refusal_sets for conversation in prompt_set.conversations]
     refusal_prompts = [tokenizer.apply_chat_template(conversation, add_generation_prompt=True, tokenize=True,
                                                      return_dict=False) for conversation in conversations]
-    generation = GenerationSettings(max_new_tokens=args.refusal_new_tokens)
+    generation = GenerationSettings(max_new_tokens=args.refusal_new_tokens,
+                                    repetition_penalty=args.repetition_penalty)
     reference_refusals = refusal_rates(generate_answers(model, tokenizer, conversations, generation), set_sizes)
     eos_ids = set(eos_ids_of(model, tokenizer))
     del model
@@ -211,6 +214,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
         "plain_generate_bf16_perplexity": round(reference_ppl, 4),
         "refusal_sets": {prompt_set.name: prompt_set.describe() for prompt_set in refusal_sets},
         "refusal_new_tokens": args.refusal_new_tokens,
+        "refusal_repetition_penalty": args.repetition_penalty,
         "plain_generate_bf16_refusal_rates": reference_refusals,
         "vllm": served,
     }
@@ -229,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="a prompt set of the alignment evaluation (safety-prompts JSON, AdvBench CSV; "
                              "repeatable): refusal rates of every copy")
     parser.add_argument("--refusal-new-tokens", type=int, default=GenerationSettings.max_new_tokens)
+    parser.add_argument("--repetition-penalty", type=float, default=1.0,
+                        help="for the refusal sets, both engines (the served profiles use 1.1)")
     parser.add_argument("--data", type=Path, help="HH records (default: <data_dir>/hh-rlhf/harmless-base-test.jsonl.gz)")
     parser.add_argument("--vllm-python", default=sys.executable, help="the Python that has vLLM (its own environment)")
     parser.add_argument("--vllm-env", action="append", type=env_pair, default=[], metavar="KEY=VALUE",
