@@ -34,6 +34,7 @@ from benchmarks.engine_agreement import agreement, hh_examples
 from benchmarks.servers import VLLM_MODEL_NAME, Server, env_pair, free_port, vllm_server_command
 from configs.cli import configure_logging, run_cli
 from configs.settings import EMBEDDED_ADAPTER, EMBEDDED_GENERATOR, PROJECT_ROOT, ModelSettings, load_settings
+from finetune.data import DataError
 from lab.alignment.generation import Answer, GenerationSettings, decode_answer, eos_ids_of, generate_answers
 from lab.alignment.prompts import load_prompt_set
 
@@ -159,6 +160,10 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
 
     data = args.data or load_settings(None).data_dir / "hh-rlhf" / "harmless-base-test.jsonl.gz"
     examples = hh_examples(data, args.prompts)
+    refusal_sets = [load_prompt_set(spec) for spec in args.refusal_set]
+    set_sizes = {prompt_set.name: prompt_set.size for prompt_set in refusal_sets}
+    if len(set_sizes) < len(refusal_sets):
+        raise DataError("two --refusal-set files have the same name; their rates would be reported as one")
     args.work_dir.mkdir(parents=True, exist_ok=True)
     merged_dir = args.work_dir / "merged"
     model, tokenizer = load_reference(args.base, args.adapter, merged_dir)
@@ -172,8 +177,6 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
     stop_ids = set(eos if isinstance(eos, list) else [eos])
     reference = [without_stop(answer, stop_ids) for answer in reference_answers(model, prompts, args.new_tokens)]
     reference_ppl = perplexity(reference_logprob_sums(model, sequences, starts), counts)
-    refusal_sets = [load_prompt_set(spec) for spec in args.refusal_set]
-    set_sizes = {prompt_set.name: prompt_set.size for prompt_set in refusal_sets}
     conversations = [conversation for prompt_set in refusal_sets for conversation in prompt_set.conversations]
     refusal_prompts = [tokenizer.apply_chat_template(conversation, add_generation_prompt=True, tokenize=True,
                                                      return_dict=False) for conversation in conversations]
