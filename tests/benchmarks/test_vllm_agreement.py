@@ -11,12 +11,14 @@ from benchmarks.engine_agreement import agreement, hh_examples
 from benchmarks.servers import VLLM_MODEL_NAME, vllm_server_command
 from benchmarks.vllm_agreement import (
     largest_difference_points,
+    main,
     perplexity,
     reference_logprob_sums,
     refusal_rates,
     response_logprob_sum,
     without_stop,
 )
+from configs.cli import EXIT_ERROR
 from configs.settings import load_settings
 from lab.alignment.generation import Answer
 
@@ -67,6 +69,22 @@ def test_hh_examples_are_conversations_with_their_chosen_answer() -> None:
     assert len(examples) == 3
     for conversation, answer in examples:
         assert conversation[-1]["role"] == "user" and answer.strip()
+
+
+def test_two_refusal_sets_of_one_name_are_refused_before_any_model_loads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = load_settings(None).data_dir / "hh-rlhf" / "harmless-base-test.jsonl.gz"
+    if not data.is_file():
+        pytest.skip(f"{data} is not here")
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "harmful.json").write_text('[{"instruction": "Say hi"}]', encoding="utf-8")
+    code = main(["--data", str(data), "--prompts", "2", "--work-dir", str(tmp_path / "work"),
+                 "--refusal-set", str(tmp_path / "a" / "harmful.json"),
+                 "--refusal-set", str(tmp_path / "b" / "harmful.json")])
+    assert code == EXIT_ERROR and "same name" in capsys.readouterr().err
+    assert not (tmp_path / "work").exists()  # nothing loaded or saved
 
 
 @pytest.mark.slow
