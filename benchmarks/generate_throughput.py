@@ -285,7 +285,7 @@ async def measure(side: Side, args: argparse.Namespace, work: Path, tokenizer: A
                 found[entry_name(side, replicas)] = await measure_replicas(side, args, work, prompt, client,
                                                                            model_server, replicas)
             if model_server is not None:
-                first = found[entry_name(side, args.service_replicas[0])]
+                first = found[entry_name(side, replica_counts(side, args)[0])]
                 first["model_server_command"] = vllm_command(args, vllm_port)[1:]
                 first.update(await model_server_alone(client, model_server.url, tokenizer, prompt,
                                                       first["model_prompt_tokens_per_request"], args))

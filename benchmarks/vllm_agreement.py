@@ -173,8 +173,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
     sequences = [p + r for p, r in zip(prompts, responses, strict=True)]
     starts = [len(p) for p in prompts]
     counts = [len(r) for r in responses]
-    eos = model.generation_config.eos_token_id
-    stop_ids = set(eos if isinstance(eos, list) else [eos])
+    stop_ids = set(eos_ids_of(model, tokenizer))  # the end-of-turn tokens, as the evaluation decodes answers
     reference = [without_stop(answer, stop_ids) for answer in reference_answers(model, prompts, args.new_tokens)]
     reference_ppl = perplexity(reference_logprob_sums(model, sequences, starts), counts)
     conversations = [conversation for prompt_set in refusal_sets for conversation in prompt_set.conversations]
@@ -183,7 +182,6 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
     generation = GenerationSettings(max_new_tokens=args.refusal_new_tokens,
                                     repetition_penalty=args.repetition_penalty)
     reference_refusals = refusal_rates(generate_answers(model, tokenizer, conversations, generation), set_sizes)
-    eos_ids = set(eos_ids_of(model, tokenizer))
     del model
     torch.cuda.empty_cache()
 
@@ -195,7 +193,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
         served[quantization or "bf16"] = {"agreement_with_plain_generate": agreement(reference, answers),
                                           "perplexity": round(perplexity(found["logprob_sums"], counts), 4)}
         if refusal_sets:
-            rates = refusal_rates([decode_answer(tokenizer, ids, eos_ids) for ids in found["refusal_answers"]],
+            rates = refusal_rates([decode_answer(tokenizer, ids, stop_ids) for ids in found["refusal_answers"]],
                                   set_sizes)
             served[quantization or "bf16"]["refusal_rates"] = rates
             served[quantization or "bf16"]["refusal_rate_largest_difference_points"] = \
