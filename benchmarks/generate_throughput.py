@@ -14,7 +14,9 @@ tokens:
   constant, so that part measures it.
 `--service-replicas N [M ...]` starts N service processes and sends requests to them in turn, as the deployment's
 nginx does to its replicas, then M in front of the same vLLM server (a side with the model in the service's own
-process runs N only); `--service-embedding-device` places the service's guard and retriever encoders.
+process runs N only); `--service-embedding-device` places the service's guard and retriever encoders;
+`--vllm-weights int8` serves vLLM the int8 export of the merged copy (`python -m finetune.export`'s weight-only
+int8, `--int8-group-size` inputs per scale) instead of the bf16 one.
 The vLLM side also records how many prompt tokens the model saw per request through the service (vLLM's own
 counter: the service adds its system prompt and retrieved context) and the same measurements sent to vLLM
 directly with the bare prompt (`model_server_alone`), which tells the engine's limit from the service's, and with a
@@ -108,8 +110,9 @@ SIDES = {
                         "continuous batching on the NF4 base with the LoRA adapter unmerged (small GPUs)"),
     "project_vllm": Side("project_vllm", "vllm", "never",
                          "the service on its OpenAI-compatible backend (model.backend: openai) in front of a vLLM "
-                         "server in its own process: LoRA merged into a bf16 copy, vLLM's defaults (paged "
-                         "attention, CUDA graphs, chunked prefill, prefix caching)", backend="openai"),
+                         "server in its own process: LoRA merged into a bf16 copy (or its int8 export: "
+                         "`vllm_weights`), vLLM's defaults (paged attention, CUDA graphs, chunked prefill, prefix "
+                         "caching)", backend="openai"),
 }
 VLLM_ATTENTION = re.compile(r"Using (\S+) attention backend")  # the line vLLM's engine logs at start
 
@@ -250,9 +253,16 @@ def gpu_memory_used_gb() -> float | None:
     return round(float(out.split()[0]) / 1024, 2)
 
 
+def served_dir(args: argparse.Namespace) -> Path:
+    """The merged copy vLLM serves: bf16, or its int8 export."""
+    if args.vllm_weights == "bf16":
+        return args.model_dir / "merged"
+    return args.model_dir / f"merged-int8-g{args.int8_group_size or 'channel'}"
+
+
 def vllm_command(args: argparse.Namespace, port: int) -> list[str]:
     """vLLM's server on the merged model, with room for every concurrent request."""
-    return vllm_server_command(args.vllm_python, args.model_dir / "merged", port,
+    return vllm_server_command(args.vllm_python, served_dir(args), port,
                                gpu_memory_utilization=args.vllm_gpu_memory_utilization,
                                max_num_seqs=max(64, max(args.concurrency)), extra=args.vllm_arg)
 
@@ -393,13 +403,17 @@ def prepare(args: argparse.Namespace) -> Any:
     """The random 8B-shaped model and adapter, once; the tokenizer for the prompts."""
     from benchmarks.llama_shape import save_merged_model, save_random_adapter, save_random_model
     from configs.settings import ModelSettings
+    from finetune.export import save_int8
     from finetune.modeling import load_tokenizer
 
     tokenizer = load_tokenizer(ModelSettings(name_or_path=str(args.tokenizer)))
     save_random_model(args.shape, args.model_dir / "model", args.device, tokenizer)
     save_random_adapter(args.model_dir / "model", args.model_dir / "adapter", args.device)
     if serves_through_vllm(args):
-        save_merged_model(args.model_dir / "model", args.model_dir / "adapter", args.model_dir / "merged", args.device)
+        merged = save_merged_model(args.model_dir / "model", args.model_dir / "adapter", args.model_dir / "merged",
+                                   args.device)
+        if args.vllm_weights == "int8" and not (served_dir(args) / "config.json").is_file():
+            save_int8(merged, served_dir(args), args.device, args.int8_group_size or None)
     return tokenizer
 
 
@@ -456,6 +470,9 @@ def build_report(args: argparse.Namespace, argv: list[str] | None, found_version
         "shape": args.shape,
         "prompt_tokens": len(tokenizer(prompt, add_special_tokens=False)["input_ids"]),
         "new_tokens": args.new_tokens,
+        "vllm_weights": (args.vllm_weights if args.vllm_weights == "bf16" else
+                         f"int8, {args.int8_group_size or 'one scale per output channel'} inputs per scale")
+        if serves_through_vllm(args) else None,
         "baseline": baseline,
         "project_side": project_entry(args),
         "project": project,
@@ -504,6 +521,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="vLLM's share of GPU memory (the service's guard and embeddings use some too)")
     parser.add_argument("--vllm-arg", action="append", default=[], metavar="=--FLAG[=VALUE]",
                         help="one more argument for the vLLM server (repeatable), e.g. --vllm-arg=--stream-interval=4")
+    parser.add_argument("--vllm-weights", choices=["bf16", "int8"], default="bf16",
+                        help="the merged copy vLLM serves: bf16, or weight-only int8 (python -m finetune.export)")
+    parser.add_argument("--int8-group-size", type=int, default=64,
+                        help="the int8 copy's inputs per scale (0: one scale per output channel)")
     parser.add_argument("--service-replicas", type=replica_count, nargs="+", default=[1],
                         help="service processes in front of the model server, requests spread over them in turn "
                              "(the deployment's replicas behind nginx); each count measured against the same "

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from finetune.export import write_model
+
 logger = logging.getLogger(__name__)
 
 SHAPES: dict[str, dict] = {
@@ -64,10 +66,7 @@ def save_random_model(shape: str, directory: Path, device: str, tokenizer: Any) 
         # Ids past the tokenizer's vocabulary score 0, below the best in-vocabulary logit: every generated id
         # decodes (a server's detokenizer rejects unknown ids). Speed does not depend on the values.
         model.lm_head.weight[len(tokenizer):] = 0
-    partial = directory.with_name(directory.name + ".partial")
-    model.save_pretrained(partial, max_shard_size="5GB")
-    tokenizer.save_pretrained(partial)
-    partial.rename(directory)
+    write_model(model, tokenizer, directory)
     del model
     if device == "cuda":
         torch.cuda.empty_cache()
@@ -113,10 +112,7 @@ def save_merged_model(model_dir: Path, adapter_dir: Path, directory: Path, devic
     with torch.device(device):
         model = LlamaForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16, device_map={"": device})
     merged = attach_adapter(model, adapter_dir)  # merged into the bf16 weights, as the service serves it
-    partial = directory.with_name(directory.name + ".partial")
-    merged.save_pretrained(partial, max_shard_size="5GB")
-    AutoTokenizer.from_pretrained(model_dir).save_pretrained(partial)
-    partial.rename(directory)
+    write_model(merged, AutoTokenizer.from_pretrained(model_dir), directory)
     del model, merged
     if device == "cuda":
         torch.cuda.empty_cache()

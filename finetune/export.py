@@ -1,0 +1,173 @@
+"""`python -m finetune.export`: the aligned model as an external server (vLLM) loads it.
+
+The adapter is merged into a bf16 copy of the base through the one loader (as the service's own engine merges
+it in memory). `--weights int8` then stores every decoder linear weight as int8 with one scale per output
+channel (weight-only, round-to-nearest; activations stay bf16) in compressed-tensors' `pack-quantized`
+format, which vLLM reads from `config.json` and serves with its mixed-precision kernels (Machete on Hopper,
+Marlin elsewhere): half the bytes a decode step reads. Those kernels need the layer widths in multiples of 64
+or 128 (Llama 3.1 8B passes; SmolLM2's 576-wide layers do not). The embeddings, norms and `lm_head` stay bf16.
+
+    python -m finetune.export --config configs/llama31-8b.yaml --weights int8 --out outputs/ulma-llama31-8b-int8
+    vllm serve outputs/ulma-llama31-8b-int8 --served-model-name ulma ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import shutil
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from configs.cli import add_common_arguments, configure_logging, run_cli
+from configs.errors import AppError
+from configs.settings import ModelSettings
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+logger = logging.getLogger("finetune.export")
+
+# The decoder's linear weights: what int8 stores (Llama's names; the embeddings and lm_head stay bf16).
+QUANTIZED_WEIGHT = re.compile(r"(.*\.(?:q|k|v|o|gate|up|down)_proj)\.weight$")
+# Files of the merged copy that the int8 copy writes anew; the rest (tokenizer, generation config) are copied.
+REWRITTEN = ("config.json", "model.safetensors.index.json")
+
+
+class ExportError(AppError, ValueError):
+    """A model folder that cannot be exported; the message says what is wrong with it."""
+
+
+def int8_scheme(group_size: int | None = None) -> Any:
+    """Weight-only int8, symmetric: one scale per output channel, or per `group_size` inputs of it."""
+    from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme
+
+    weights = QuantizationArgs(num_bits=8, type="int", symmetric=True, dynamic=False,
+                               strategy="group" if group_size else "channel", group_size=group_size)
+    return QuantizationScheme(targets=["Linear"], weights=weights)
+
+
+def quantize_int8(weight: torch.Tensor, scheme: Any) -> dict[str, torch.Tensor]:
+    """One linear weight as compressed-tensors packs it: `weight_packed` (int32), `weight_scale`, `weight_shape`."""
+    import torch
+    from compressed_tensors.compressors.pack_quantized.base import PackedQuantizationCompressor
+    from compressed_tensors.quantization.utils import calculate_qparams
+
+    size = scheme.weights.group_size or weight.shape[1]
+    if weight.shape[1] % size:
+        raise ExportError(f"a weight {tuple(weight.shape)} does not split into groups of {size} inputs")
+    rows = weight.float().reshape(weight.shape[0], -1, size)  # (out, groups, size); one group per channel
+    scale, _ = calculate_qparams(rows.amin(dim=2), rows.amax(dim=2), scheme.weights)
+    # An all-zero row would give scale 0 and divide by it; any positive scale stores its zeros exactly.
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale)).to(weight.dtype)
+    return PackedQuantizationCompressor.compress({"weight": weight, "weight_scale": scale}, scheme)
+
+
+def write_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out: Path) -> Path:
+    """A loaded model and its tokenizer as one folder, which appears only once complete."""
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(partial, max_shard_size="5GB")
+    tokenizer.save_pretrained(partial)
+    partial.rename(out)
+    return out
+
+
+def save_merged(settings: ModelSettings, out: Path) -> Path:
+    """The adapter in `settings` merged into a bf16 copy of the base, with its tokenizer (kept if already there)."""
+    from finetune.modeling import load_model
+
+    if (out / "config.json").is_file():
+        return out
+    bf16 = settings.model_copy(update={
+        "dtype": "bfloat16", "quantization": settings.quantization.model_copy(update={"load_in_4bit": "never"})})
+    model, tokenizer = load_model(bf16)  # merges the adapter into the bf16 weights
+    return write_model(model, tokenizer, out)
+
+
+def save_int8(merged: Path, out: Path, device: str = "cpu", group_size: int | None = None) -> Path:
+    """A bf16 model folder (`save_merged`) with its decoder linear weights in int8, shard by shard."""
+    from compressed_tensors import __version__ as compressed_tensors_version
+    from compressed_tensors.quantization import QuantizationConfig, QuantizationStatus
+    from safetensors.torch import load_file, save_file
+    from tqdm import tqdm
+
+    shards = sorted(merged.glob("*.safetensors"))
+    if not (merged / "config.json").is_file() or not shards:
+        raise ExportError(f"{merged} is not a model folder (config.json and *.safetensors expected)")
+    config = json.loads((merged / "config.json").read_text(encoding="utf-8"))
+    if "quantization_config" in config:
+        raise ExportError(f"{merged} is already quantized ({config['quantization_config'].get('quant_method')})")
+    scheme = int8_scheme(group_size)
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    weight_map: dict[str, str] = {}
+    quantized = 0
+    for shard in tqdm(shards, desc="int8 weights", unit="shard"):
+        stored: dict[str, torch.Tensor] = {}
+        for name, tensor in load_file(shard, device=device).items():
+            match = QUANTIZED_WEIGHT.match(name)
+            if match is None:
+                stored[name] = tensor
+                continue
+            quantized += 1
+            for field, value in quantize_int8(tensor, scheme).items():
+                stored[f"{match.group(1)}.{field}"] = value.contiguous().cpu()
+        save_file({name: value.cpu() for name, value in stored.items()}, partial / shard.name,
+                  metadata={"format": "pt"})
+        weight_map.update(dict.fromkeys(stored, shard.name))
+    if not quantized:
+        raise ExportError(f"{merged} has no decoder linear weights named as Llama's (*_proj.weight)")
+    quantization = QuantizationConfig(config_groups={"group_0": scheme}, format="pack-quantized",
+                                      quantization_status=QuantizationStatus.COMPRESSED, ignore=["lm_head"])
+    config["quantization_config"] = {"quant_method": "compressed-tensors", "version": compressed_tensors_version,
+                                     **quantization.model_dump(exclude={"quant_method"})}
+    (partial / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    (partial / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {}, "weight_map": weight_map}, indent=2) + "\n", encoding="utf-8")
+    for path in merged.iterdir():
+        if path.is_file() and path.suffix != ".safetensors" and path.name not in REWRITTEN:
+            shutil.copy2(path, partial / path.name)
+    shutil.rmtree(out, ignore_errors=True)
+    partial.rename(out)
+    logger.info("%s: %d linear weights in int8", out, quantized)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    add_common_arguments(parser, config_help="YAML settings profile (its model section: base and adapter)")
+    parser.add_argument("--out", type=Path, required=True, help="the folder to write (replaced if it exists)")
+    parser.add_argument("--weights", choices=["bf16", "int8"], default="bf16",
+                        help="bf16: merged only; int8: merged, then linear weights int8 per output channel")
+    parser.add_argument("--group-size", type=int, help="int8: one scale per this many inputs (default: per channel)")
+    parser.add_argument("--device", default="cpu", help="where int8 scales are computed (cuda is faster for 8B)")
+    args = parser.parse_args(argv)
+    configure_logging(args.debug)
+
+    def export() -> int:
+        from configs.settings import load_settings
+
+        settings = load_settings(args.config).model
+        if args.weights == "bf16":
+            shutil.rmtree(args.out, ignore_errors=True)
+            save_merged(settings, args.out)
+        else:
+            merged = args.out.with_name(args.out.name + ".bf16")
+            shutil.rmtree(merged, ignore_errors=True)
+            save_int8(save_merged(settings, merged), args.out, args.device, args.group_size)
+            shutil.rmtree(merged)
+        print(f"wrote {args.out} ({args.weights})")
+        return 0
+
+    return run_cli(export, debug=args.debug)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
