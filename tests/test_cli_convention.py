@@ -19,6 +19,7 @@ COMMANDS: dict[str, list[str]] = {
     "api": [],
     "ingest": ["README.md"],
     "finetune": [],
+    "finetune.export": ["--out", "var/none"],
     "lab.alignment.data": [],
     "lab.alignment.sweep": ["--set", "beta=0.1", "--harmful", "h.json", "--benign", "b.json", "--out", "var/none"],
     "lab.alignment.evaluate": [],

@@ -50,7 +50,8 @@ def test_the_vllm_side_points_the_service_at_its_own_vllm_server(tmp_path: Path)
     import argparse
 
     args = argparse.Namespace(model_dir=tmp_path, concurrency=[8, 32], new_tokens=128, vllm_python="/opt/py",
-                              vllm_gpu_memory_utilization=0.7, vllm_arg=["--stream-interval=4"])
+                              vllm_gpu_memory_utilization=0.7, vllm_arg=["--stream-interval=4"],
+                              vllm_weights="bf16", int8_group_size=64)
     command = vllm_command(args, 8123)
     assert command.pop() == "--stream-interval=4"  # --vllm-arg, passed through last
     assert command[:3] == ["/opt/py", "-m", "vllm.entrypoints.openai.api_server"]
@@ -65,6 +66,11 @@ def test_the_vllm_side_points_the_service_at_its_own_vllm_server(tmp_path: Path)
     assert remote["openai"]["max_concurrent_requests"] == 32
     local = model_config(SIDES["project"], args, None)
     assert local["engine"]["kind"] == "continuous" and local["adapter_path"] == str(tmp_path / "adapter")
+    # --vllm-weights int8 serves the int8 export of the same merged copy, named by its group size
+    args.vllm_weights = "int8"
+    assert vllm_command(args, 8123)[4] == str(tmp_path / "merged-int8-g64")
+    args.int8_group_size = 0
+    assert vllm_command(args, 8123)[4] == str(tmp_path / "merged-int8-gchannel")
 
 
 def test_the_report_names_the_attention_backend_vllm_logged(tmp_path: Path) -> None:
