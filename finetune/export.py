@@ -1,11 +1,14 @@
 """`python -m finetune.export`: the aligned model as an external server (vLLM) loads it.
 
 The adapter is merged into a bf16 copy of the base through the one loader (as the service's own engine merges
-it in memory). `--weights int8` then stores every decoder linear weight as int8 with one scale per output
-channel (weight-only, round-to-nearest; activations stay bf16) in compressed-tensors' `pack-quantized`
-format, which vLLM reads from `config.json` and serves with its mixed-precision kernels (Machete on Hopper,
-Marlin elsewhere): half the bytes a decode step reads. Those kernels need the layer widths in multiples of 64
-or 128 (Llama 3.1 8B passes; SmolLM2's 576-wide layers do not). The embeddings, norms and `lm_head` stay bf16.
+it in memory). `--weights int8` then stores every decoder linear weight as int8 with one scale per 64 inputs
+of an output channel (`--group-size`; weight-only, round-to-nearest, activations stay bf16) in
+compressed-tensors' `pack-quantized` format, which vLLM reads from `config.json` and serves with its
+mixed-precision kernels (Machete on Hopper, Marlin elsewhere): half the bytes a decode step reads. Those kernels
+need layer widths in multiples of 128 (Llama 3.1 8B's are; SmolLM2's 576 is not). The embeddings, norms and
+`lm_head` stay bf16. Groups of 64 rather than one scale per channel: a small model's rows hold outliers that one
+scale stretches over (tests/finetune/test_export.py holds the shipped SmolLM2 adapter's int8 copy within 1% of
+its bf16 perplexity; benchmarks/vllm_agreement.py measures it with the refusal rates).
 
     python -m finetune.export --config configs/llama31-8b.yaml --weights int8 --out outputs/ulma-llama31-8b-int8
     vllm serve outputs/ulma-llama31-8b-int8 --served-model-name ulma ...
@@ -89,7 +92,7 @@ def save_merged(settings: ModelSettings, out: Path) -> Path:
     return write_model(model, tokenizer, out)
 
 
-def save_int8(merged: Path, out: Path, device: str = "cpu", group_size: int | None = None) -> Path:
+def save_int8(merged: Path, out: Path, device: str = "cpu", group_size: int | None = 64) -> Path:
     """A bf16 model folder (`save_merged`) with its decoder linear weights in int8, shard by shard."""
     from compressed_tensors import __version__ as compressed_tensors_version
     from compressed_tensors.quantization import QuantizationConfig, QuantizationStatus
@@ -146,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="the folder to write (replaced if it exists)")
     parser.add_argument("--weights", choices=["bf16", "int8"], default="bf16",
                         help="bf16: merged only; int8: merged, then linear weights int8 per output channel")
-    parser.add_argument("--group-size", type=int, help="int8: one scale per this many inputs (default: per channel)")
+    parser.add_argument("--group-size", type=int, default=64,
+                        help="int8: one scale per this many inputs of a channel (0: one per output channel)")
     parser.add_argument("--device", default="cpu", help="where int8 scales are computed (cuda is faster for 8B)")
     args = parser.parse_args(argv)
     configure_logging(args.debug)
@@ -161,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             merged = args.out.with_name(args.out.name + ".bf16")
             shutil.rmtree(merged, ignore_errors=True)
-            save_int8(save_merged(settings, merged), args.out, args.device, args.group_size)
+            save_int8(save_merged(settings, merged), args.out, args.device, args.group_size or None)
             shutil.rmtree(merged)
         print(f"wrote {args.out} ({args.weights})")
         return 0

@@ -70,7 +70,7 @@ def test_int8_weights_round_trip_within_half_a_step(bf16_dir: Path, tmp_path: Pa
 def test_int8_stores_half_the_linear_bytes(bf16_dir: Path, tmp_path: Path):
     from safetensors import safe_open
 
-    out = save_int8(bf16_dir, tmp_path / "int8")
+    out = save_int8(bf16_dir, tmp_path / "int8", group_size=None)
     with safe_open(out / "model.safetensors", "pt") as stored:
         packed = stored.get_tensor("model.layers.0.mlp.down_proj.weight_packed")
         shape = stored.get_tensor("model.layers.0.mlp.down_proj.weight_shape")
@@ -93,13 +93,14 @@ def test_bad_folders_are_refused_and_leave_nothing(bf16_dir: Path, tmp_path: Pat
 
 @pytest.mark.slow
 def test_embedded_aligned_model_in_int8_keeps_its_perplexity(tmp_path: Path, hh_file: Path):
-    """`python -m finetune.export` on the shipped model: int8 in groups of 64 stays within the issue's 1%."""
+    """`python -m finetune.export` on the shipped model: int8 in its default groups of 64 stays within the
+    issue's 1% of the bf16 copy's perplexity."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from benchmarks.engine_agreement import hh_examples
 
     assert main(["--out", str(tmp_path / "bf16")]) == 0
-    assert main(["--out", str(tmp_path / "int8"), "--weights", "int8", "--group-size", "64"]) == 0
+    assert main(["--out", str(tmp_path / "int8"), "--weights", "int8"]) == 0
     assert not (tmp_path / "int8.bf16").exists()
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "int8")
     examples = hh_examples(hh_file, 20)
