@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from configs.settings import EMBEDDED_ADAPTER
-from finetune.export import ExportError, QUANTIZED_WEIGHT, main, save_int8, write_model
+from finetune.export import QUANTIZED_WEIGHT, ExportError, main, save_int8, write_model
 
 
 def tiny_llama(directory: Path) -> Path:
