@@ -9,11 +9,7 @@ the service serves it on a GPU) is saved once, then:
   vLLM in bf16, and vLLM with each `--quantization` (e.g. fp8), from vLLM's prompt log-probabilities;
 - with `--refusal-set`, the alignment evaluation's refusal rate on each prompt set (greedy, its judge, its answer
   length; `--repetition-penalty` for both engines, 1.0 unless given: the evaluation's profile and the service's
-  vLLM profile use 1.1) for the reference (batched as the evaluation batches) and for each vLLM copy;
-- the int8 export (`python -m finetune.export --weights int8`, `--int8-group-size`) read back dequantized into
-  plain `generate`: the same agreement, perplexity and refusal rates. These are the weights vLLM's int8 kernels
-  multiply by (bf16 activations, fp32 accumulation), but not vLLM itself: its int8 kernels need layer widths
-  in multiples of 128, which SmolLM2's 576 is not (Llama 3.1 8B's are).
+  vLLM profile use 1.1) for the reference (batched as the evaluation batches) and for each vLLM copy.
 Writes benchmarks/results/vllm_agreement.json.
 
     python -m benchmarks.vllm_agreement --vllm-python PYTHON --prompts 50 --quantization fp8 \
@@ -136,36 +132,6 @@ async def vllm_results(args: argparse.Namespace, merged_dir: Path, quantization:
     }
 
 
-def int8_results(args: argparse.Namespace, merged_dir: Path, prompts: list[list[int]], sequences: list[list[int]],
-                 starts: list[int], conversations: list[Any], generation: GenerationSettings, stop_ids: set[int],
-                 set_sizes: dict[str, int], reference: list[list[int]],
-                 reference_refusals: dict[str, float]) -> dict[str, Any]:
-    """The int8 export of the merged copy, dequantized into plain `generate`, against the bf16 reference."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, CompressedTensorsConfig
-
-    from finetune.export import save_int8
-
-    directory = save_int8(merged_dir, args.work_dir / f"int8-g{args.int8_group_size or 'channel'}", "cuda",
-                          args.int8_group_size or None)
-    # run_compressed=False: transformers unpacks the int8 weights into bf16 ones at load.
-    model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.bfloat16, device_map={"": "cuda"},
-                                                 quantization_config=CompressedTensorsConfig(run_compressed=False))
-    tokenizer = AutoTokenizer.from_pretrained(directory)
-    answers = [without_stop(answer, stop_ids) for answer in reference_answers(model.eval(), prompts,
-                                                                              args.new_tokens)]
-    found = {"group_size": args.int8_group_size or "per output channel",
-             "agreement_with_plain_generate": agreement(reference, answers),
-             "logprob_sums": reference_logprob_sums(model, sequences, starts)}
-    if set_sizes:
-        rates = refusal_rates(generate_answers(model, tokenizer, conversations, generation), set_sizes)
-        found["refusal_rates"] = rates
-        found["refusal_rate_largest_difference_points"] = largest_difference_points(rates, reference_refusals)
-    del model
-    torch.cuda.empty_cache()
-    return found
-
-
 def without_stop(answer: list[int], stop_ids: set[int]) -> list[int]:
     """The answer without its final end-of-turn token (one engine may report it, the other not)."""
     return answer[:-1] if answer and answer[-1] in stop_ids else answer
@@ -216,10 +182,6 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
     reference_refusals = refusal_rates(generate_answers(model, tokenizer, conversations, generation), set_sizes)
     del model
     torch.cuda.empty_cache()
-    int8 = int8_results(args, merged_dir, prompts, sequences, starts, conversations, generation, stop_ids,
-                        set_sizes, reference, reference_refusals)
-    int8_ppl = perplexity(int8.pop("logprob_sums"), counts)
-    int8.update(perplexity=round(int8_ppl, 4), perplexity_over_plain_generate=round(int8_ppl / reference_ppl, 4))
 
     served = {}
     for quantization in [None, *args.quantization]:
@@ -254,7 +216,6 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
         "refusal_repetition_penalty": args.repetition_penalty,
         "plain_generate_bf16_refusal_rates": reference_refusals,
         "vllm": served,
-        "int8_weights_plain_generate": int8,
     }
 
 
@@ -267,8 +228,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--quantization", nargs="*", default=["fp8"],
                         help="vLLM --quantization methods to compare with its bf16 copy")
-    parser.add_argument("--int8-group-size", type=int, default=64,
-                        help="the int8 export's inputs per scale (0: one scale per output channel)")
     parser.add_argument("--refusal-set", action="append", default=[], metavar="FILE[:N]",
                         help="a prompt set of the alignment evaluation (safety-prompts JSON, AdvBench CSV; "
                              "repeatable): refusal rates of every copy")
@@ -300,11 +259,6 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  refusal rates {found['refusal_rates']} (plain generate "
                       f"{result['plain_generate_bf16_refusal_rates']}): largest difference "
                       f"{found['refusal_rate_largest_difference_points']} points")
-        int8 = result["int8_weights_plain_generate"]
-        print(f"int8 weights (group {int8['group_size']}) in plain generate: "
-              f"{int8['agreement_with_plain_generate']['exact_matches']}/{result['prompts']} identical; perplexity "
-              f"{int8['perplexity_over_plain_generate']}x bf16; largest refusal-rate difference "
-              f"{int8.get('refusal_rate_largest_difference_points', '-')} points")
         return 0
 
     return run_cli(measure, debug=args.debug)

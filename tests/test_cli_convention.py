@@ -40,6 +40,7 @@ HELP_ONLY = [
     "lab.guard.tune_encoder", "lab.alignment.seeds",
     "benchmarks.train_throughput", "benchmarks.retrieval", "benchmarks.retrieval_quality", "benchmarks.evidence_selection",
     "benchmarks.generate_throughput", "benchmarks.engine_agreement", "benchmarks.vllm_agreement",
+    "benchmarks.export_quality",
     "benchmarks.production_recipe",
     "benchmarks.engine_settings", "benchmarks.service_overhead", "benchmarks.paced_server",
 ]

@@ -1,0 +1,176 @@
+"""Does the int8 export keep the aligned model's quality?
+
+The real aligned model (the packaged SmolLM2-135M-Instruct with the shipped ULMA adapter, or `--base` and
+`--adapter`) is exported by `finetune.export` twice: merged in bf16, and merged with its decoder linear weights in
+weight-only int8 (`--group-size` inputs per scale). Both are read back from disk by transformers (the int8 copy
+unpacked to bf16 weights: what vLLM's int8 kernels multiply by, in bf16 activations with fp32 accumulation) and
+compared in plain `generate`, greedy:
+- agreement of the int8 copy's answers with the bf16 copy's on `--prompts` HH test conversations;
+- perplexity of the HH test chosen responses after their conversations, teacher-forced;
+- with `--refusal-set`, the alignment evaluation's refusal rate on each prompt set (its judge, its answer length,
+  batched as it batches), and the largest difference in points.
+The issue's bars for a quantized serving path: perplexity within 1% of the bf16 merged model, refusal rates
+within 2 points. vLLM itself cannot serve this small model's int8 copy (its int8 kernels need layer widths in
+multiples of 128; SmolLM2's are 576), so the engine is plain `generate` for both. Writes
+benchmarks/results/export_quality.json.
+
+    python -m benchmarks.export_quality --refusal-set var/alignment/sets/test/test_advbench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from benchmarks.engine_agreement import agreement, hh_examples
+from benchmarks.vllm_agreement import (
+    largest_difference_points,
+    perplexity,
+    reference_answers,
+    reference_logprob_sums,
+    refusal_rates,
+    without_stop,
+)
+from configs.cli import configure_logging, run_cli
+from configs.settings import EMBEDDED_ADAPTER, EMBEDDED_GENERATOR, PROJECT_ROOT, ModelSettings, load_settings
+from finetune.data import DataError
+from lab.alignment.generation import GenerationSettings, eos_ids_of, generate_answers
+from lab.alignment.prompts import load_prompt_set
+
+RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "export_quality.json"
+
+
+def load_copy(directory: Path, device: str) -> Any:
+    """An exported folder in bf16 on `device`; an int8 one unpacked into bf16 weights at load."""
+    import torch
+    from transformers import AutoModelForCausalLM, CompressedTensorsConfig
+
+    quantized = "quantization_config" in json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    extra = {"quantization_config": CompressedTensorsConfig(run_compressed=False)} if quantized else {}
+    return AutoModelForCausalLM.from_pretrained(directory, dtype=torch.bfloat16, device_map={"": device},
+                                                **extra).eval()
+
+
+def measure_copy(model: Any, tokenizer: Any, args: argparse.Namespace, prompts: list[list[int]],
+                 sequences: list[list[int]], starts: list[int], conversations: list[Any],
+                 set_sizes: dict[str, int]) -> dict[str, Any]:
+    """Greedy answers (token ids, end-of-turn dropped), response log-probabilities and refusal rates."""
+    stop_ids = set(eos_ids_of(model, tokenizer))
+    generation = GenerationSettings(max_new_tokens=args.refusal_new_tokens,
+                                    repetition_penalty=args.repetition_penalty, batch_size=args.batch_size)
+    return {
+        "answers": [without_stop(answer, stop_ids) for answer in reference_answers(model, prompts, args.new_tokens)],
+        "logprob_sums": reference_logprob_sums(model, sequences, starts),
+        "refusal_rates": refusal_rates(generate_answers(model, tokenizer, conversations, generation,
+                                                        desc="refusal sets", show_progress=True), set_sizes)
+        if conversations else {},
+    }
+
+
+def run(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
+    import torch
+    import transformers
+    from transformers import AutoTokenizer
+
+    from finetune.export import save_int8, save_merged
+
+    refusal_sets = [load_prompt_set(spec) for spec in args.refusal_set]
+    set_sizes = {prompt_set.name: prompt_set.size for prompt_set in refusal_sets}
+    if len(set_sizes) < len(refusal_sets):
+        raise DataError("two --refusal-set files have the same name; their rates would be reported as one")
+    data = args.data or load_settings(None).data_dir / "hh-rlhf" / "harmless-base-test.jsonl.gz"
+    examples = hh_examples(data, args.prompts)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    settings = ModelSettings(name_or_path=args.base, adapter_path=str(args.adapter), device=device)
+    label = f"g{args.group_size}" if args.group_size else "channel"
+    bf16_dir = save_merged(settings, args.work_dir / "bf16")
+    int8_dir = save_int8(bf16_dir, args.work_dir / f"int8-{label}", device, args.group_size or None)
+
+    tokenizer = AutoTokenizer.from_pretrained(bf16_dir)
+    prompts = [tokenizer.apply_chat_template(conversation, add_generation_prompt=True, tokenize=True,
+                                             return_dict=False) for conversation, _ in examples]
+    responses = [tokenizer(response, add_special_tokens=False)["input_ids"] for _, response in examples]
+    sequences = [p + r for p, r in zip(prompts, responses, strict=True)]
+    starts = [len(p) for p in prompts]
+    counts = [len(r) for r in responses]
+    conversations = [conversation for prompt_set in refusal_sets for conversation in prompt_set.conversations]
+    found = {}
+    for name, directory in (("bf16", bf16_dir), ("int8", int8_dir)):
+        model = load_copy(directory, device)
+        found[name] = measure_copy(model, AutoTokenizer.from_pretrained(directory), args, prompts, sequences,
+                                   starts, conversations, set_sizes)
+        del model
+        if device == "cuda":
+            torch.cuda.empty_cache()
+    bf16_ppl, int8_ppl = (perplexity(found[name]["logprob_sums"], counts) for name in ("bf16", "int8"))
+    return {
+        "command": "python -m benchmarks.export_quality " + " ".join(argv or sys.argv[1:]),
+        "date": datetime.date.today().isoformat(),
+        "device": torch.cuda.get_device_name() if device == "cuda" else f"CPU ({torch.get_num_threads()} threads)",
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+        "model": args.base,
+        "adapter": str(args.adapter),
+        "int8": {"group_size": args.group_size or "one scale per output channel",
+                 "bytes": sum(path.stat().st_size for path in int8_dir.glob("*.safetensors")),
+                 "bf16_bytes": sum(path.stat().st_size for path in bf16_dir.glob("*.safetensors"))},
+        "prompts": len(prompts),
+        "new_tokens": args.new_tokens,
+        "response_tokens": sum(counts),
+        "agreement_with_bf16": agreement(found["bf16"]["answers"], found["int8"]["answers"]),
+        "bf16_perplexity": round(bf16_ppl, 4),
+        "int8_perplexity": round(int8_ppl, 4),
+        "perplexity_ratio": round(int8_ppl / bf16_ppl, 4),
+        "refusal_sets": {prompt_set.name: prompt_set.describe() for prompt_set in refusal_sets},
+        "refusal_new_tokens": args.refusal_new_tokens,
+        "refusal_repetition_penalty": args.repetition_penalty,
+        "bf16_refusal_rates": found["bf16"]["refusal_rates"],
+        "int8_refusal_rates": found["int8"]["refusal_rates"],
+        "refusal_rate_largest_difference_points": largest_difference_points(found["int8"]["refusal_rates"],
+                                                                            found["bf16"]["refusal_rates"]),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base", default=EMBEDDED_GENERATOR, help="the base model the adapter was trained on")
+    parser.add_argument("--adapter", type=Path, default=EMBEDDED_ADAPTER)
+    parser.add_argument("--group-size", type=int, default=64, help="the int8 copy's inputs per scale (0: per channel)")
+    parser.add_argument("--prompts", type=int, default=50)
+    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--refusal-set", action="append", default=[], metavar="FILE[:N]",
+                        help="a prompt set of the alignment evaluation (safety-prompts JSON, AdvBench CSV; "
+                             "repeatable): refusal rates of both copies")
+    parser.add_argument("--refusal-new-tokens", type=int, default=GenerationSettings.max_new_tokens)
+    parser.add_argument("--repetition-penalty", type=float, default=1.0)
+    parser.add_argument("--batch-size", type=int, default=GenerationSettings.batch_size)
+    parser.add_argument("--data", type=Path, help="HH records (default: <data_dir>/hh-rlhf/harmless-base-test.jsonl.gz)")
+    parser.add_argument("--device", choices=["cuda", "cpu"], help="default: cuda where there is one")
+    parser.add_argument("--work-dir", type=Path, default=PROJECT_ROOT / "var" / "export-quality")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--debug", action="store_true", help="tracebacks on errors")
+    args = parser.parse_args(argv)
+    configure_logging(args.debug)
+
+    def measure() -> int:
+        result = run(args, argv)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        match = result["agreement_with_bf16"]
+        print(f"{'copy':<6}{'perplexity':>12}  refusal rates")
+        for name in ("bf16", "int8"):
+            print(f"{name:<6}{result[f'{name}_perplexity']:>12}  {result[f'{name}_refusal_rates']}")
+        print(f"int8/bf16 perplexity {result['perplexity_ratio']}x; largest refusal-rate difference "
+              f"{result['refusal_rate_largest_difference_points']} points; {match['exact_matches']}/"
+              f"{result['prompts']} greedy answers identical")
+        return 0
+
+    return run_cli(measure, debug=args.debug)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
