@@ -117,6 +117,20 @@ SIDES = {
 VLLM_ATTENTION = re.compile(r"Using (\S+) attention backend")  # the line vLLM's engine logs at start
 
 
+@dataclass
+class Prompt:
+    """The request text. With `distinct` each request gets a ticket number of its own in front, so that no cache
+    answers for it: the guard's (by text) and the model server's prefix cache past the system prompt and context."""
+
+    text: str
+    distinct: bool = False
+    sent: int = 0
+
+    def next(self) -> str:
+        self.sent += 1
+        return f"Ticket {self.sent}: {self.text}" if self.distinct else self.text
+
+
 def prompt_text(tokenizer: Any, tokens: int) -> str:
     """A benign request of about `tokens` tokens."""
     question = " Summarise the review in three sentences."
@@ -176,14 +190,14 @@ async def generated_tokens(client: httpx.AsyncClient, endpoint: Endpoint) -> flo
     return await read_counter(client, endpoint.urls, endpoint.tokens_metric)
 
 
-async def one_turn(client: httpx.AsyncClient, endpoint: Endpoint, prompt: str, new_tokens: int,
+async def one_turn(client: httpx.AsyncClient, endpoint: Endpoint, prompt: Prompt, new_tokens: int,
                    turn: int = 0) -> dict[str, float]:
     """One streamed /v1/chat/completions request (to replica `turn` in turn): time to the first text and to the
     end. The service ignores the sampling fields (its configured decoding is the same); a model server needs them."""
     started = time.perf_counter()
     first = None
     body = {"model": endpoint.model, "stream": True, "max_tokens": new_tokens, "temperature": 0,
-            "messages": [{"role": "user", "content": prompt}]}
+            "messages": [{"role": "user", "content": prompt.next()}]}
     async with client.stream("POST", f"{endpoint.url(turn)}/v1/chat/completions", json=body) as response:
         if response.status_code != 200:
             raise RuntimeError(f"HTTP {response.status_code}: {(await response.aread())[:300]!r}")
@@ -195,7 +209,7 @@ async def one_turn(client: httpx.AsyncClient, endpoint: Endpoint, prompt: str, n
     return {"ttft_s": (first or ended) - started, "total_s": ended - started, "ended": ended}
 
 
-async def single_stream(client: httpx.AsyncClient, endpoint: Endpoint, prompt: str, new_tokens: int,
+async def single_stream(client: httpx.AsyncClient, endpoint: Endpoint, prompt: Prompt, new_tokens: int,
                         runs: int) -> dict[str, Any]:
     rates, ttfts = [], []
     for run in range(runs):
@@ -208,7 +222,7 @@ async def single_stream(client: httpx.AsyncClient, endpoint: Endpoint, prompt: s
             "runs": runs, "tokens_per_s_each": [round(r, 1) for r in rates]}
 
 
-async def aggregate(client: httpx.AsyncClient, endpoint: Endpoint, prompt: str, new_tokens: int, concurrency: int,
+async def aggregate(client: httpx.AsyncClient, endpoint: Endpoint, prompt: Prompt, new_tokens: int, concurrency: int,
                     window_s: float) -> dict[str, Any]:
     """`concurrency` requests at once; server-side tokens over the time to the last completion in the window, and
     the CPU the server processes spent meanwhile (in cores: 1.0 is one core busy throughout)."""
@@ -273,7 +287,7 @@ def entry_name(side: Side, replicas: int) -> str:
 
 
 async def measure(side: Side, args: argparse.Namespace, work: Path, tokenizer: Any,
-                  prompt: str) -> dict[str, dict[str, Any]]:
+                  prompt: Prompt) -> dict[str, dict[str, Any]]:
     """The side measured through the service, keyed by `entry_name`. A side on a model server gets one service
     process per replica in each of `--service-replicas` in front of the same server, then the server alone; a
     side whose model lives in the service's process runs the first count only (each replica holds a copy of it)."""
@@ -311,14 +325,14 @@ async def measure(side: Side, args: argparse.Namespace, work: Path, tokenizer: A
     return found
 
 
-async def model_server_alone(client: httpx.AsyncClient, url: str, tokenizer: Any, prompt: str,
+async def model_server_alone(client: httpx.AsyncClient, url: str, tokenizer: Any, prompt: Prompt,
                              service_prompt_tokens: float, args: argparse.Namespace) -> dict[str, Any]:
     """The model server driven directly: with the bare prompt (the engine's limit), then with a prompt as long as
     the one the service sent it (its system prompt and retrieved context added), which tells what the longer
     prompt costs the engine from what the service's own work costs."""
     alone = Endpoint((url,), VLLM_MODEL_NAME, VLLM_TOKENS)
     found = {"model_server_alone": await speeds(client, alone, prompt, args)}
-    long_prompt = prompt_text(tokenizer, int(service_prompt_tokens))
+    long_prompt = Prompt(prompt_text(tokenizer, int(service_prompt_tokens)), prompt.distinct)
     before = await read_counter(client, (url,), VLLM_PROMPT_TOKENS)
     found["model_server_alone_at_service_prompt_length"] = await speeds(client, alone, long_prompt, args)
     seen = await read_counter(client, (url,), VLLM_PROMPT_TOKENS) - before
@@ -327,7 +341,7 @@ async def model_server_alone(client: httpx.AsyncClient, url: str, tokenizer: Any
     return found
 
 
-async def measure_replicas(side: Side, args: argparse.Namespace, work: Path, prompt: str, client: httpx.AsyncClient,
+async def measure_replicas(side: Side, args: argparse.Namespace, work: Path, prompt: Prompt, client: httpx.AsyncClient,
                            model_server: Server | None, replicas: int) -> dict[str, Any]:
     """`replicas` service processes, requests spread over them in turn: their speeds and what they cost."""
     services: list[Server] = []
@@ -364,7 +378,7 @@ async def measure_replicas(side: Side, args: argparse.Namespace, work: Path, pro
     return result
 
 
-async def speeds(client: httpx.AsyncClient, endpoint: Endpoint, prompt: str,
+async def speeds(client: httpx.AsyncClient, endpoint: Endpoint, prompt: Prompt,
                  args: argparse.Namespace) -> dict[str, Any]:
     """Single-stream requests one after another, then each concurrency level."""
     found = {"single": await single_stream(client, endpoint, prompt, args.new_tokens, args.single_runs)}
@@ -459,7 +473,7 @@ def project_entry(args: argparse.Namespace) -> str:
 
 
 def build_report(args: argparse.Namespace, argv: list[str] | None, found_versions: dict[str, str], tokenizer: Any,
-                 prompt: str, sides: dict[str, dict[str, Any]]) -> dict[str, Any]:
+                 prompt: Prompt, sides: dict[str, dict[str, Any]]) -> dict[str, Any]:
     baseline, project = sides.get("baseline"), sides.get(project_entry(args))
     top = max(args.concurrency)
     return {
@@ -468,7 +482,8 @@ def build_report(args: argparse.Namespace, argv: list[str] | None, found_version
         "device": device_name(),
         "versions": found_versions,
         "shape": args.shape,
-        "prompt_tokens": len(tokenizer(prompt, add_special_tokens=False)["input_ids"]),
+        "prompt_tokens": len(tokenizer(prompt.text, add_special_tokens=False)["input_ids"]),
+        "distinct_prompts": prompt.distinct,
         "new_tokens": args.new_tokens,
         "vllm_weights": (args.vllm_weights if args.vllm_weights == "bf16" else
                          f"int8, {args.int8_group_size or 'one scale per output channel'} inputs per scale")
@@ -532,6 +547,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--service-embedding-device", choices=["auto", "cpu", "cuda"], default="auto",
                         help="embedding.device of the service: where its guard and retriever encode")
     parser.add_argument("--prompt-tokens", type=int, default=256)
+    parser.add_argument("--distinct-prompts", action="store_true",
+                        help="a ticket number of its own in front of every request, so no cache answers for it "
+                             "(the recorded runs sent one prompt throughout)")
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--single-runs", type=int, default=3)
@@ -546,7 +564,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def run() -> int:
         tokenizer = prepare(args)
-        prompt = prompt_text(tokenizer, args.prompt_tokens)
+        prompt = Prompt(prompt_text(tokenizer, args.prompt_tokens), args.distinct_prompts)
         work = Path(tempfile.mkdtemp(prefix="generate-bench-"))
         found_versions = versions(args)
         sides: dict[str, dict[str, Any]] = {}

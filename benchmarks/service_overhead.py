@@ -33,6 +33,7 @@ from benchmarks.generate_throughput import (
     SERVICE_TOKENS,
     SIDES,
     Endpoint,
+    Prompt,
     aggregate,
     one_turn,
     prompt_text,
@@ -50,7 +51,7 @@ RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "service_overhead.json"
 PACED_TOKENS = re.compile(rf"^{TOKENS_METRIC} (\S+)$", re.MULTILINE)
 
 
-async def bursts(client: httpx.AsyncClient, endpoint: Endpoint, prompt: str, args: argparse.Namespace) -> dict:
+async def bursts(client: httpx.AsyncClient, endpoint: Endpoint, prompt: Prompt, args: argparse.Namespace) -> dict:
     """Single-stream requests, then `--repeats` bursts of `--concurrency` requests: the median burst and all."""
     single = await single_stream(client, endpoint, prompt, args.new_tokens, args.single_runs)
     found = [await aggregate(client, endpoint, prompt, args.new_tokens, args.concurrency, args.window_s)
@@ -68,7 +69,7 @@ async def bursts(client: httpx.AsyncClient, endpoint: Endpoint, prompt: str, arg
     }
 
 
-async def measure(args: argparse.Namespace, prompt: str, work: Path) -> dict[str, Any]:
+async def measure(args: argparse.Namespace, prompt: Prompt, work: Path) -> dict[str, Any]:
     others = None
     if args.pin:
         others = set(os.sched_getaffinity(0)) - {0} or None
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
     from finetune.modeling import load_tokenizer
 
     tokenizer = load_tokenizer(ModelSettings(name_or_path=EMBEDDED_GENERATOR))
-    prompt = prompt_text(tokenizer, args.prompt_tokens)
+    prompt = Prompt(prompt_text(tokenizer, args.prompt_tokens), args.distinct_prompts)
     with tempfile.TemporaryDirectory(prefix="service-overhead-") as work:
         found = asyncio.run(measure(args, prompt, Path(work)))
     return {
@@ -115,7 +116,8 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
         "device": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
                   + (": the service pinned to CPU 0" if args.pin else ""),
         "versions": {"python": platform.python_version(), "fastapi": fastapi.__version__},
-        "prompt_tokens": len(tokenizer(prompt, add_special_tokens=False)["input_ids"]),
+        "prompt_tokens": len(tokenizer(prompt.text, add_special_tokens=False)["input_ids"]),
+        "distinct_prompts": prompt.distinct,
         "new_tokens": args.new_tokens,
         "concurrency": args.concurrency,
         "paced_interval_s": args.interval_s,
@@ -139,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prompt-tokens", type=int, default=256)
+    parser.add_argument("--distinct-prompts", action="store_true",
+                        help="a ticket number of its own in front of every request, so the guard's cache by text "
+                             "answers for none (the recorded runs sent one prompt throughout)")
     parser.add_argument("--new-tokens", type=int, default=512)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--interval-s", type=float, default=0.002, help="the paced server's seconds per word")

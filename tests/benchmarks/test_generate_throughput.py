@@ -16,6 +16,7 @@ from benchmarks.generate_throughput import (
     VLLM_PROMPT_TOKENS,
     VLLM_TOKENS,
     Endpoint,
+    Prompt,
     counter,
     entry_name,
     main,
@@ -188,3 +189,11 @@ def test_a_toy_run_through_the_service_writes_the_documented_fields(
     assert project["aggregate_at_2"]["completed"] == 2 and not project["aggregate_at_2"]["errors"]
     assert project["service_replicas"] == 2 and project["aggregate_at_2"]["server_cpu_cores"] > 0
     assert {"command", "device", "versions", "baseline", "ratio_single", "ratio_aggregate"} <= set(report)
+
+
+def test_distinct_prompts_give_every_request_a_text_of_its_own() -> None:
+    same = Prompt("Summarise the review.")
+    assert {same.next() for _ in range(3)} == {"Summarise the review."}
+    distinct = Prompt("Summarise the review.", distinct=True)
+    sent = [distinct.next() for _ in range(3)]
+    assert len(set(sent)) == 3 and all(text.endswith(": Summarise the review.") for text in sent)
