@@ -94,11 +94,6 @@ def save_merged(settings: ModelSettings, out: Path) -> Path:
 
 def save_int8(merged: Path, out: Path, device: str = "cpu", group_size: int | None = 64) -> Path:
     """A bf16 model folder (`save_merged`) with its decoder linear weights in int8, shard by shard."""
-    from compressed_tensors import __version__ as compressed_tensors_version
-    from compressed_tensors.quantization import QuantizationConfig, QuantizationStatus
-    from safetensors.torch import load_file, save_file
-    from tqdm import tqdm
-
     shards = sorted(merged.glob("*.safetensors"))
     if not (merged / "config.json").is_file() or not shards:
         raise ExportError(f"{merged} is not a model folder (config.json and *.safetensors expected)")
@@ -109,9 +104,27 @@ def save_int8(merged: Path, out: Path, device: str = "cpu", group_size: int | No
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
+    try:
+        write_int8_folder(merged, partial, config, scheme, device)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)  # a failed export leaves nothing half-written
+        raise
+    shutil.rmtree(out, ignore_errors=True)
+    partial.rename(out)
+    logger.info("%s: decoder linear weights in int8", out)
+    return out
+
+
+def write_int8_folder(merged: Path, partial: Path, config: dict[str, Any], scheme: Any, device: str) -> None:
+    """`save_int8`'s work into the folder `partial`: the shards, the config with its quantization, the rest."""
+    from compressed_tensors import __version__ as compressed_tensors_version
+    from compressed_tensors.quantization import QuantizationConfig, QuantizationStatus
+    from safetensors.torch import load_file, save_file
+    from tqdm import tqdm
+
     weight_map: dict[str, str] = {}
     quantized = 0
-    for shard in tqdm(shards, desc="int8 weights", unit="shard"):
+    for shard in tqdm(sorted(merged.glob("*.safetensors")), desc="int8 weights", unit="shard"):
         stored: dict[str, torch.Tensor] = {}
         for name, tensor in load_file(shard, device=device).items():
             match = QUANTIZED_WEIGHT.match(name)
@@ -136,10 +149,6 @@ def save_int8(merged: Path, out: Path, device: str = "cpu", group_size: int | No
     for path in merged.iterdir():
         if path.is_file() and path.suffix != ".safetensors" and path.name not in REWRITTEN:
             shutil.copy2(path, partial / path.name)
-    shutil.rmtree(out, ignore_errors=True)
-    partial.rename(out)
-    logger.info("%s: %d linear weights in int8", out, quantized)
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
