@@ -29,6 +29,7 @@ from typing import Any
 from benchmarks.engine_agreement import agreement, hh_examples
 from benchmarks.vllm_agreement import (
     largest_difference_points,
+    load_refusal_sets,
     perplexity,
     reference_answers,
     reference_logprob_sums,
@@ -37,9 +38,7 @@ from benchmarks.vllm_agreement import (
 )
 from configs.cli import configure_logging, run_cli
 from configs.settings import EMBEDDED_ADAPTER, EMBEDDED_GENERATOR, PROJECT_ROOT, ModelSettings, load_settings
-from finetune.data import DataError
 from lab.alignment.generation import GenerationSettings, eos_ids_of, generate_answers
-from lab.alignment.prompts import load_prompt_set
 
 RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "export_quality.json"
 
@@ -78,10 +77,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
 
     from finetune.export import save_int8, save_merged
 
-    refusal_sets = [load_prompt_set(spec) for spec in args.refusal_set]
-    set_sizes = {prompt_set.name: prompt_set.size for prompt_set in refusal_sets}
-    if len(set_sizes) < len(refusal_sets):
-        raise DataError("two --refusal-set files have the same name; their rates would be reported as one")
+    refusal_sets, set_sizes = load_refusal_sets(args.refusal_set)
     data = args.data or load_settings(None).data_dir / "hh-rlhf" / "harmless-base-test.jsonl.gz"
     examples = hh_examples(data, args.prompts)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -148,6 +148,15 @@ def refusal_rates(answers: list[Answer], set_sizes: dict[str, int]) -> dict[str,
     return rates
 
 
+def load_refusal_sets(specs: list[str]) -> tuple[list[Any], dict[str, int]]:
+    """The `--refusal-set` prompt sets and their sizes by name; two of one name would merge their rates."""
+    refusal_sets = [load_prompt_set(spec) for spec in specs]
+    set_sizes = {prompt_set.name: prompt_set.size for prompt_set in refusal_sets}
+    if len(set_sizes) < len(refusal_sets):
+        raise DataError("two --refusal-set files have the same name; their rates would be reported as one")
+    return refusal_sets, set_sizes
+
+
 def largest_difference_points(rates: dict[str, float], reference: dict[str, float]) -> float:
     return round(100 * max((abs(rates[name] - reference[name]) for name in reference), default=0.0), 1)
 
@@ -158,10 +167,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
 
     data = args.data or load_settings(None).data_dir / "hh-rlhf" / "harmless-base-test.jsonl.gz"
     examples = hh_examples(data, args.prompts)
-    refusal_sets = [load_prompt_set(spec) for spec in args.refusal_set]
-    set_sizes = {prompt_set.name: prompt_set.size for prompt_set in refusal_sets}
-    if len(set_sizes) < len(refusal_sets):
-        raise DataError("two --refusal-set files have the same name; their rates would be reported as one")
+    refusal_sets, set_sizes = load_refusal_sets(args.refusal_set)
     args.work_dir.mkdir(parents=True, exist_ok=True)
     merged_dir = args.work_dir / "merged"
     model, tokenizer = load_reference(args.base, args.adapter, merged_dir)

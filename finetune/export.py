@@ -105,7 +105,7 @@ def save_int8(merged: Path, out: Path, device: str = "cpu", group_size: int | No
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     try:
-        write_int8_folder(merged, partial, config, scheme, device)
+        write_int8_folder(merged, shards, partial, config, scheme, device)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)  # a failed export leaves nothing half-written
         raise
@@ -115,7 +115,8 @@ def save_int8(merged: Path, out: Path, device: str = "cpu", group_size: int | No
     return out
 
 
-def write_int8_folder(merged: Path, partial: Path, config: dict[str, Any], scheme: Any, device: str) -> None:
+def write_int8_folder(merged: Path, shards: list[Path], partial: Path, config: dict[str, Any], scheme: Any,
+                      device: str) -> None:
     """`save_int8`'s work into the folder `partial`: the shards, the config with its quantization, the rest."""
     from compressed_tensors import __version__ as compressed_tensors_version
     from compressed_tensors.quantization import QuantizationConfig, QuantizationStatus
@@ -124,7 +125,7 @@ def write_int8_folder(merged: Path, partial: Path, config: dict[str, Any], schem
 
     weight_map: dict[str, str] = {}
     quantized = 0
-    for shard in tqdm(sorted(merged.glob("*.safetensors")), desc="int8 weights", unit="shard"):
+    for shard in tqdm(shards, desc="int8 weights", unit="shard"):
         stored: dict[str, torch.Tensor] = {}
         for name, tensor in load_file(shard, device=device).items():
             match = QUANTIZED_WEIGHT.match(name)
