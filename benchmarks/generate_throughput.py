@@ -466,15 +466,16 @@ def replica_counts(side: Side, args: argparse.Namespace) -> list[int]:
     return args.service_replicas if side.backend == "openai" else args.service_replicas[:1]
 
 
-def project_entry(args: argparse.Namespace) -> str:
-    """The entry reported as `project`: the project side at its last replica count."""
-    side = SIDES[args.project_side]
+def reported_entry(side: Side, args: argparse.Namespace) -> str:
+    """The entry reported as the side's `project` or `baseline` row and in the ratios: its last replica count (a
+    side with its model in the service's process runs only the first, so that one)."""
     return entry_name(side, replica_counts(side, args)[-1])
 
 
 def build_report(args: argparse.Namespace, argv: list[str] | None, found_versions: dict[str, str], tokenizer: Any,
                  prompt: Prompt, sides: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    baseline, project = sides.get("baseline"), sides.get(project_entry(args))
+    project_side = reported_entry(SIDES[args.project_side], args)
+    baseline, project = sides.get(reported_entry(SIDES["baseline"], args)), sides.get(project_side)
     top = max(args.concurrency)
     return {
         "command": "python -m benchmarks.generate_throughput " + " ".join(argv or sys.argv[1:]),
@@ -489,7 +490,7 @@ def build_report(args: argparse.Namespace, argv: list[str] | None, found_version
                          f"int8, {args.int8_group_size or 'one scale per output channel'} inputs per scale")
         if serves_through_vllm(args) else None,
         "baseline": baseline,
-        "project_side": project_entry(args),
+        "project_side": project_side,
         "project": project,
         "sides": sides,
         "ratio_single": ratio(project and project["single_stream_tokens_per_s"],

@@ -17,14 +17,15 @@ from benchmarks.generate_throughput import (
     VLLM_TOKENS,
     Endpoint,
     Prompt,
+    build_report,
     counter,
     entry_name,
     main,
     model_config,
-    project_entry,
     prompt_text,
     ratio,
     replica_counts,
+    reported_entry,
     served_attention,
     service_config,
     vllm_command,
@@ -123,9 +124,28 @@ def test_replica_counts_apply_where_the_model_has_a_server_of_its_own() -> None:
     assert replica_counts(SIDES["project_vllm"], args) == [1, 4]
     assert replica_counts(SIDES["baseline"], args) == [1]  # each replica would load its own copy of the model
     assert [entry_name(SIDES["project_vllm"], n) for n in (1, 4)] == ["project_vllm", "project_vllm_x4"]
-    assert project_entry(args) == "project_vllm_x4"
-    args.project_side = "project"
-    assert project_entry(args) == "project"
+    assert reported_entry(SIDES["project_vllm"], args) == "project_vllm_x4"
+    args.service_replicas = [4]
+    assert reported_entry(SIDES["project"], args) == "project_x4"
+    # the baseline ran behind the first count, and the report finds it there (its ratios were empty before)
+    assert reported_entry(SIDES["baseline"], args) == "baseline_x4"
+
+
+def test_the_report_takes_its_rows_and_ratios_from_the_entries_the_sides_ran_as(embedded_tokenizer_dir: Path) -> None:
+    import argparse
+
+    from configs.settings import ModelSettings
+
+    def row(single: float, at_32: float) -> dict[str, float]:
+        return {"single_stream_tokens_per_s": single, "aggregate_tokens_per_s_at_32": at_32}
+
+    args = argparse.Namespace(service_replicas=[4], project_side="project_vllm", sides=["project_vllm", "baseline"],
+                              concurrency=[8, 32], shape="tiny", new_tokens=4, vllm_weights="bf16")
+    tokenizer = load_tokenizer(ModelSettings(name_or_path=str(embedded_tokenizer_dir)))
+    sides = {"project_vllm_x4": row(200.0, 3000.0), "baseline_x4": row(8.0, 40.0)}
+    report = build_report(args, ["--sides", "project_vllm", "baseline"], {}, tokenizer, Prompt("Hello."), sides)
+    assert report["project_side"] == "project_vllm_x4" and report["baseline"] == sides["baseline_x4"]
+    assert (report["ratio_single"], report["ratio_aggregate"]) == (25.0, 75.0)
 
 
 def test_a_replica_count_below_one_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
