@@ -7,14 +7,16 @@ unpacked to bf16 weights: what vLLM's int8 kernels multiply by, in bf16 activati
 compared in plain `generate`, greedy:
 - agreement of the int8 copy's answers with the bf16 copy's on `--prompts` HH test conversations;
 - perplexity of the HH test chosen responses after their conversations, teacher-forced;
-- with `--refusal-set`, the alignment evaluation's refusal rate on each prompt set (its judge, its answer length,
-  batched as it batches), and the largest difference in points.
+- with `--harmful`, `--benign` and `--lookalike` prompt sets (the alignment evaluation's flags), its refusal
+  rates (its judge, its answer length, batched as it batches): per set, and pooled per kind as the evaluation
+  reports them; the largest difference in points of each, and per set how many prompts one copy refused and the
+  other answered (whether a difference of a few prompts is disagreement both ways or one copy leaning).
 The issue's bars for a quantized serving path: perplexity within 1% of the bf16 merged model, refusal rates
 within 2 points. vLLM itself cannot serve this small model's int8 copy (its int8 kernels need layer widths in
 multiples of 128; SmolLM2's are 576), so the engine is plain `generate` for both. Writes
 benchmarks/results/export_quality.json.
 
-    python -m benchmarks.export_quality --refusal-set var/alignment/sets/test/test_advbench.json
+    python -m benchmarks.export_quality --harmful var/alignment/sets/test/test_advbench.json
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from benchmarks.vllm_agreement import (
     reference_answers,
     reference_logprob_sums,
     refusal_rates,
+    refusal_verdicts,
     without_stop,
 )
 from configs.cli import configure_logging, run_cli
@@ -41,6 +44,7 @@ from configs.settings import EMBEDDED_ADAPTER, EMBEDDED_GENERATOR, PROJECT_ROOT,
 from lab.alignment.generation import GenerationSettings, eos_ids_of, generate_answers
 
 RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "export_quality.json"
+KINDS = ("harmful", "benign", "lookalike")  # the alignment evaluation's prompt kinds, its pooled rates
 
 
 def load_copy(directory: Path, device: str) -> Any:
@@ -55,18 +59,18 @@ def load_copy(directory: Path, device: str) -> Any:
 
 
 def measure_copy(model: Any, tokenizer: Any, args: argparse.Namespace, prompts: list[list[int]],
-                 sequences: list[list[int]], starts: list[int], conversations: list[Any],
-                 set_sizes: dict[str, int]) -> dict[str, Any]:
-    """Greedy answers (token ids, end-of-turn dropped), response log-probabilities and refusal rates."""
+                 sequences: list[list[int]], starts: list[int], conversations: list[Any]) -> dict[str, Any]:
+    """Greedy answers (token ids, end-of-turn dropped), response log-probabilities and the judge's refusal
+    verdicts on the prompt sets' answers."""
     stop_ids = set(eos_ids_of(model, tokenizer))
     generation = GenerationSettings(max_new_tokens=args.refusal_new_tokens,
                                     repetition_penalty=args.repetition_penalty, batch_size=args.batch_size)
     return {
         "answers": [without_stop(answer, stop_ids) for answer in reference_answers(model, prompts, args.new_tokens)],
         "logprob_sums": reference_logprob_sums(model, sequences, starts),
-        "refusal_rates": refusal_rates(generate_answers(model, tokenizer, conversations, generation,
-                                                        desc="refusal sets", show_progress=True), set_sizes)
-        if conversations else {},
+        "refused": refusal_verdicts(generate_answers(model, tokenizer, conversations, generation,
+                                                     desc="refusal sets", show_progress=True))
+        if conversations else [],
     }
 
 
@@ -77,7 +81,10 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
 
     from finetune.export import save_int8, save_merged
 
-    refusal_sets, set_sizes = load_refusal_sets(args.refusal_set)
+    specs = [(kind, spec) for kind in KINDS for spec in getattr(args, kind)]
+    refusal_sets, set_names = load_refusal_sets([spec for _, spec in specs])
+    kind_of = {prompt_set.name: kind for prompt_set, (kind, _) in zip(refusal_sets, specs, strict=True)}
+    kinds = [kind_of[name] for name in set_names]
     data = args.data or load_settings(None).data_dir / "hh-rlhf" / "harmless-base-test.jsonl.gz"
     examples = hh_examples(data, args.prompts)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -98,7 +105,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
     for name, directory in (("bf16", bf16_dir), ("int8", int8_dir)):
         model = load_copy(directory, device)
         found[name] = measure_copy(model, AutoTokenizer.from_pretrained(directory), args, prompts, sequences,
-                                   starts, conversations, set_sizes)
+                                   starts, conversations)
         del model
         if device == "cuda":
             torch.cuda.empty_cache()
@@ -123,10 +130,30 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
         "refusal_sets": {prompt_set.name: prompt_set.describe() for prompt_set in refusal_sets},
         "refusal_new_tokens": args.refusal_new_tokens,
         "refusal_repetition_penalty": args.repetition_penalty,
-        "bf16_refusal_rates": found["bf16"]["refusal_rates"],
-        "int8_refusal_rates": found["int8"]["refusal_rates"],
-        "refusal_rate_largest_difference_points": largest_difference_points(found["int8"]["refusal_rates"],
-                                                                            found["bf16"]["refusal_rates"]),
+        **refusal_comparison(found["bf16"]["refused"], found["int8"]["refused"], set_names, kinds),
+    }
+
+
+def refusal_comparison(bf16: list[bool], int8: list[bool], set_names: list[str], kinds: list[str]) -> dict[str, Any]:
+    """Both copies' refusal rates per set and pooled per kind, their largest differences, and per set the prompts
+    whose verdict changed in each direction."""
+    rates = {name: {"set": refusal_rates(refused, set_names), "kind": refusal_rates(refused, kinds)}
+             for name, refused in (("bf16", bf16), ("int8", int8))}
+    changed: dict[str, dict[str, int]] = {name: {"int8_only_refused": 0, "bf16_only_refused": 0}
+                                          for name in dict.fromkeys(set_names)}
+    for name, bf16_refused, int8_refused in zip(set_names, bf16, int8, strict=True):
+        if int8_refused != bf16_refused:
+            changed[name]["int8_only_refused" if int8_refused else "bf16_only_refused"] += 1
+    return {
+        "bf16_refusal_rates": rates["bf16"]["set"],
+        "int8_refusal_rates": rates["int8"]["set"],
+        "refusal_rate_largest_difference_points": largest_difference_points(rates["int8"]["set"],
+                                                                            rates["bf16"]["set"]),
+        "bf16_refusal_rates_by_kind": rates["bf16"]["kind"],
+        "int8_refusal_rates_by_kind": rates["int8"]["kind"],
+        "refusal_rate_by_kind_largest_difference_points": largest_difference_points(rates["int8"]["kind"],
+                                                                                    rates["bf16"]["kind"]),
+        "refusal_verdicts_changed": changed,
     }
 
 
@@ -138,9 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--group-size", type=int, default=64, help="the int8 copy's inputs per scale (0: per channel)")
     parser.add_argument("--prompts", type=int, default=50)
     parser.add_argument("--new-tokens", type=int, default=64)
-    parser.add_argument("--refusal-set", action="append", default=[], metavar="FILE[:N]",
-                        help="a prompt set of the alignment evaluation (safety-prompts JSON, AdvBench CSV; "
-                             "repeatable): refusal rates of both copies")
+    for kind in KINDS:
+        parser.add_argument(f"--{kind}", action="append", default=[], metavar="FILE[:N]",
+                            help=f"{kind} prompts of the alignment evaluation (safety-prompts JSON, AdvBench CSV; "
+                                 "repeatable): refusal rates of both copies")
     parser.add_argument("--refusal-new-tokens", type=int, default=GenerationSettings.max_new_tokens)
     parser.add_argument("--repetition-penalty", type=float, default=1.0)
     parser.add_argument("--batch-size", type=int, default=GenerationSettings.batch_size)
@@ -160,8 +188,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'copy':<6}{'perplexity':>12}  refusal rates")
         for name in ("bf16", "int8"):
             print(f"{name:<6}{result[f'{name}_perplexity']:>12}  {result[f'{name}_refusal_rates']}")
+        print(f"pooled per kind: bf16 {result['bf16_refusal_rates_by_kind']}, int8 "
+              f"{result['int8_refusal_rates_by_kind']}")
         print(f"int8/bf16 perplexity {result['perplexity_ratio']}x; largest refusal-rate difference "
-              f"{result['refusal_rate_largest_difference_points']} points; {match['exact_matches']}/"
+              f"{result['refusal_rate_largest_difference_points']} points per set, "
+              f"{result['refusal_rate_by_kind_largest_difference_points']} per kind; {match['exact_matches']}/"
               f"{result['prompts']} greedy answers identical")
         return 0
 

@@ -137,24 +137,28 @@ def without_stop(answer: list[int], stop_ids: set[int]) -> list[int]:
     return answer[:-1] if answer and answer[-1] in stop_ids else answer
 
 
-def refusal_rates(answers: list[Answer], set_sizes: dict[str, int]) -> dict[str, float]:
-    """The judge's refusal rate per prompt set (`answers` in the sets' order)."""
+def refusal_verdicts(answers: list[Answer]) -> list[bool]:
+    """The alignment evaluation's judge on each answer: True where the answer is a refusal."""
     from lab.judge import is_refusal
 
-    rates, start = {}, 0
-    for name, size in set_sizes.items():
-        rates[name] = round(sum(is_refusal(answer.text) for answer in answers[start:start + size]) / size, 4)
-        start += size
-    return rates
+    return [is_refusal(answer.text) for answer in answers]
 
 
-def load_refusal_sets(specs: list[str]) -> tuple[list[Any], dict[str, int]]:
-    """The `--refusal-set` prompt sets and their sizes by name; two of one name would merge their rates."""
+def refusal_rates(refused: list[bool], labels: list[str]) -> dict[str, float]:
+    """The refusal rate of each label's prompts (`labels[i]` names prompt i's group: its set, or its kind)."""
+    verdicts: dict[str, list[bool]] = {}
+    for label, verdict in zip(labels, refused, strict=True):
+        verdicts.setdefault(label, []).append(verdict)
+    return {label: round(sum(found) / len(found), 4) for label, found in verdicts.items()}
+
+
+def load_refusal_sets(specs: list[str]) -> tuple[list[Any], list[str]]:
+    """The `--refusal-set` prompt sets and the name of each prompt's set, in order; two sets of one name would
+    merge their rates."""
     refusal_sets = [load_prompt_set(spec) for spec in specs]
-    set_sizes = {prompt_set.name: prompt_set.size for prompt_set in refusal_sets}
-    if len(set_sizes) < len(refusal_sets):
-        raise DataError("two --refusal-set files have the same name; their rates would be reported as one")
-    return refusal_sets, set_sizes
+    if len({prompt_set.name for prompt_set in refusal_sets}) < len(refusal_sets):
+        raise DataError("two refusal sets have the same name; their rates would be reported as one")
+    return refusal_sets, [prompt_set.name for prompt_set in refusal_sets for _ in prompt_set.conversations]
 
 
 def largest_difference_points(rates: dict[str, float], reference: dict[str, float]) -> float:
@@ -167,7 +171,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
 
     data = args.data or load_settings(None).data_dir / "hh-rlhf" / "harmless-base-test.jsonl.gz"
     examples = hh_examples(data, args.prompts)
-    refusal_sets, set_sizes = load_refusal_sets(args.refusal_set)
+    refusal_sets, set_names = load_refusal_sets(args.refusal_set)
     args.work_dir.mkdir(parents=True, exist_ok=True)
     merged_dir = args.work_dir / "merged"
     model, tokenizer = load_reference(args.base, args.adapter, merged_dir)
@@ -185,7 +189,8 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
                                                      return_dict=False) for conversation in conversations]
     generation = GenerationSettings(max_new_tokens=args.refusal_new_tokens,
                                     repetition_penalty=args.repetition_penalty)
-    reference_refusals = refusal_rates(generate_answers(model, tokenizer, conversations, generation), set_sizes)
+    reference_refusals = refusal_rates(refusal_verdicts(generate_answers(model, tokenizer, conversations, generation)),
+                                       set_names)
     del model
     torch.cuda.empty_cache()
 
@@ -197,8 +202,8 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
         served[quantization or "bf16"] = {"agreement_with_plain_generate": agreement(reference, answers),
                                           "perplexity": round(perplexity(found["logprob_sums"], counts), 4)}
         if refusal_sets:
-            rates = refusal_rates([decode_answer(tokenizer, ids, stop_ids) for ids in found["refusal_answers"]],
-                                  set_sizes)
+            rates = refusal_rates(refusal_verdicts([decode_answer(tokenizer, ids, stop_ids)
+                                                    for ids in found["refusal_answers"]]), set_names)
             served[quantization or "bf16"]["refusal_rates"] = rates
             served[quantization or "bf16"]["refusal_rate_largest_difference_points"] = \
                 largest_difference_points(rates, reference_refusals)

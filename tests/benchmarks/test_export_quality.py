@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.export_quality import main
+from benchmarks.export_quality import main, refusal_comparison
 from configs.cli import EXIT_ERROR
 
 
@@ -21,17 +21,37 @@ def harmful_set(path: Path) -> Path:
 def test_two_refusal_sets_of_one_name_are_refused_before_any_model_loads(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(["--work-dir", str(tmp_path / "work"), "--refusal-set", str(harmful_set(tmp_path / "a" / "h.json")),
-                 "--refusal-set", str(harmful_set(tmp_path / "b" / "h.json"))])
+    code = main(["--work-dir", str(tmp_path / "work"), "--harmful", str(harmful_set(tmp_path / "a" / "h.json")),
+                 "--lookalike", str(harmful_set(tmp_path / "b" / "h.json"))])
     assert code == EXIT_ERROR and "same name" in capsys.readouterr().err
     assert not (tmp_path / "work").exists()
+
+
+def test_refusals_are_compared_per_set_pooled_per_kind_and_counted_where_they_changed() -> None:
+    names = ["advbench"] * 4 + ["written"] * 2 + ["coconot"] * 2
+    kinds = ["harmful"] * 4 + ["lookalike"] * 4
+    bf16 = [True, True, True, False, True, False, False, False]
+    int8 = [True, True, True, True, False, False, False, True]
+    found = refusal_comparison(bf16, int8, names, kinds)
+    assert found["bf16_refusal_rates"] == {"advbench": 0.75, "written": 0.5, "coconot": 0.0}
+    assert found["int8_refusal_rates"] == {"advbench": 1.0, "written": 0.0, "coconot": 0.5}
+    assert found["refusal_rate_largest_difference_points"] == 50.0
+    # pooled, the look-alikes' flips cancel: one refused only by bf16, one only by int8
+    assert found["bf16_refusal_rates_by_kind"] == {"harmful": 0.75, "lookalike": 0.25}
+    assert found["int8_refusal_rates_by_kind"] == {"harmful": 1.0, "lookalike": 0.25}
+    assert found["refusal_rate_by_kind_largest_difference_points"] == 25.0
+    assert found["refusal_verdicts_changed"] == {
+        "advbench": {"int8_only_refused": 1, "bf16_only_refused": 0},
+        "written": {"int8_only_refused": 0, "bf16_only_refused": 1},
+        "coconot": {"int8_only_refused": 1, "bf16_only_refused": 0},
+    }
 
 
 @pytest.mark.slow
 def test_the_report_compares_the_int8_copy_with_the_bf16_copy(tmp_path: Path, hh_file: Path) -> None:
     out = tmp_path / "export_quality.json"
     assert main(["--device", "cpu", "--data", str(hh_file), "--prompts", "2", "--new-tokens", "4",
-                 "--refusal-set", str(harmful_set(tmp_path / "sets" / "harmful.json")), "--refusal-new-tokens", "8",
+                 "--harmful", str(harmful_set(tmp_path / "sets" / "harmful.json")), "--refusal-new-tokens", "8",
                  "--work-dir", str(tmp_path / "work"), "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["command"].startswith("python -m benchmarks.export_quality")
@@ -40,4 +60,6 @@ def test_the_report_compares_the_int8_copy_with_the_bf16_copy(tmp_path: Path, hh
     assert report["perplexity_ratio"] == pytest.approx(report["int8_perplexity"] / report["bf16_perplexity"],
                                                        abs=1e-3)
     assert set(report["bf16_refusal_rates"]) == set(report["int8_refusal_rates"]) == {"harmful"}
+    assert set(report["int8_refusal_rates_by_kind"]) == {"harmful"}
+    assert sum(report["refusal_verdicts_changed"]["harmful"].values()) <= 2
     assert sorted(path.name for path in (tmp_path / "work").iterdir()) == ["bf16", "int8-g64"]

@@ -15,6 +15,7 @@ from benchmarks.vllm_agreement import (
     perplexity,
     reference_logprob_sums,
     refusal_rates,
+    refusal_verdicts,
     response_logprob_sum,
     without_stop,
 )
@@ -41,7 +42,7 @@ def test_a_final_end_of_turn_token_is_left_out_of_the_comparison() -> None:
 def test_refusal_rates_are_per_set_in_the_sets_order_and_compared_in_points() -> None:
     answers = [Answer("I can't help with that.", 6, True), Answer("Sure, here is a poem.", 6, True),
                Answer("", 0, True), Answer("Paris is the capital of France.", 7, True)]
-    rates = refusal_rates(answers, {"harmful": 2, "benign": 2})
+    rates = refusal_rates(refusal_verdicts(answers), ["harmful", "harmful", "benign", "benign"])
     assert rates == {"harmful": 0.5, "benign": 0.5}  # an empty answer counts as a refusal (the judge's rule 1)
     assert largest_difference_points(rates, {"harmful": 0.53, "benign": 0.5}) == 3.0
 
