@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import AnyMessage, RemoveMessage
@@ -40,6 +40,9 @@ class TurnResult:
     request_verdict: Verdict
     response_verdict: Verdict | None  # None when the request was refused before generation
     route: list[str]
+    # Seconds in each node of the graph, summed when a node ran more than once (a retrieval retry), as the
+    # stream saw each task start and end.
+    node_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def refused(self) -> bool:
@@ -109,12 +112,16 @@ class ChatAgent:
         question_id = inputs["messages"][-1].id
         context = TurnContext(place=self.arrival_order.arrive() if self.arrival_order is not None else None)
         state: dict[str, Any] = {}
-        events = graph.astream(inputs, _config(thread_id), context=context, stream_mode=["custom", "values"])
+        node_timer = NodeTimer()
+        events = graph.astream(inputs, _config(thread_id), context=context,
+                               stream_mode=["custom", "values", "tasks"])
         completed = False
         try:
             async for mode, chunk in events:
                 if mode == "values":
                     state = chunk
+                elif mode == "tasks":
+                    node_timer.see(chunk)
                 elif chunk["type"] == "token":
                     yield TokenEvent(chunk["text"])
                 elif chunk["type"] == "retract":
@@ -131,7 +138,7 @@ class ChatAgent:
             await events.aclose()
             if stored and not completed:
                 await asyncio.shield(self._forget_turn(thread_id, question_id))
-        yield DoneEvent(self._finish(thread_id, state, started))
+        yield DoneEvent(self._finish(thread_id, state, started, node_timer.seconds))
 
     async def check_owner(self, thread_id: str, owner: str | None) -> None:
         """Raise ThreadNotFound unless the thread is new or `owner` created it."""
@@ -154,7 +161,8 @@ class ChatAgent:
         logger.info("unfinished turn removed from thread",
                     extra={"thread_id": thread_id, "messages": len(messages) - len(kept)})
 
-    def _finish(self, thread_id: str | None, state: dict[str, Any], started: float) -> TurnResult:
+    def _finish(self, thread_id: str | None, state: dict[str, Any], started: float,
+                node_seconds: dict[str, float]) -> TurnResult:
         answer = state["messages"][-1]
         result = TurnResult(
             thread_id=thread_id,
@@ -164,6 +172,7 @@ class ChatAgent:
             request_verdict=state["request_verdict"],
             response_verdict=state["response_verdict"],
             route=state["route"],
+            node_seconds=node_seconds,
         )
         logger.info(
             "turn done",
@@ -177,6 +186,23 @@ class ChatAgent:
             },
         )
         return result
+
+
+class NodeTimer:
+    """Time in each graph node, from LangGraph's task events (`stream_mode="tasks"`: one when a task starts,
+    with its input, one when it ends, with its result or error)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._started: dict[str, float] = {}
+
+    def see(self, event: dict[str, Any]) -> None:
+        now = time.perf_counter()
+        if "input" in event:
+            self._started[event["id"]] = now
+        elif event["id"] in self._started:
+            name = event["name"]
+            self.seconds[name] = self.seconds.get(name, 0.0) + now - self._started.pop(event["id"])
 
 
 def _config(thread_id: str | None) -> dict[str, Any]:

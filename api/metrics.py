@@ -13,6 +13,8 @@ from agents.generation import GenerationStats
 
 # Seconds; a turn on CPU takes from tens of milliseconds (a refusal) to a minute (a long answer).
 LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+# A graph step: a guard verdict or a search takes milliseconds, a generation up to the whole turn.
+NODE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
 class _GeneratorCollector(Collector):
@@ -40,6 +42,8 @@ class ServiceMetrics:
                                  ["route", "method"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.turn_latency = Histogram("rag_turn_seconds", "whole turns (streams included), by outcome",
                                       ["outcome"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.node_latency = Histogram("rag_node_seconds", "time in each step of the agent graph, by node",
+                                      ["node"], buckets=NODE_BUCKETS, registry=self.registry)
         self.refusals = Counter("rag_refusals", "refused turns by hazard category and stage (request/response)",
                                 ["category", "stage"], registry=self.registry)
         self.queue_depth = Gauge("rag_turn_queue_depth", "turns admitted: running or waiting for the generator",
@@ -53,6 +57,8 @@ class ServiceMetrics:
 
     def observe_turn(self, turn: TurnResult, seconds: float) -> None:
         self.turn_latency.labels("refused" if turn.refused else "answered").observe(seconds)
+        for node, node_seconds in turn.node_seconds.items():
+            self.node_latency.labels(node).observe(node_seconds)
         for stage, verdict in (("request", turn.request_verdict), ("response", turn.response_verdict)):
             if verdict is not None and not verdict.safe:
                 for category in verdict.categories or ["unspecified"]:

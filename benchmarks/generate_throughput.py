@@ -63,6 +63,7 @@ VLLM_TOKENS = re.compile(r"^vllm:generation_tokens_total(?:\{[^}]*\})? (\S+)$", 
 VLLM_PROMPT_TOKENS = re.compile(r"^vllm:prompt_tokens_total(?:\{[^}]*\})? (\S+)$", re.MULTILINE)
 # CPU seconds of the server process (prometheus-client's process collector: the service and vLLM's API server)
 PROCESS_CPU = re.compile(r"^process_cpu_seconds_total (\S+)$", re.MULTILINE)
+NODE_SECONDS = re.compile(r'^rag_node_seconds_(sum|count)\{node="([^"]+)"\} (\S+)$', re.MULTILINE)
 # A benign paragraph: repeated to the prompt length, then a question about it.
 PARAGRAPH = (
     "The incident review covered the deployment pipeline, the staging checks, the on-call rotation and the "
@@ -186,6 +187,26 @@ async def read_counter(client: httpx.AsyncClient, urls: tuple[str, ...], metric:
     return sum([counter((await client.get(f"{url}/metrics")).text, metric) for url in urls])
 
 
+async def node_totals(client: httpx.AsyncClient, urls: tuple[str, ...]) -> dict[tuple[str, str], float]:
+    """The service's `rag_node_seconds` sums and counts, by (sum|count, node), added over the servers at `urls`."""
+    totals: dict[tuple[str, str], float] = {}
+    for url in urls:
+        for kind, node, value in NODE_SECONDS.findall((await client.get(f"{url}/metrics")).text):
+            totals[kind, node] = totals.get((kind, node), 0.0) + float(value)
+    return totals
+
+
+def node_ms_per_run(before: dict[tuple[str, str], float], after: dict[tuple[str, str], float]) -> dict[str, float]:
+    """Mean milliseconds per run of each graph node between two readings of `node_totals` (none for a server
+    that is not the service)."""
+    found = {}
+    for (kind, node), count in after.items():
+        runs = count - before.get((kind, node), 0.0)
+        if kind == "count" and runs:
+            found[node] = round(1000 * (after["sum", node] - before.get(("sum", node), 0.0)) / runs, 1)
+    return found
+
+
 async def generated_tokens(client: httpx.AsyncClient, endpoint: Endpoint) -> float:
     return await read_counter(client, endpoint.urls, endpoint.tokens_metric)
 
@@ -225,9 +246,11 @@ async def single_stream(client: httpx.AsyncClient, endpoint: Endpoint, prompt: P
 async def aggregate(client: httpx.AsyncClient, endpoint: Endpoint, prompt: Prompt, new_tokens: int, concurrency: int,
                     window_s: float) -> dict[str, Any]:
     """`concurrency` requests at once; server-side tokens over the time to the last completion in the window, and
-    the CPU the server processes spent meanwhile (in cores: 1.0 is one core busy throughout)."""
+    the CPU the server processes spent meanwhile (in cores: 1.0 is one core busy throughout), and the mean time of
+    each step of the service's graph (guard, retrieval, generation, output check) in the turns of the window."""
     before = await generated_tokens(client, endpoint)
     cpu_before = await read_counter(client, endpoint.urls, PROCESS_CPU)
+    nodes_before = await node_totals(client, endpoint.urls)
     started = time.perf_counter()
     completions: list[tuple[float, float]] = []  # (time, tokens generated so far)
     ttfts: list[float] = []
@@ -244,12 +267,14 @@ async def aggregate(client: httpx.AsyncClient, endpoint: Endpoint, prompt: Promp
     await asyncio.gather(*pending, return_exceptions=True)
     errors = [str(task.exception()) for task in done if task.exception() is not None]
     server_cpu_s = await read_counter(client, endpoint.urls, PROCESS_CPU) - cpu_before
+    node_ms = node_ms_per_run(nodes_before, await node_totals(client, endpoint.urls))
     if not completions:
         return {"completed": 0, "requests": concurrency, "errors": errors[:3], "tokens_per_s": None}
     last_time, tokens = max(completions)
     return {
         "tokens_per_s": round(tokens / (last_time - started), 1),
         "server_cpu_cores": round(server_cpu_s / (last_time - started), 2),
+        "node_ms_per_run": node_ms,  # the service's graph steps: where a turn's time went
         "completed": len(completions),
         "requests": concurrency,
         "window_s": window_s,

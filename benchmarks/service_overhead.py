@@ -64,6 +64,9 @@ async def bursts(client: httpx.AsyncClient, endpoint: Endpoint, prompt: Prompt, 
             "ttft_ms_p50_median": round(statistics.median(burst.get("ttft_ms_p50", 0.0) for burst in found), 1),
             "server_cpu_cores_median": round(statistics.median(burst.get("server_cpu_cores", 0.0)
                                                                for burst in found), 2),
+            "node_ms_per_run_median": {node: round(statistics.median(burst["node_ms_per_run"].get(node, 0.0)
+                                                                     for burst in found if "node_ms_per_run" in burst), 1)
+                                       for node in found[-1].get("node_ms_per_run", {})},
             "bursts": found,
         },
     }

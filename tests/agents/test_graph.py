@@ -24,6 +24,7 @@ async def test_benign_request_goes_through_retrieval_generation_and_output_check
     result = await ChatAgent(graph, "test").ask(BENIGN, "t1")
 
     assert result.route == ["safety_in", "retrieve", "generate", "safety_out"]
+    assert set(result.node_seconds) == set(result.route) and all(s > 0 for s in result.node_seconds.values())
     assert result.answer == "Port 8000 [1]. Change it with api.port [2]."
     assert not result.refused and result.response_verdict is not None and result.response_verdict.safe
     assert retriever.queries == [BENIGN]
@@ -39,7 +40,7 @@ async def test_harmful_request_is_refused_without_retrieval_or_generation(make_g
     graph, _guard, retriever, generator = make_graph()
     result = await ChatAgent(graph, "test").ask(HARMFUL, "t1")
 
-    assert result.route == ["safety_in", "refuse"]
+    assert result.route == ["safety_in", "refuse"] and set(result.node_seconds) == {"safety_in", "refuse"}
     assert result.refused and not result.request_verdict.safe and result.response_verdict is None
     assert result.answer and "pipe" not in result.answer
     assert retriever.queries == [] and generator.prompts == []

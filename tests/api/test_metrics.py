@@ -20,9 +20,9 @@ def verdict(stage: str, *categories: str) -> Verdict:
     return Verdict(safe=not categories, categories=list(categories), backend="test", stage=stage)
 
 
-def turn(request: Verdict, response: Verdict | None) -> TurnResult:
+def turn(request: Verdict, response: Verdict | None, **node_seconds: float) -> TurnResult:
     return TurnResult(thread_id=None, message_id="m", answer="a", documents=[], request_verdict=request,
-                      response_verdict=response, route=[])
+                      response_verdict=response, route=list(node_seconds), node_seconds=node_seconds)
 
 
 def sample(text: str, name: str, **labels: str) -> float:
@@ -38,7 +38,7 @@ def test_refusals_are_counted_by_category_and_stage_and_turns_by_outcome():
     metrics = ServiceMetrics(lambda: stats)
     metrics.observe_turn(turn(verdict("request", "S9"), None), 0.02)
     metrics.observe_turn(turn(verdict("request"), verdict("response", "S10", "S12")), 3.0)
-    metrics.observe_turn(turn(verdict("request"), verdict("response")), 2.0)
+    metrics.observe_turn(turn(verdict("request"), verdict("response"), safety_in=0.004, generate=1.9), 2.0)
     text = generate_latest(metrics.registry).decode()
 
     assert sample(text, "rag_refusals_total", category="S9", stage="request") == 1
@@ -47,6 +47,9 @@ def test_refusals_are_counted_by_category_and_stage_and_turns_by_outcome():
     assert sample(text, "rag_turn_seconds_count", outcome="refused") == 2
     assert sample(text, "rag_turn_seconds_count", outcome="answered") == 1
     assert sample(text, "rag_generated_tokens_total") == 12 and sample(text, "rag_generator_busy_seconds_total") == 0.5
+    assert sample(text, "rag_node_seconds_sum", node="safety_in") == 0.004
+    assert sample(text, "rag_node_seconds_bucket", le="0.005", node="safety_in") == 1
+    assert sample(text, "rag_node_seconds_count", node="generate") == 1
 
 
 def test_the_scrape_has_requests_latency_queue_and_process_memory():

@@ -206,6 +206,7 @@ def test_metrics_count_requests_refusals_and_tokens(server):
     assert 'rag_refusals_total{category="S9",stage="request"}' in text or 'stage="request"' in text
     assert "rag_generated_tokens_total" in text and "rag_generator_busy_seconds_total" in text
     assert "rag_turn_queue_depth" in text and "rag_http_request_seconds_bucket" in text
+    assert 'rag_node_seconds_count{node="safety_in"}' in text and 'rag_node_seconds_sum{node="refuse"}' in text
 
 
 def test_the_request_id_is_in_the_header_and_every_log_line_of_the_turn(server):

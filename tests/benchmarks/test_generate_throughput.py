@@ -10,6 +10,7 @@ import pytest
 
 from benchmarks.engine_agreement import common_prefix
 from benchmarks.generate_throughput import (
+    NODE_SECONDS,
     PROCESS_CPU,
     SERVICE_TOKENS,
     SIDES,
@@ -22,6 +23,7 @@ from benchmarks.generate_throughput import (
     entry_name,
     main,
     model_config,
+    node_ms_per_run,
     prompt_text,
     ratio,
     replica_counts,
@@ -87,6 +89,16 @@ def test_the_report_names_the_attention_backend_vllm_logged(tmp_path: Path) -> N
     log.write_text("INFO starting\n")
     assert served_attention(SIDES["project_vllm"], args, log) == "vllm: not in its log"
     assert served_attention(SIDES["baseline"], args) is None
+
+
+def test_graph_steps_are_timed_per_run_between_two_scrapes() -> None:
+    scrape = ('rag_node_seconds_count{node="safety_in"} 3.0\nrag_node_seconds_sum{node="safety_in"} 0.03\n'
+              'rag_node_seconds_count{node="generate"} 1.0\nrag_node_seconds_sum{node="generate"} 2.0\n')
+    later = scrape.replace("3.0", "5.0").replace("0.03", "0.07")
+    parse = lambda text: {(k, n): float(v) for k, n, v in NODE_SECONDS.findall(text)}
+    assert node_ms_per_run(parse(scrape), parse(later)) == {"safety_in": 20.0}  # generate did not run again
+    assert node_ms_per_run({}, parse(scrape)) == {"safety_in": 10.0, "generate": 2000.0}
+    assert node_ms_per_run({}, parse("vllm:num_requests_running 3.0\n")) == {}  # not the service
 
 
 def test_token_counters_of_the_service_and_of_vllm() -> None:
@@ -208,6 +220,7 @@ def test_a_toy_run_through_the_service_writes_the_documented_fields(
     assert project["single_stream_tokens_per_s"] > 0 and project["ttft_ms"] > 0
     assert project["aggregate_at_2"]["completed"] == 2 and not project["aggregate_at_2"]["errors"]
     assert project["service_replicas"] == 2 and project["aggregate_at_2"]["server_cpu_cores"] > 0
+    assert {"safety_in", "retrieve", "generate", "safety_out"} <= set(project["aggregate_at_2"]["node_ms_per_run"])
     assert {"command", "device", "versions", "baseline", "ratio_single", "ratio_aggregate"} <= set(report)
 
 
