@@ -200,9 +200,9 @@ def node_ms_per_run(before: dict[tuple[str, str], float], after: dict[tuple[str,
     """Mean milliseconds per run of each graph node between two readings of `node_totals` (none for a server
     that is not the service)."""
     found = {}
-    for (kind, node), count in after.items():
-        runs = count - before.get((kind, node), 0.0)
-        if kind == "count" and runs:
+    for node in {node for kind, node in after if kind == "count"}:
+        runs = after["count", node] - before.get(("count", node), 0.0)
+        if runs:
             found[node] = round(1000 * (after["sum", node] - before.get(("sum", node), 0.0)) / runs, 1)
     return found
 

@@ -51,6 +51,13 @@ RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "service_overhead.json"
 PACED_TOKENS = re.compile(rf"^{TOKENS_METRIC} (\S+)$", re.MULTILINE)
 
 
+def median_node_ms(bursts: list[dict[str, Any]]) -> dict[str, float]:
+    """Each graph step's median time per run over the bursts that timed it."""
+    timed = [burst["node_ms_per_run"] for burst in bursts if burst.get("node_ms_per_run")]
+    nodes = dict.fromkeys(node for found in timed for node in found)
+    return {node: round(statistics.median(found[node] for found in timed if node in found), 1) for node in nodes}
+
+
 async def bursts(client: httpx.AsyncClient, endpoint: Endpoint, prompt: Prompt, args: argparse.Namespace) -> dict:
     """Single-stream requests, then `--repeats` bursts of `--concurrency` requests: the median burst and all."""
     single = await single_stream(client, endpoint, prompt, args.new_tokens, args.single_runs)
@@ -64,9 +71,7 @@ async def bursts(client: httpx.AsyncClient, endpoint: Endpoint, prompt: Prompt, 
             "ttft_ms_p50_median": round(statistics.median(burst.get("ttft_ms_p50", 0.0) for burst in found), 1),
             "server_cpu_cores_median": round(statistics.median(burst.get("server_cpu_cores", 0.0)
                                                                for burst in found), 2),
-            "node_ms_per_run_median": {node: round(statistics.median(burst["node_ms_per_run"].get(node, 0.0)
-                                                                     for burst in found if "node_ms_per_run" in burst), 1)
-                                       for node in found[-1].get("node_ms_per_run", {})},
+            "node_ms_per_run_median": median_node_ms(found),
             "bursts": found,
         },
     }
