@@ -182,16 +182,25 @@ def counter(metrics_text: str, metric: re.Pattern[str]) -> float:
     return sum(float(value) for value in metric.findall(metrics_text))
 
 
+async def scrape(client: httpx.AsyncClient, urls: tuple[str, ...]) -> list[str]:
+    """The /metrics text of each server at `urls`."""
+    return [(await client.get(f"{url}/metrics")).text for url in urls]
+
+
+def total(scraped: list[str], metric: re.Pattern[str]) -> float:
+    """`metric` summed over the servers' scraped texts."""
+    return sum(counter(text, metric) for text in scraped)
+
+
 async def read_counter(client: httpx.AsyncClient, urls: tuple[str, ...], metric: re.Pattern[str]) -> float:
-    """`metric` summed over the servers at `urls`."""
-    return sum([counter((await client.get(f"{url}/metrics")).text, metric) for url in urls])
+    return total(await scrape(client, urls), metric)
 
 
-async def node_totals(client: httpx.AsyncClient, urls: tuple[str, ...]) -> dict[tuple[str, str], float]:
-    """The service's `rag_node_seconds` sums and counts, by (sum|count, node), added over the servers at `urls`."""
+def node_totals(scraped: list[str]) -> dict[tuple[str, str], float]:
+    """The service's `rag_node_seconds` sums and counts, by (sum|count, node), added over the servers' texts."""
     totals: dict[tuple[str, str], float] = {}
-    for url in urls:
-        for kind, node, value in NODE_SECONDS.findall((await client.get(f"{url}/metrics")).text):
+    for text in scraped:
+        for kind, node, value in NODE_SECONDS.findall(text):
             totals[kind, node] = totals.get((kind, node), 0.0) + float(value)
     return totals
 
@@ -248,9 +257,9 @@ async def aggregate(client: httpx.AsyncClient, endpoint: Endpoint, prompt: Promp
     """`concurrency` requests at once; server-side tokens over the time to the last completion in the window, and
     the CPU the server processes spent meanwhile (in cores: 1.0 is one core busy throughout), and the mean time of
     each step of the service's graph (guard, retrieval, generation, output check) in the turns of the window."""
-    before = await generated_tokens(client, endpoint)
-    cpu_before = await read_counter(client, endpoint.urls, PROCESS_CPU)
-    nodes_before = await node_totals(client, endpoint.urls)
+    scraped = await scrape(client, endpoint.urls)
+    before, cpu_before = total(scraped, endpoint.tokens_metric), total(scraped, PROCESS_CPU)
+    nodes_before = node_totals(scraped)
     started = time.perf_counter()
     completions: list[tuple[float, float]] = []  # (time, tokens generated so far)
     ttfts: list[float] = []
@@ -266,8 +275,9 @@ async def aggregate(client: httpx.AsyncClient, endpoint: Endpoint, prompt: Promp
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
     errors = [str(task.exception()) for task in done if task.exception() is not None]
-    server_cpu_s = await read_counter(client, endpoint.urls, PROCESS_CPU) - cpu_before
-    node_ms = node_ms_per_run(nodes_before, await node_totals(client, endpoint.urls))
+    scraped = await scrape(client, endpoint.urls)
+    server_cpu_s = total(scraped, PROCESS_CPU) - cpu_before
+    node_ms = node_ms_per_run(nodes_before, node_totals(scraped))
     if not completions:
         return {"completed": 0, "requests": concurrency, "errors": errors[:3], "tokens_per_s": None}
     last_time, tokens = max(completions)

@@ -10,7 +10,6 @@ import pytest
 
 from benchmarks.engine_agreement import common_prefix
 from benchmarks.generate_throughput import (
-    NODE_SECONDS,
     PROCESS_CPU,
     SERVICE_TOKENS,
     SIDES,
@@ -24,6 +23,7 @@ from benchmarks.generate_throughput import (
     main,
     model_config,
     node_ms_per_run,
+    node_totals,
     prompt_text,
     ratio,
     replica_counts,
@@ -95,10 +95,11 @@ def test_graph_steps_are_timed_per_run_between_two_scrapes() -> None:
     scrape = ('rag_node_seconds_count{node="safety_in"} 3.0\nrag_node_seconds_sum{node="safety_in"} 0.03\n'
               'rag_node_seconds_count{node="generate"} 1.0\nrag_node_seconds_sum{node="generate"} 2.0\n')
     later = scrape.replace("3.0", "5.0").replace("0.03", "0.07")
-    parse = lambda text: {(k, n): float(v) for k, n, v in NODE_SECONDS.findall(text)}
-    assert node_ms_per_run(parse(scrape), parse(later)) == {"safety_in": 20.0}  # generate did not run again
-    assert node_ms_per_run({}, parse(scrape)) == {"safety_in": 10.0, "generate": 2000.0}
-    assert node_ms_per_run({}, parse("vllm:num_requests_running 3.0\n")) == {}  # not the service
+    assert node_ms_per_run(node_totals([scrape]), node_totals([later])) == {"safety_in": 20.0}  # generate: no run
+    assert node_ms_per_run({}, node_totals([scrape])) == {"safety_in": 10.0, "generate": 2000.0}
+    # two replicas add up; a server that is not the service has no steps
+    assert node_ms_per_run({}, node_totals([scrape, later])) == {"safety_in": 12.5, "generate": 2000.0}
+    assert node_ms_per_run({}, node_totals(["vllm:num_requests_running 3.0\n"])) == {}
 
 
 def test_token_counters_of_the_service_and_of_vllm() -> None:
