@@ -11,7 +11,8 @@ tokens:
 - aggregate: `--concurrency` requests at once; tokens the server generated (its own /metrics counter, read as
   each request completes) over the time to the last completion inside `--window-s`, and the CPU cores the server
   processes kept busy meanwhile. A sequential engine completes only part of them inside the window: its rate is
-  constant, so that part measures it.
+  constant, so that part measures it. `--bursts N` sends N such bursts per level and reports the median one
+  (with every burst's rate beside it): a burst of 32 lasts about a second on a GPU, and one alone is noisy.
 `--service-replicas N [M ...]` starts N service processes and sends requests to them in turn, as the deployment's
 nginx does to its replicas, then M in front of the same vLLM server (a side with the model in the service's own
 process runs N only); `--service-embedding-device` places the service's guard and retriever encoders;
@@ -418,15 +419,23 @@ async def speeds(client: httpx.AsyncClient, endpoint: Endpoint, prompt: Prompt,
     """Single-stream requests one after another, then each concurrency level."""
     found = {"single": await single_stream(client, endpoint, prompt, args.new_tokens, args.single_runs)}
     for concurrency in args.concurrency:
-        found[f"aggregate_at_{concurrency}"] = await aggregate(
-            client, endpoint, prompt, args.new_tokens, concurrency, args.window_s)
+        bursts = [await aggregate(client, endpoint, prompt, args.new_tokens, concurrency, args.window_s)
+                  for _ in range(args.bursts)]
+        found[f"aggregate_at_{concurrency}"] = median_burst(bursts)
     return found
 
 
+def median_burst(bursts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The burst with the median rate (the lower middle one of an even count), and every burst's rate."""
+    rates = [burst["tokens_per_s"] or 0.0 for burst in bursts]
+    middle = bursts[rates.index(statistics.median_low(rates))]
+    return {**middle, "tokens_per_s_each_burst": rates}
+
+
 def requests_made(args: argparse.Namespace) -> int:
-    """Requests `speeds` sends: the single-stream runs and every request of each concurrency level (an aggregate
-    cut by its window still sent them all)."""
-    return args.single_runs + sum(args.concurrency)
+    """Requests `speeds` sends: the single-stream runs and every request of each burst at each concurrency level
+    (a burst cut by its window still sent them all)."""
+    return args.single_runs + args.bursts * sum(args.concurrency)
 
 
 def served_attention(side: Side, args: argparse.Namespace, model_server_log: Path | None = None) -> str | None:
@@ -589,6 +598,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--single-runs", type=int, default=3)
+    parser.add_argument("--bursts", type=int, default=3, help="bursts per concurrency level (the median reported)")
     parser.add_argument("--warmup", type=int, default=2, help="requests before timing")
     parser.add_argument("--window-s", type=float, default=60.0, help="the most an aggregate measurement waits")
     parser.add_argument("--ready-timeout-s", type=float, default=600.0)

@@ -21,6 +21,7 @@ from benchmarks.generate_throughput import (
     counter,
     entry_name,
     main,
+    median_burst,
     model_config,
     node_ms_per_run,
     node_totals,
@@ -210,7 +211,8 @@ def test_a_toy_run_through_the_service_writes_the_documented_fields(
         "--tokenizer", str(embedded_tokenizer_dir), "--shape", "tiny", "--device", "cpu",
         "--model-dir", str(tmp_path / "model"), "--sides", "project", "--concurrency", "2",
         "--single-runs", "1", "--warmup", "0", "--new-tokens", "4", "--prompt-tokens", "32",
-        "--window-s", "120", "--ready-timeout-s", "300", "--service-replicas", "2", "--out", str(out),
+        "--window-s", "120", "--ready-timeout-s", "300", "--service-replicas", "2", "--bursts", "2",
+        "--out", str(out),
     ])
     assert code == 0
     report = json.loads(out.read_text())
@@ -220,9 +222,19 @@ def test_a_toy_run_through_the_service_writes_the_documented_fields(
     assert "flash_attn_4" in report["versions"]
     assert project["single_stream_tokens_per_s"] > 0 and project["ttft_ms"] > 0
     assert project["aggregate_at_2"]["completed"] == 2 and not project["aggregate_at_2"]["errors"]
+    assert len(project["aggregate_at_2"]["tokens_per_s_each_burst"]) == 2
     assert project["service_replicas"] == 2 and project["aggregate_at_2"]["server_cpu_cores"] > 0
     assert {"safety_in", "retrieve", "generate", "safety_out"} <= set(project["aggregate_at_2"]["node_ms_per_run"])
     assert {"command", "device", "versions", "baseline", "ratio_single", "ratio_aggregate"} <= set(report)
+
+
+def test_the_median_burst_is_reported_with_every_burst_rate() -> None:
+    bursts = [{"tokens_per_s": rate, "ttft_ms_p50": rate / 10} for rate in (50.0, 90.0, 70.0)]
+    assert median_burst(bursts) == {"tokens_per_s": 70.0, "ttft_ms_p50": 7.0,
+                                    "tokens_per_s_each_burst": [50.0, 90.0, 70.0]}
+    assert median_burst(bursts[:2])["tokens_per_s"] == 50.0  # an even count: the lower middle one
+    cut = [{"tokens_per_s": None, "completed": 0}, {"tokens_per_s": 30.0, "completed": 2}]
+    assert median_burst(cut)["completed"] == 0  # a burst with nothing done counts as 0, not skipped
 
 
 def test_distinct_prompts_give_every_request_a_text_of_its_own() -> None:
