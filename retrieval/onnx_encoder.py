@@ -7,11 +7,6 @@ since torch dispatches dozens of small kernels per layer; for larger ones torch'
 of 256 tokens: 129 ms against 89 ms per text). `python -m benchmarks.guard_runtime` measures both by length and
 batch size. So `HiddenStates` sends a batch of at most `ONNX_MAX_BATCH_TOKENS` padded tokens to ONNX Runtime
 and larger ones to torch.
-On a GPU concurrent callers share forwards (retrieval.coalesce): the tokenized batches waiting when a forward
-starts are padded to one length and run together; padding is masked, so each text's states are what it gets alone.
-Not on the CPU: there a text costs about as much in a batch as alone (guard_runtime.json) and merging pads short
-texts to the longest; `python -m benchmarks.service_overhead --pin --distinct-prompts --repeats 3` gave no gain with
-it (2,612-2,632 tokens/s at 32 turns against 2,772, two runs each, alternated).
 The export (about 3 s) is cached on disk, keyed by the weights, so a restart and every process after the first
 load it in well under a second; a damaged cache file is exported again.
 """
@@ -28,8 +23,6 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from retrieval.coalesce import Coalescer
-
 if TYPE_CHECKING:
     import onnxruntime
     import torch
@@ -37,7 +30,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-Batch = dict[str, np.ndarray]  # a tokenized batch: INPUTS, each (texts, tokens)
 # Padded tokens in a batch up to which ONNX Runtime is faster on this CPU (benchmarks/results/guard_runtime.json:
 # it wins at 1x16 to 1x128 and 4x32 tokens, ties at 4x64 and 32x16, loses from 1x256 and 32x32 on).
 ONNX_MAX_BATCH_TOKENS = 128
@@ -83,13 +75,10 @@ class HiddenStates:
     """`last_hidden_state` of a tokenized batch (numpy in, numpy out): small batches through ONNX Runtime when
     it is on, the rest through the torch model."""
 
-    def __init__(self, model: torch.nn.Module, onnx: OnnxEncoder | None = None, share: bool | None = None) -> None:
-        """`share`: concurrent callers share forwards; by default on a GPU only (the module's docstring says why)."""
+    def __init__(self, model: torch.nn.Module, onnx: OnnxEncoder | None = None) -> None:
         self.model = model
         self.onnx = onnx
         self.device = next(model.parameters()).device  # read once: this runs on every verdict and query
-        share = self.device.type != "cpu" if share is None else share
-        self._together: Coalescer[Batch, np.ndarray] | None = Coalescer(self.forward_together) if share else None
 
     @classmethod
     def load(cls, model: torch.nn.Module, runtime: Runtime, cache_dir: Path) -> HiddenStates:
@@ -99,19 +88,7 @@ class HiddenStates:
         onnx = OnnxEncoder.from_model(model, cache_dir, torch.get_num_threads()) if use_onnx(runtime, device) else None
         return cls(model, onnx)
 
-    def __call__(self, batch: Batch) -> np.ndarray:
-        """`last_hidden_state` of `batch`; when shared, in one forward with those of the threads calling meanwhile."""
-        return self.forward(batch) if self._together is None else self._together(batch)
-
-    def forward_together(self, batches: list[Batch]) -> list[np.ndarray]:
-        if len(batches) == 1:
-            return [self.forward(batches[0])]
-        hidden = self.forward(padded_together(batches))
-        rows = np.cumsum([0] + [len(batch["input_ids"]) for batch in batches])
-        return [hidden[start:end, : batch["input_ids"].shape[1]]
-                for start, end, batch in zip(rows[:-1], rows[1:], batches, strict=True)]
-
-    def forward(self, batch: Batch) -> np.ndarray:
+    def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         if self.onnx is not None and batch["input_ids"].size <= ONNX_MAX_BATCH_TOKENS:
             return self.onnx(batch)
         import torch
@@ -120,18 +97,9 @@ class HiddenStates:
             inputs = {name: torch.as_tensor(ids, device=self.device) for name, ids in batch.items()}
             return self.model(**inputs).last_hidden_state.float().cpu().numpy()
 
-    def sentence_embeddings(self, batch: Batch) -> np.ndarray:
+    def sentence_embeddings(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         """Normalized mean-pooled embeddings of a tokenized batch (what sentence-transformers gives MiniLM)."""
         return mean_pooled(self(batch), batch["attention_mask"])
-
-
-def padded_together(batches: list[Batch]) -> Batch:
-    """The rows of `batches` in one batch, each padded on the right to the longest (mask 0 there)."""
-    width = max(batch["input_ids"].shape[1] for batch in batches)
-    return {
-        name: np.concatenate([np.pad(batch[name], ((0, 0), (0, width - batch[name].shape[1]))) for batch in batches])
-        for name in batches[0]
-    }
 
 
 def mean_pooled(hidden: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:

@@ -3,7 +3,6 @@ the export cached by weights and rebuilt when the cached file is damaged."""
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -61,28 +60,3 @@ def test_the_export_is_cached_and_a_damaged_file_is_exported_again(tmp_path: Pat
     exported.write_bytes(exported.read_bytes()[:1000])  # cut short, as by a full disk
     assert np.array_equal(OnnxEncoder.from_model(model, tmp_path, 1)(batch), expected)
     assert [path.name for path in tmp_path.iterdir()] == [exported.name]  # no partial file left behind
-
-
-def test_batches_run_together_give_each_text_the_states_it_gets_alone(tmp_path: Path) -> None:
-    model = load_sentence_model(EmbeddingSettings().name_or_path)
-    tokenize = lambda texts: model.tokenizer(texts, padding=True, return_tensors="np")
-    batches = [tokenize(SHORT[:2]), tokenize(LONG), tokenize(SHORT[2:])]
-    for states in (HiddenStates(model[0].auto_model),
-                   HiddenStates(model[0].auto_model, OnnxEncoder.from_model(model[0].auto_model, tmp_path, 1))):
-        together = states.forward_together(batches)
-        assert [hidden.shape[:2] for hidden in together] == [batch["input_ids"].shape for batch in batches]
-        for batch, hidden in zip(batches, together, strict=True):
-            mask = batch["attention_mask"][..., None].astype(bool)  # padded positions differ; they are masked
-            np.testing.assert_allclose(np.where(mask, hidden, 0), np.where(mask, states.forward(batch), 0), atol=1e-5)
-
-
-def test_shared_forwards_give_every_concurrent_caller_its_own_states() -> None:
-    model = load_sentence_model(EmbeddingSettings().name_or_path)
-    tokenize = lambda texts: model.tokenizer(texts, padding=True, return_tensors="np")
-    batches = [tokenize([text]) for text in SHORT + LONG] * 4
-    assert HiddenStates(model[0].auto_model)._together is None  # on the CPU each caller runs its own forward
-    shared = HiddenStates(model[0].auto_model, share=True)
-    with ThreadPoolExecutor(8) as pool:
-        together = list(pool.map(shared, batches))
-    for batch, hidden in zip(batches, together, strict=True):
-        np.testing.assert_allclose(hidden, shared.forward(batch), atol=1e-5)
