@@ -18,6 +18,7 @@ from benchmarks.generate_throughput import (
     Endpoint,
     Prompt,
     build_report,
+    burst_window,
     counter,
     entry_name,
     main,
@@ -226,6 +227,12 @@ def test_a_toy_run_through_the_service_writes_the_documented_fields(
     assert project["service_replicas"] == 2 and project["aggregate_at_2"]["server_cpu_cores"] > 0
     assert {"safety_in", "retrieve", "generate", "safety_out"} <= set(project["aggregate_at_2"]["node_ms_per_run"])
     assert {"command", "device", "versions", "baseline", "ratio_single", "ratio_aggregate"} <= set(report)
+
+
+def test_the_window_holds_at_least_two_single_stream_requests() -> None:
+    assert burst_window(20.0, 200.0, 128) == 20.0
+    assert burst_window(20.0, 5.8, 128) == 44.1  # one request alone takes 22 s
+    assert burst_window(20.0, 0.0, 128) == 20.0  # nothing measured: the asked window
 
 
 def test_the_median_burst_is_reported_with_every_burst_rate() -> None:
