@@ -11,8 +11,9 @@ tokens:
 - aggregate: `--concurrency` requests at once; tokens the server generated (its own /metrics counter, read as
   each request completes) over the time to the last completion inside `--window-s` (stretched to twice one
   single-stream request where that is longer), and the CPU cores the server processes kept busy meanwhile. A
-  sequential engine completes only part of them inside the window: its rate is constant, so that part measures it. `--bursts N` sends N such bursts per level and reports the median one
-  (with every burst's rate beside it): a burst of 32 lasts about a second on a GPU, and one alone is noisy.
+  sequential engine completes only part of them inside the window: its rate is constant, so that part measures it.
+  `--bursts N` sends N such bursts per level and reports the median one (with every burst's rate beside it): a
+  burst of 32 lasts about a second on a GPU, and one alone is noisy.
 `--service-replicas N [M ...]` starts N service processes and sends requests to them in turn, as the deployment's
 nginx does to its replicas, then M in front of the same vLLM server (a side with the model in the service's own
 process runs N only); `--service-embedding-device` places the service's guard and retriever encoders;
