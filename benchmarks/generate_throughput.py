@@ -509,8 +509,8 @@ def ratio(project: float | None, baseline: float | None) -> float | None:
     return round(project / baseline, 2) if project and baseline else None
 
 
-def replica_count(text: str) -> int:
-    """An argparse type: a whole number of service processes, at least one."""
+def at_least_one(text: str) -> int:
+    """An argparse type: a whole number, at least one (service processes, bursts)."""
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
     return int(text)
@@ -595,7 +595,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the merged copy vLLM serves: bf16, or weight-only int8 (python -m finetune.export)")
     parser.add_argument("--int8-group-size", type=int, default=64,
                         help="the int8 copy's inputs per scale (0: one scale per output channel)")
-    parser.add_argument("--service-replicas", type=replica_count, nargs="+", default=[1],
+    parser.add_argument("--service-replicas", type=at_least_one, nargs="+", default=[1],
                         help="service processes in front of the model server, requests spread over them in turn "
                              "(the deployment's replicas behind nginx); each count measured against the same "
                              "server, the last reported as the project")
@@ -608,7 +608,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--single-runs", type=int, default=3)
-    parser.add_argument("--bursts", type=int, default=3, help="bursts per concurrency level (the median reported)")
+    parser.add_argument("--bursts", type=at_least_one, default=3, help="bursts per concurrency level (the median reported)")
     parser.add_argument("--warmup", type=int, default=2, help="requests before timing")
     parser.add_argument("--window-s", type=float, default=60.0, help="the most an aggregate measurement waits")
     parser.add_argument("--ready-timeout-s", type=float, default=600.0)

@@ -153,8 +153,8 @@ def refusal_rates(refused: list[bool], labels: list[str]) -> dict[str, float]:
 
 
 def load_refusal_sets(specs: list[str]) -> tuple[list[Any], list[str]]:
-    """The `--refusal-set` prompt sets and the name of each prompt's set, in order; two sets of one name would
-    merge their rates."""
+    """The prompt sets at `specs` (FILE[:N] each) and the name of each prompt's set, in order; two sets of one name
+    would merge their rates."""
     refusal_sets = [load_prompt_set(spec) for spec in specs]
     if len({prompt_set.name for prompt_set in refusal_sets}) < len(refusal_sets):
         raise DataError("two refusal sets have the same name; their rates would be reported as one")

@@ -163,9 +163,10 @@ def test_the_report_takes_its_rows_and_ratios_from_the_entries_the_sides_ran_as(
     assert (report["ratio_single"], report["ratio_aggregate"]) == (25.0, 75.0)
 
 
-def test_a_replica_count_below_one_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("flags", [["--service-replicas", "1", "0"], ["--bursts", "0"]])
+def test_a_count_below_one_is_a_usage_error(flags: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:  # before any model is written
-        main(["--tokenizer", "t", "--service-replicas", "1", "0"])
+        main(["--tokenizer", "t", *flags])
     assert exit_info.value.code == 2 and "at least 1, got '0'" in capsys.readouterr().err
 
 
