@@ -16,7 +16,8 @@ tokens:
   burst of 32 lasts about a second on a GPU, and one alone is noisy.
 `--service-replicas N [M ...]` starts N service processes and sends requests to them in turn, as the deployment's
 nginx does to its replicas, then M in front of the same vLLM server (a side with the model in the service's own
-process runs N only); `--service-embedding-device` places the service's guard and retriever encoders;
+process runs N only); `--service-embedding-device` places the service's guard and retriever encoders and
+`--service-encoder-runtime` says what runs them (`torch`: eager kernels; the default on a GPU: CUDA graphs);
 `--vllm-weights int8` serves vLLM the int8 export of the merged copy (`python -m finetune.export`'s weight-only
 int8, `--int8-group-size` inputs per scale) instead of the bf16 one.
 The vLLM side also records how many prompt tokens the model saw per request through the service (vLLM's own
@@ -167,7 +168,8 @@ def service_config(side: Side, args: argparse.Namespace, work: Path, port: int,
                    model_server_url: str | None = None, replica: int = 0) -> Path:
     config = {
         "model": model_config(side, args, model_server_url),
-        "embedding": {"device": args.service_embedding_device},  # the guard's and the retriever's encoder
+        # the guard's and the retriever's encoder
+        "embedding": {"device": args.service_embedding_device, "runtime": args.service_encoder_runtime},
         "vector_store": {"persist_dir": str(work / f"chroma-{side.name}-{replica}")},
         # Linear: exactly one generation per turn (guard, retrieval, generation, output guard); raw tokens are
         # streamed, so the time to the first text is the model's, not the sentence gate's.
@@ -399,6 +401,7 @@ async def measure_replicas(side: Side, args: argparse.Namespace, work: Path, pro
                                   "attention": served_attention(side, args, model_server_log),
                                   "service_replicas": replicas,
                                   "service_embedding_device": args.service_embedding_device,
+                                  "service_encoder_runtime": args.service_encoder_runtime,
                                   "ready_s": round(ready_s, 1)}
         if model_server is None:
             result.update(await speeds(client, through_service, prompt, args))
@@ -601,6 +604,8 @@ def main(argv: list[str] | None = None) -> int:
                              "server, the last reported as the project")
     parser.add_argument("--service-embedding-device", choices=["auto", "cpu", "cuda"], default="auto",
                         help="embedding.device of the service: where its guard and retriever encode")
+    parser.add_argument("--service-encoder-runtime", choices=["auto", "torch", "cuda_graphs"], default="auto",
+                        help="embedding.runtime of the service: what runs its encoders (auto: CUDA graphs on a GPU)")
     parser.add_argument("--prompt-tokens", type=int, default=256)
     parser.add_argument("--distinct-prompts", action="store_true",
                         help="a ticket number of its own in front of every request, so no cache answers for it "

@@ -1,7 +1,8 @@
 """Sentence-transformers embeddings, the packaged MiniLM by default, as a LangChain `Embeddings`.
 
 On the CPU a mean-pooling model's transformer runs small batches (a query) in ONNX Runtime (retrieval.onnx_encoder;
-`embedding.runtime`): the same vectors to float32 rounding, at about half the CPU for a query.
+`embedding.runtime`): the same vectors to float32 rounding, at about half the CPU for a query. On a CUDA GPU it is
+replayed from CUDA graphs (retrieval.cuda_graphs): one launch per forward.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class SentenceTransformerEmbeddings(Embeddings):
         self.device = self.model.device  # the property walks every parameter: read it once
         self.batch_size = settings.batch_size
         # A mean-pooling model (the packaged MiniLM) is run here, through ONNX Runtime for small batches on the
-        # CPU; any other goes through sentence-transformers' own pipeline.
+        # CPU and CUDA graphs on a GPU; any other goes through sentence-transformers' own pipeline.
         self.hidden_states: HiddenStates | None = None
         if mean_pooling(self.model):
             self.hidden_states = HiddenStates.load(

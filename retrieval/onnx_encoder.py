@@ -6,7 +6,7 @@ For small batches ONNX Runtime needs about half the CPU (one thread, one 16-toke
 since torch dispatches dozens of small kernels per layer; for larger ones torch's matrix products win (32 texts
 of 256 tokens: 129 ms against 89 ms per text). `python -m benchmarks.guard_runtime` measures both by length and
 batch size. So `HiddenStates` sends a batch of at most `ONNX_MAX_BATCH_TOKENS` padded tokens to ONNX Runtime
-and larger ones to torch.
+and larger ones to torch. On a CUDA GPU it replays CUDA graphs instead (retrieval.cuda_graphs).
 The export (about 3 s) is cached on disk, keyed by the weights, so a restart and every process after the first
 load it in well under a second; a damaged cache file is exported again.
 """
@@ -27,22 +27,27 @@ if TYPE_CHECKING:
     import onnxruntime
     import torch
 
+    from retrieval.cuda_graphs import GraphedEncoder
+
 logger = logging.getLogger(__name__)
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # Padded tokens in a batch up to which ONNX Runtime is faster on this CPU (benchmarks/results/guard_runtime.json:
 # it wins at 1x16 to 1x128 and 4x32 tokens, ties at 4x64 and 32x16, loses from 1x256 and 32x32 on).
 ONNX_MAX_BATCH_TOKENS = 128
-Runtime = Literal["auto", "onnx", "torch"]
+Runtime = Literal["auto", "onnx", "torch", "cuda_graphs"]
 
 
-def use_onnx(runtime: Runtime, device: str) -> bool:
-    """ONNX Runtime serves the CPU (`auto`); on a GPU the torch model stays (no CUDA build of ONNX Runtime)."""
+def chosen_runtime(runtime: Runtime, device: str) -> Runtime:
+    """`auto`: ONNX Runtime on the CPU, CUDA graphs on a CUDA GPU (no CUDA build of ONNX Runtime here), torch on
+    anything else; a runtime named for another device is refused."""
     if runtime == "auto":
-        return device == "cpu"
+        return {"cpu": "onnx", "cuda": "cuda_graphs"}.get(device, "torch")
     if runtime == "onnx" and device != "cpu":
         raise ValueError(f"the onnx runtime serves the CPU only; the encoder is on {device}")
-    return runtime == "onnx"
+    if runtime == "cuda_graphs" and device != "cuda":
+        raise ValueError(f"the cuda_graphs runtime serves CUDA GPUs only; the encoder is on {device}")
+    return runtime
 
 
 class OnnxEncoder:
@@ -72,23 +77,32 @@ class OnnxEncoder:
 
 
 class HiddenStates:
-    """`last_hidden_state` of a tokenized batch (numpy in, numpy out): small batches through ONNX Runtime when
-    it is on, the rest through the torch model."""
+    """`last_hidden_state` of a tokenized batch (numpy in, numpy out): through CUDA graphs when they are on;
+    else small batches through ONNX Runtime when it is on, the rest through the torch model."""
 
-    def __init__(self, model: torch.nn.Module, onnx: OnnxEncoder | None = None) -> None:
+    def __init__(self, model: torch.nn.Module, onnx: OnnxEncoder | None = None,
+                 graphed: GraphedEncoder | None = None) -> None:
         self.model = model
         self.onnx = onnx
+        self.graphed = graphed
         self.device = next(model.parameters()).device  # read once: this runs on every verdict and query
 
     @classmethod
     def load(cls, model: torch.nn.Module, runtime: Runtime, cache_dir: Path) -> HiddenStates:
         import torch
 
-        device = next(model.parameters()).device.type
-        onnx = OnnxEncoder.from_model(model, cache_dir, torch.get_num_threads()) if use_onnx(runtime, device) else None
-        return cls(model, onnx)
+        chosen = chosen_runtime(runtime, next(model.parameters()).device.type)
+        if chosen == "cuda_graphs":
+            from retrieval.cuda_graphs import GraphedEncoder
+
+            return cls(model, graphed=GraphedEncoder(model))
+        if chosen == "onnx":
+            return cls(model, onnx=OnnxEncoder.from_model(model, cache_dir, torch.get_num_threads()))
+        return cls(model)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        if self.graphed is not None:
+            return self.graphed(batch)
         if self.onnx is not None and batch["input_ids"].size <= ONNX_MAX_BATCH_TOKENS:
             return self.onnx(batch)
         import torch

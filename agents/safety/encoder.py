@@ -11,7 +11,7 @@ The heads are trained on embeddings from this same encoder (`EMBEDDING_DTYPE` is
 Since issue 20 the encoder is MiniLM fine-tuned for the guard (lab.guard.tune_encoder): a LoRA adapter shipped
 beside the heads, merged into a private float32 copy at load, so a verdict costs what a plain MiniLM forward does.
 On the CPU that forward runs in ONNX Runtime (retrieval.onnx_encoder): the same float32 embeddings, so the same
-thresholds, at less than half the CPU.
+thresholds, at less than half the CPU; on a CUDA GPU it is replayed from CUDA graphs (retrieval.cuda_graphs).
 """
 
 from __future__ import annotations

@@ -125,11 +125,12 @@ def test_replicas_get_requests_in_turn_and_stores_of_their_own(tmp_path: Path) -
 
     endpoint = Endpoint(("http://a", "http://b"), "aligned-rag", SERVICE_TOKENS)
     assert [endpoint.url(turn) for turn in range(3)] == ["http://a", "http://b", "http://a"]
-    args = argparse.Namespace(model_dir=tmp_path, concurrency=[8], new_tokens=16, service_embedding_device="cpu")
+    args = argparse.Namespace(model_dir=tmp_path, concurrency=[8], new_tokens=16, service_embedding_device="cpu",
+                              service_encoder_runtime="torch")
     configs = [yaml.safe_load(service_config(SIDES["project_vllm"], args, tmp_path, 8000 + replica,
                                              "http://127.0.0.1:9", replica).read_text()) for replica in (0, 1)]
     assert configs[0]["vector_store"]["persist_dir"] != configs[1]["vector_store"]["persist_dir"]
-    assert configs[0]["embedding"]["device"] == "cpu" and configs[1]["api"]["port"] == 8001
+    assert configs[0]["embedding"] == {"device": "cpu", "runtime": "torch"} and configs[1]["api"]["port"] == 8001
 
 
 def test_replica_counts_apply_where_the_model_has_a_server_of_its_own() -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from configs.settings import EmbeddingSettings
 from retrieval.embeddings import SentenceTransformerEmbeddings, load_sentence_model
-from retrieval.onnx_encoder import ONNX_MAX_BATCH_TOKENS, HiddenStates, OnnxEncoder, use_onnx
+from retrieval.onnx_encoder import ONNX_MAX_BATCH_TOKENS, HiddenStates, OnnxEncoder, chosen_runtime
 
 pytestmark = pytest.mark.slow
 
@@ -18,11 +18,14 @@ SHORT = ["How do I page an Incident Commander from Slack?", "SEV-1 or SEV-2?", "
 LONG = [" ".join(["The incident commander coordinates the response and keeps the timeline."] * 12)]
 
 
-def test_onnx_serves_the_cpu_and_torch_the_gpu() -> None:
-    assert use_onnx("auto", "cpu") and not use_onnx("auto", "cuda")
-    assert not use_onnx("torch", "cpu") and use_onnx("onnx", "cpu")
+def test_onnx_serves_the_cpu_and_cuda_graphs_the_gpu() -> None:
+    assert chosen_runtime("auto", "cpu") == "onnx" and chosen_runtime("auto", "cuda") == "cuda_graphs"
+    assert chosen_runtime("auto", "mps") == "torch"
+    assert chosen_runtime("torch", "cpu") == "torch" and chosen_runtime("torch", "cuda") == "torch"
     with pytest.raises(ValueError, match="CPU only"):
-        use_onnx("onnx", "cuda")
+        chosen_runtime("onnx", "cuda")
+    with pytest.raises(ValueError, match="CUDA GPUs only"):
+        chosen_runtime("cuda_graphs", "cpu")
 
 
 def test_both_runtimes_give_the_same_vectors() -> None:
