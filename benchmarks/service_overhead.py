@@ -88,7 +88,7 @@ async def measure(args: argparse.Namespace, prompt: Prompt, work: Path) -> dict[
                     str(args.interval_s), "--tokens-per-chunk", str(args.tokens_per_chunk)],
                    paced_port, work / "paced.log", "/health", cpus=others)
     config_args = argparse.Namespace(concurrency=[args.concurrency], new_tokens=args.new_tokens,
-                                     service_embedding_device="cpu")
+                                     service_embedding_device="cpu", service_encoder_runtime="auto")
     config = service_config(SIDES["project_vllm"], config_args, work, service_port, paced.url)
     service = Server.service(config, service_port, work / "service.log", cpus={0} if args.pin else None)
     try:
