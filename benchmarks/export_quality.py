@@ -1,11 +1,12 @@
-"""Does the int8 export keep the aligned model's quality?
+"""Does a quantized export (`--weights int8` or `fp8`) keep the aligned model's quality?
 
 The real aligned model (the packaged SmolLM2-135M-Instruct with the shipped ULMA adapter, or `--base` and
-`--adapter`) is exported by `finetune.export` twice: merged in bf16, and merged with its decoder linear weights in
-weight-only int8 (`--group-size` inputs per scale). Both are read back from disk by transformers (the int8 copy
-unpacked to bf16 weights: what vLLM's int8 kernels multiply by, in bf16 activations with fp32 accumulation) and
-compared in plain `generate`, greedy:
-- agreement of the int8 copy's answers with the bf16 copy's on `--prompts` HH test conversations;
+`--adapter`) is exported by `finetune.export` twice: merged in bf16, and merged with its decoder linear weights
+quantized: weight-only int8 (`--group-size` inputs per scale), or fp8 weights and inputs. Both are read back from
+disk by transformers (the quantized weights restored to bf16: what vLLM's int8 kernels multiply by, in bf16
+activations with fp32 accumulation; for fp8 each linear layer's input is also rounded to float8 with one scale per
+token, as vLLM's FP8 kernels take it) and compared in plain `generate`, greedy:
+- agreement of the quantized copy's answers with the bf16 copy's on `--prompts` HH test conversations;
 - perplexity of the HH test chosen responses after their conversations, teacher-forced;
 - with `--harmful`, `--benign` and `--lookalike` prompt sets (the alignment evaluation's flags), its refusal
   rates (its judge, its answer length, batched as it batches): per set, and pooled per kind as the evaluation
@@ -14,7 +15,7 @@ compared in plain `generate`, greedy:
 The issue's bars for a quantized serving path: perplexity within 1% of the bf16 merged model, refusal rates
 within 2 points. vLLM itself cannot serve this small model's int8 copy (its int8 kernels need layer widths in
 multiples of 128; SmolLM2's are 576), so the engine is plain `generate` for both. Writes
-benchmarks/results/export_quality.json.
+benchmarks/results/export_quality.json; result fields are named by the copy (`int8_perplexity`, `fp8_perplexity`).
 
     python -m benchmarks.export_quality --harmful var/alignment/sets/test/test_advbench.json
 """
@@ -48,14 +49,43 @@ KINDS = ("harmful", "benign", "lookalike")  # the alignment evaluation's prompt 
 
 
 def load_copy(directory: Path, device: str) -> Any:
-    """An exported folder in bf16 on `device`; an int8 one unpacked into bf16 weights at load."""
+    """An exported folder in bf16 on `device`; a quantized one with its weights restored to bf16 at load, and its
+    linear layers' inputs rounded as the served kernels round them (`round_inputs_as_served`)."""
     import torch
     from transformers import AutoModelForCausalLM, CompressedTensorsConfig
 
-    quantized = "quantization_config" in json.loads((directory / "config.json").read_text(encoding="utf-8"))
-    extra = {"quantization_config": CompressedTensorsConfig(run_compressed=False)} if quantized else {}
-    return AutoModelForCausalLM.from_pretrained(directory, dtype=torch.bfloat16, device_map={"": device},
-                                                **extra).eval()
+    quantization = json.loads((directory / "config.json").read_text(encoding="utf-8")).get("quantization_config")
+    extra = {"quantization_config": CompressedTensorsConfig(run_compressed=False)} if quantization else {}
+    model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.bfloat16, device_map={"": device},
+                                                 **extra).eval()
+    if quantization:
+        round_inputs_as_served(model, quantization)
+    return model
+
+
+def round_inputs_as_served(model: Any, quantization: dict[str, Any]) -> int:
+    """Round the inputs of the quantized linear layers as the copy's `input_activations` say (fp8: float8, one
+    scale per token, computed as they arrive), through compressed-tensors' own rounding; transformers' loader
+    restores the weights only. Returns how many layers round their inputs (0 for weight-only int8)."""
+    from compressed_tensors.quantization import QuantizationScheme
+    from compressed_tensors.quantization.lifecycle.forward import fake_quantize
+    from compressed_tensors.quantization.utils import compute_dynamic_scales_and_zp
+
+    from finetune.export import QUANTIZED_WEIGHT
+
+    (group,) = quantization["config_groups"].values()
+    inputs = QuantizationScheme.model_validate(group).input_activations
+    if inputs is None:
+        return 0
+
+    def rounded(module: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        scale, zero_point = compute_dynamic_scales_and_zp(value=args[0], args=inputs, module=module)
+        return (fake_quantize(args[0], scale, zero_point, inputs), *args[1:])
+
+    layers = [module for name, module in model.named_modules() if QUANTIZED_WEIGHT.match(f"{name}.weight")]
+    for module in layers:
+        module.register_forward_pre_hook(rounded)
+    return len(layers)
 
 
 def measure_copy(model: Any, tokenizer: Any, args: argparse.Namespace, prompts: list[list[int]],
@@ -79,7 +109,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
     import transformers
     from transformers import AutoTokenizer
 
-    from finetune.export import save_int8, save_merged
+    from finetune.export import save_merged, save_quantized
 
     specs = [(kind, spec) for kind in KINDS for spec in getattr(args, kind)]
     refusal_sets, set_names = load_refusal_sets([spec for _, spec in specs])
@@ -89,9 +119,11 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
     examples = hh_examples(data, args.prompts)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     settings = ModelSettings(name_or_path=args.base, adapter_path=str(args.adapter), device=device)
-    label = f"g{args.group_size}" if args.group_size else "channel"
+    copy = args.weights  # the quantized copy's name in the result
+    group_size = (args.group_size or None) if copy == "int8" else None
+    label = copy + (f"-g{group_size}" if group_size else "-channel")
     bf16_dir = save_merged(settings, args.work_dir / "bf16")
-    int8_dir = save_int8(bf16_dir, args.work_dir / f"int8-{label}", device, args.group_size or None)
+    quantized_dir = save_quantized(bf16_dir, args.work_dir / label, copy, device, group_size)
 
     tokenizer = AutoTokenizer.from_pretrained(bf16_dir)
     prompts = [tokenizer.apply_chat_template(conversation, add_generation_prompt=True, tokenize=True,
@@ -102,14 +134,14 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
     counts = [len(r) for r in responses]
     conversations = [conversation for prompt_set in refusal_sets for conversation in prompt_set.conversations]
     found = {}
-    for name, directory in (("bf16", bf16_dir), ("int8", int8_dir)):
+    for name, directory in (("bf16", bf16_dir), (copy, quantized_dir)):
         model = load_copy(directory, device)
         found[name] = measure_copy(model, AutoTokenizer.from_pretrained(directory), args, prompts, sequences,
                                    starts, conversations)
         del model
         if device == "cuda":
             torch.cuda.empty_cache()
-    bf16_ppl, int8_ppl = (perplexity(found[name]["logprob_sums"], counts) for name in ("bf16", "int8"))
+    bf16_ppl, quantized_ppl = (perplexity(found[name]["logprob_sums"], counts) for name in ("bf16", copy))
     return {
         "command": "python -m benchmarks.export_quality " + " ".join(argv or sys.argv[1:]),
         "date": datetime.date.today().isoformat(),
@@ -117,41 +149,44 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
         "model": args.base,
         "adapter": str(args.adapter),
-        "int8": {"group_size": args.group_size or "one scale per output channel",
-                 "bytes": sum(path.stat().st_size for path in int8_dir.glob("*.safetensors")),
-                 "bf16_bytes": sum(path.stat().st_size for path in bf16_dir.glob("*.safetensors"))},
+        copy: {"group_size": group_size or "one scale per output channel",
+               **({"inputs": "float8, one scale per token"} if copy == "fp8" else {}),
+               "bytes": sum(path.stat().st_size for path in quantized_dir.glob("*.safetensors")),
+               "bf16_bytes": sum(path.stat().st_size for path in bf16_dir.glob("*.safetensors"))},
         "prompts": len(prompts),
         "new_tokens": args.new_tokens,
         "response_tokens": sum(counts),
-        "agreement_with_bf16": agreement(found["bf16"]["answers"], found["int8"]["answers"]),
+        "agreement_with_bf16": agreement(found["bf16"]["answers"], found[copy]["answers"]),
         "bf16_perplexity": round(bf16_ppl, 4),
-        "int8_perplexity": round(int8_ppl, 4),
-        "perplexity_ratio": round(int8_ppl / bf16_ppl, 4),
+        f"{copy}_perplexity": round(quantized_ppl, 4),
+        "perplexity_ratio": round(quantized_ppl / bf16_ppl, 4),
         "refusal_sets": {prompt_set.name: prompt_set.describe() for prompt_set in refusal_sets},
         "refusal_new_tokens": args.refusal_new_tokens,
         "refusal_repetition_penalty": args.repetition_penalty,
-        **refusal_comparison(found["bf16"]["refused"], found["int8"]["refused"], set_names, kinds),
+        **(refusal_comparison(found["bf16"]["refused"], found[copy]["refused"], set_names, kinds, copy)
+           if refusal_sets else {}),
     }
 
 
-def refusal_comparison(bf16: list[bool], int8: list[bool], set_names: list[str], kinds: list[str]) -> dict[str, Any]:
+def refusal_comparison(bf16: list[bool], quantized: list[bool], set_names: list[str], kinds: list[str],
+                       copy: str) -> dict[str, Any]:
     """Both copies' refusal rates per set and pooled per kind, their largest differences, and per set the prompts
-    whose verdict changed in each direction."""
+    whose verdict changed in each direction; the quantized copy's fields carry its name (`copy`)."""
     rates = {name: {"set": refusal_rates(refused, set_names), "kind": refusal_rates(refused, kinds)}
-             for name, refused in (("bf16", bf16), ("int8", int8))}
-    changed: dict[str, dict[str, int]] = {name: {"int8_only_refused": 0, "bf16_only_refused": 0}
+             for name, refused in (("bf16", bf16), (copy, quantized))}
+    changed: dict[str, dict[str, int]] = {name: {f"{copy}_only_refused": 0, "bf16_only_refused": 0}
                                           for name in dict.fromkeys(set_names)}
-    for name, bf16_refused, int8_refused in zip(set_names, bf16, int8, strict=True):
-        if int8_refused != bf16_refused:
-            changed[name]["int8_only_refused" if int8_refused else "bf16_only_refused"] += 1
+    for name, bf16_refused, quantized_refused in zip(set_names, bf16, quantized, strict=True):
+        if quantized_refused != bf16_refused:
+            changed[name][f"{copy}_only_refused" if quantized_refused else "bf16_only_refused"] += 1
     return {
         "bf16_refusal_rates": rates["bf16"]["set"],
-        "int8_refusal_rates": rates["int8"]["set"],
-        "refusal_rate_largest_difference_points": largest_difference_points(rates["int8"]["set"],
+        f"{copy}_refusal_rates": rates[copy]["set"],
+        "refusal_rate_largest_difference_points": largest_difference_points(rates[copy]["set"],
                                                                             rates["bf16"]["set"]),
         "bf16_refusal_rates_by_kind": rates["bf16"]["kind"],
-        "int8_refusal_rates_by_kind": rates["int8"]["kind"],
-        "refusal_rate_by_kind_largest_difference_points": largest_difference_points(rates["int8"]["kind"],
+        f"{copy}_refusal_rates_by_kind": rates[copy]["kind"],
+        "refusal_rate_by_kind_largest_difference_points": largest_difference_points(rates[copy]["kind"],
                                                                                     rates["bf16"]["kind"]),
         "refusal_verdicts_changed": changed,
     }
@@ -162,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", default=EMBEDDED_GENERATOR, help="the base model the adapter was trained on")
     parser.add_argument("--adapter", type=Path, default=EMBEDDED_ADAPTER)
+    parser.add_argument("--weights", choices=["int8", "fp8"], default="int8",
+                        help="the quantized copy (python -m finetune.export --weights): int8 weight-only, or fp8 "
+                             "weights and inputs")
     parser.add_argument("--group-size", type=int, default=64, help="the int8 copy's inputs per scale (0: per channel)")
     parser.add_argument("--prompts", type=int, default=50)
     parser.add_argument("--new-tokens", type=int, default=64)
@@ -185,15 +223,17 @@ def main(argv: list[str] | None = None) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
         match = result["agreement_with_bf16"]
+        copy = args.weights
         print(f"{'copy':<6}{'perplexity':>12}  refusal rates")
-        for name in ("bf16", "int8"):
-            print(f"{name:<6}{result[f'{name}_perplexity']:>12}  {result[f'{name}_refusal_rates']}")
-        print(f"pooled per kind: bf16 {result['bf16_refusal_rates_by_kind']}, int8 "
-              f"{result['int8_refusal_rates_by_kind']}")
-        print(f"int8/bf16 perplexity {result['perplexity_ratio']}x; largest refusal-rate difference "
-              f"{result['refusal_rate_largest_difference_points']} points per set, "
-              f"{result['refusal_rate_by_kind_largest_difference_points']} per kind; {match['exact_matches']}/"
-              f"{result['prompts']} greedy answers identical")
+        for name in ("bf16", copy):
+            print(f"{name:<6}{result[f'{name}_perplexity']:>12}  {result.get(f'{name}_refusal_rates', '-')}")
+        print(f"{copy}/bf16 perplexity {result['perplexity_ratio']}x; {match['exact_matches']}/{result['prompts']} "
+              "greedy answers identical")
+        if "refusal_verdicts_changed" in result:
+            print(f"pooled per kind: bf16 {result['bf16_refusal_rates_by_kind']}, {copy} "
+                  f"{result[f'{copy}_refusal_rates_by_kind']}; largest refusal-rate difference "
+                  f"{result['refusal_rate_largest_difference_points']} points per set, "
+                  f"{result['refusal_rate_by_kind_largest_difference_points']} per kind")
         return 0
 
     return run_cli(measure, debug=args.debug)

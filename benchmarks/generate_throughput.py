@@ -474,7 +474,7 @@ def prepare(args: argparse.Namespace) -> Any:
     """The random 8B-shaped model and adapter, once; the tokenizer for the prompts."""
     from benchmarks.llama_shape import save_merged_model, save_random_adapter, save_random_model
     from configs.settings import ModelSettings
-    from finetune.export import save_int8
+    from finetune.export import save_quantized
     from finetune.modeling import load_tokenizer
 
     tokenizer = load_tokenizer(ModelSettings(name_or_path=str(args.tokenizer)))
@@ -484,7 +484,7 @@ def prepare(args: argparse.Namespace) -> Any:
         merged = save_merged_model(args.model_dir / "model", args.model_dir / "adapter", args.model_dir / "merged",
                                    args.device)
         if args.vllm_weights == "int8" and not (served_dir(args) / "config.json").is_file():
-            save_int8(merged, served_dir(args), args.device, args.int8_group_size or None)
+            save_quantized(merged, served_dir(args), "int8", args.device, args.int8_group_size or None)
     return tokenizer
 
 

@@ -1,4 +1,4 @@
-"""The int8 export's quality benchmark, end to end on CPU at toy size (the recorded run used the GPU)."""
+"""The quantized exports' quality benchmark, end to end on CPU at toy size."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def test_refusals_are_compared_per_set_pooled_per_kind_and_counted_where_they_ch
     kinds = ["harmful"] * 4 + ["lookalike"] * 4
     bf16 = [True, True, True, False, True, False, False, False]
     int8 = [True, True, True, True, False, False, False, True]
-    found = refusal_comparison(bf16, int8, names, kinds)
+    found = refusal_comparison(bf16, int8, names, kinds, "int8")
     assert found["bf16_refusal_rates"] == {"advbench": 0.75, "written": 0.5, "coconot": 0.0}
     assert found["int8_refusal_rates"] == {"advbench": 1.0, "written": 0.0, "coconot": 0.5}
     assert found["refusal_rate_largest_difference_points"] == 50.0
@@ -48,18 +48,45 @@ def test_refusals_are_compared_per_set_pooled_per_kind_and_counted_where_they_ch
 
 
 @pytest.mark.slow
-def test_the_report_compares_the_int8_copy_with_the_bf16_copy(tmp_path: Path, hh_file: Path) -> None:
+@pytest.mark.parametrize(("weights", "folder"), [("int8", "int8-g64"), ("fp8", "fp8-channel")])
+def test_the_report_compares_the_quantized_copy_with_the_bf16_copy(tmp_path: Path, hh_file: Path, weights: str,
+                                                                   folder: str) -> None:
     out = tmp_path / "export_quality.json"
     assert main(["--device", "cpu", "--data", str(hh_file), "--prompts", "2", "--new-tokens", "4",
                  "--harmful", str(harmful_set(tmp_path / "sets" / "harmful.json")), "--refusal-new-tokens", "8",
-                 "--work-dir", str(tmp_path / "work"), "--out", str(out)]) == 0
+                 "--weights", weights, "--work-dir", str(tmp_path / "work"), "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["command"].startswith("python -m benchmarks.export_quality")
-    assert report["int8"]["group_size"] == 64 and report["int8"]["bytes"] < report["int8"]["bf16_bytes"]
+    assert report[weights]["bytes"] < report[weights]["bf16_bytes"]
+    assert report[weights]["group_size"] == (64 if weights == "int8" else "one scale per output channel")
     assert report["prompts"] == 2 and report["agreement_with_bf16"]["exact_matches"] in (0, 1, 2)
-    assert report["perplexity_ratio"] == pytest.approx(report["int8_perplexity"] / report["bf16_perplexity"],
+    assert report["perplexity_ratio"] == pytest.approx(report[f"{weights}_perplexity"] / report["bf16_perplexity"],
                                                        abs=1e-3)
-    assert set(report["bf16_refusal_rates"]) == set(report["int8_refusal_rates"]) == {"harmful"}
-    assert set(report["int8_refusal_rates_by_kind"]) == {"harmful"}
+    assert set(report["bf16_refusal_rates"]) == set(report[f"{weights}_refusal_rates"]) == {"harmful"}
+    assert set(report[f"{weights}_refusal_rates_by_kind"]) == {"harmful"}
     assert sum(report["refusal_verdicts_changed"]["harmful"].values()) <= 2
-    assert sorted(path.name for path in (tmp_path / "work").iterdir()) == ["bf16", "int8-g64"]
+    assert sorted(path.name for path in (tmp_path / "work").iterdir()) == ["bf16", folder]
+
+
+def test_an_fp8_copy_rounds_each_linear_input_to_float8_per_token_and_int8_rounds_none(tmp_path: Path) -> None:
+    import torch
+
+    from benchmarks.export_quality import load_copy
+    from finetune.export import save_quantized
+    from tests.finetune.conftest import tiny_llama
+
+    bf16 = tiny_llama(tmp_path / "bf16")
+    assert load_copy(save_quantized(bf16, tmp_path / "int8"), "cpu")._forward_pre_hooks == {}
+    model = load_copy(save_quantized(bf16, tmp_path / "fp8", "fp8"), "cpu")
+    layer = model.model.layers[0].mlp.down_proj
+    seen = []
+    layer.register_forward_hook(lambda module, args, output: seen.append(args[0]))
+    torch.manual_seed(0)
+    with torch.inference_mode():
+        model(input_ids=torch.randint(0, 1000, (2, 5)))
+    (rounded,) = seen
+    scale = rounded.float().abs().amax(dim=-1, keepdim=True) / torch.finfo(torch.float8_e4m3fn).max
+    on_grid = (rounded.float() / scale).to(torch.float8_e4m3fn).float() * scale
+    torch.testing.assert_close(on_grid, rounded.float(), rtol=2 ** -7, atol=0)  # bf16's rounding of the result
+    hooked = [name for name, module in model.named_modules() if module._forward_pre_hooks]
+    assert len(hooked) == 2 * 7 and all(name.endswith("_proj") for name in hooked)

@@ -1,4 +1,5 @@
-"""The export an external server loads: the merged bf16 copy and its weight-only int8 form (compressed-tensors)."""
+"""The export an external server loads: the merged bf16 copy, its weight-only int8 form and its fp8 form
+(compressed-tensors)."""
 
 from __future__ import annotations
 
@@ -9,19 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from configs.settings import EMBEDDED_ADAPTER
-from finetune.export import QUANTIZED_WEIGHT, ExportError, main, save_int8, write_model
-
-
-def tiny_llama(directory: Path) -> Path:
-    """A random Llama whose widths the int8 format packs (multiples of 64), with a real tokenizer."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, vocab_size=49152, tie_word_embeddings=False)
-    model = LlamaForCausalLM._from_config(config, dtype=torch.bfloat16)
-    return write_model(model, AutoTokenizer.from_pretrained(EMBEDDED_ADAPTER), directory)
+from finetune.export import QUANTIZED_WEIGHT, ExportError, main, save_quantized
+from tests.finetune.conftest import tiny_llama
 
 
 def load_dequantized(directory: Path):
@@ -41,7 +31,7 @@ def bf16_dir(tmp_path_factory) -> Path:
 def test_int8_weights_round_trip_within_half_a_step(bf16_dir: Path, tmp_path: Path, group_size: int | None):
     from transformers import AutoModelForCausalLM
 
-    out = save_int8(bf16_dir, tmp_path / "int8", group_size=group_size)
+    out = save_quantized(bf16_dir, tmp_path / "int8", group_size=group_size)
     config = json.loads((out / "config.json").read_text())["quantization_config"]
     weights = config["config_groups"]["group_0"]["weights"]
     assert (config["quant_method"], config["format"], config["ignore"]) == ("compressed-tensors",
@@ -67,10 +57,39 @@ def test_int8_weights_round_trip_within_half_a_step(bf16_dir: Path, tmp_path: Pa
         assert not torch.equal(restored[name], weight), f"{name} was not quantized"
 
 
+def test_fp8_stores_float8_weights_per_channel_and_marks_inputs_per_token(bf16_dir: Path, tmp_path: Path):
+    from safetensors import safe_open
+    from transformers import AutoModelForCausalLM
+
+    out = save_quantized(bf16_dir, tmp_path / "fp8", "fp8")
+    config = json.loads((out / "config.json").read_text())["quantization_config"]
+    group = config["config_groups"]["group_0"]
+    assert (config["format"], config["ignore"]) == ("float-quantized", ["lm_head"])
+    assert {key: group["weights"][key] for key in ("num_bits", "type", "strategy", "dynamic")} == {
+        "num_bits": 8, "type": "float", "strategy": "channel", "dynamic": False}
+    assert {key: group["input_activations"][key] for key in ("num_bits", "type", "strategy", "dynamic")} == {
+        "num_bits": 8, "type": "float", "strategy": "token", "dynamic": True}
+    with safe_open(out / "model.safetensors", "pt") as stored:
+        weight = stored.get_tensor("model.layers.0.mlp.down_proj.weight")
+        scale = stored.get_tensor("model.layers.0.mlp.down_proj.weight_scale")
+    assert weight.dtype == torch.float8_e4m3fn and tuple(weight.shape) == (128, 256) and scale.shape == (128, 1)
+
+    original = AutoModelForCausalLM.from_pretrained(bf16_dir, dtype=torch.bfloat16).state_dict()
+    restored = load_dequantized(out).state_dict()
+    for name in (name for name in original if QUANTIZED_WEIGHT.match(name)):
+        weight = original[name].float()
+        step = weight.abs().amax(dim=1, keepdim=True) / torch.finfo(torch.float8_e4m3fn).max  # the channel's scale
+        error = (restored[name].float() - weight).abs()
+        # Three mantissa bits: half a step is 2^-4 of the value (2^-10 of the scale below float8's normal range),
+        # plus bf16's rounding of the scale and of the restored value.
+        assert (error <= 2 ** -4 * weight.abs() + 2 ** -10 * step + 2 ** -6 * weight.abs()).all(), name
+        assert not torch.equal(restored[name], original[name]), f"{name} was not quantized"
+
+
 def test_int8_stores_half_the_linear_bytes(bf16_dir: Path, tmp_path: Path):
     from safetensors import safe_open
 
-    out = save_int8(bf16_dir, tmp_path / "int8", group_size=None)
+    out = save_quantized(bf16_dir, tmp_path / "int8", group_size=None)
     with safe_open(out / "model.safetensors", "pt") as stored:
         packed = stored.get_tensor("model.layers.0.mlp.down_proj.weight_packed")
         shape = stored.get_tensor("model.layers.0.mlp.down_proj.weight_shape")
@@ -82,12 +101,12 @@ def test_int8_stores_half_the_linear_bytes(bf16_dir: Path, tmp_path: Path):
 
 def test_bad_folders_are_refused_and_leave_nothing(bf16_dir: Path, tmp_path: Path):
     with pytest.raises(ExportError, match="not a model folder"):
-        save_int8(tmp_path, tmp_path / "out")
-    int8 = save_int8(bf16_dir, tmp_path / "int8")
+        save_quantized(tmp_path, tmp_path / "out")
+    int8 = save_quantized(bf16_dir, tmp_path / "int8")
     with pytest.raises(ExportError, match="already quantized"):
-        save_int8(int8, tmp_path / "again")
+        save_quantized(int8, tmp_path / "again")
     with pytest.raises(ExportError, match="groups of 96"):
-        save_int8(bf16_dir, tmp_path / "odd", group_size=96)
+        save_quantized(bf16_dir, tmp_path / "odd", group_size=96)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["int8"]  # nothing half-written
 
 
