@@ -63,10 +63,10 @@ def load_copy(directory: Path, device: str) -> Any:
     return model
 
 
-def round_inputs_as_served(model: Any, quantization: dict[str, Any]) -> int:
+def round_inputs_as_served(model: Any, quantization: dict[str, Any]) -> None:
     """Round the inputs of the quantized linear layers as the copy's `input_activations` say (fp8: float8, one
-    scale per token, computed as they arrive), through compressed-tensors' own rounding; transformers' loader
-    restores the weights only. Returns how many layers round their inputs (0 for weight-only int8)."""
+    scale per token, computed as they arrive; weight-only int8: none), through compressed-tensors' own rounding;
+    transformers' loader restores the weights only."""
     from compressed_tensors.quantization import QuantizationScheme
     from compressed_tensors.quantization.lifecycle.forward import fake_quantize
     from compressed_tensors.quantization.utils import compute_dynamic_scales_and_zp
@@ -76,16 +76,15 @@ def round_inputs_as_served(model: Any, quantization: dict[str, Any]) -> int:
     (group,) = quantization["config_groups"].values()
     inputs = QuantizationScheme.model_validate(group).input_activations
     if inputs is None:
-        return 0
+        return
 
     def rounded(module: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
         scale, zero_point = compute_dynamic_scales_and_zp(value=args[0], args=inputs, module=module)
         return (fake_quantize(args[0], scale, zero_point, inputs), *args[1:])
 
-    layers = [module for name, module in model.named_modules() if QUANTIZED_WEIGHT.match(f"{name}.weight")]
-    for module in layers:
-        module.register_forward_pre_hook(rounded)
-    return len(layers)
+    for name, module in model.named_modules():
+        if QUANTIZED_WEIGHT.match(f"{name}.weight"):
+            module.register_forward_pre_hook(rounded)
 
 
 def measure_copy(model: Any, tokenizer: Any, args: argparse.Namespace, prompts: list[list[int]],
