@@ -144,37 +144,43 @@ def prompt_text(tokenizer: Any, tokens: int) -> str:
     return text + question
 
 
-def model_config(side: Side, args: argparse.Namespace, model_server_url: str | None) -> dict[str, Any]:
-    """The service's `model` settings: the model in its own process, or the vLLM server at `model_server_url`."""
+def model_config(side: Side, model_dir: Path | None, max_concurrent: int, new_tokens: int,
+                 model_server_url: str | None) -> dict[str, Any]:
+    """The service's `model` settings: the model in `model_dir` in its own process, or the vLLM server at
+    `model_server_url`."""
     if side.backend == "openai":
         return {
             "backend": "openai",
             "openai": {"base_url": f"{model_server_url}/v1", "model": VLLM_MODEL_NAME, "read_timeout_s": 600,
-                       "max_concurrent_requests": max(args.concurrency)},
-            "max_new_tokens": args.new_tokens,
+                       "max_concurrent_requests": max_concurrent},
+            "max_new_tokens": new_tokens,
         }
+    if model_dir is None:
+        raise ValueError(f"side {side.name} loads the model in the service: it needs the model's folder")
     return {
-        "name_or_path": str(args.model_dir / "model"),
-        "adapter_path": str(args.model_dir / "adapter"),
+        "name_or_path": str(model_dir / "model"),
+        "adapter_path": str(model_dir / "adapter"),
         "quantization": {"load_in_4bit": side.load_in_4bit},
-        "max_new_tokens": args.new_tokens,
+        "max_new_tokens": new_tokens,
         "max_input_tokens": 4096,
         "repetition_penalty": 1.0,
-        "engine": {"kind": side.engine, "max_concurrent": max(args.concurrency), "attention": side.attention},
+        "engine": {"kind": side.engine, "max_concurrent": max_concurrent, "attention": side.attention},
     }
 
 
-def service_config(side: Side, args: argparse.Namespace, work: Path, port: int,
-                   model_server_url: str | None = None, replica: int = 0) -> Path:
+def service_config(side: Side, work: Path, port: int, *, max_concurrent: int, new_tokens: int,
+                   embedding: dict[str, str], model_dir: Path | None = None, model_server_url: str | None = None,
+                   replica: int = 0) -> Path:
+    """A service replica's YAML profile under `work`; `embedding` is its `embedding` section (where and on what
+    its guard and retriever encode)."""
     config = {
-        "model": model_config(side, args, model_server_url),
-        # the guard's and the retriever's encoder
-        "embedding": {"device": args.service_embedding_device, "runtime": args.service_encoder_runtime},
+        "model": model_config(side, model_dir, max_concurrent, new_tokens, model_server_url),
+        "embedding": embedding,
         "vector_store": {"persist_dir": str(work / f"chroma-{side.name}-{replica}")},
         # Linear: exactly one generation per turn (guard, retrieval, generation, output guard); raw tokens are
         # streamed, so the time to the first text is the model's, not the sentence gate's.
         "agent": {"checkpointer": "memory", "check_stream_sentences": False, "workflow": "linear"},
-        "api": {"port": port, "rate_limit_per_minute": 0, "max_queued_turns": 4 * max(args.concurrency),
+        "api": {"port": port, "rate_limit_per_minute": 0, "max_queued_turns": 4 * max_concurrent,
                 "generation_timeout_s": 3600, "log_json": False},
     }
     path = work / f"{side.name}-{replica}.yaml"
@@ -388,7 +394,10 @@ async def measure_replicas(side: Side, args: argparse.Namespace, work: Path, pro
         started = time.perf_counter()
         for replica in range(replicas):
             port = free_port()
-            config = service_config(side, args, work, port, model_server and model_server.url, replica)
+            config = service_config(
+                side, work, port, model_dir=args.model_dir, max_concurrent=max(args.concurrency),
+                new_tokens=args.new_tokens, model_server_url=model_server and model_server.url, replica=replica,
+                embedding={"device": args.service_embedding_device, "runtime": args.service_encoder_runtime})
             services.append(Server.service(config, port, work / f"{side.name}-{replica}.log"))
         for service in services:
             await service.wait_ready(client, args.ready_timeout_s)

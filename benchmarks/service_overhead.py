@@ -87,9 +87,9 @@ async def measure(args: argparse.Namespace, prompt: Prompt, work: Path) -> dict[
     paced = Server([sys.executable, "-m", "benchmarks.paced_server", "--port", str(paced_port), "--interval-s",
                     str(args.interval_s), "--tokens-per-chunk", str(args.tokens_per_chunk)],
                    paced_port, work / "paced.log", "/health", cpus=others)
-    config_args = argparse.Namespace(concurrency=[args.concurrency], new_tokens=args.new_tokens,
-                                     service_embedding_device="cpu", service_encoder_runtime="auto")
-    config = service_config(SIDES["project_vllm"], config_args, work, service_port, paced.url)
+    config = service_config(SIDES["project_vllm"], work, service_port, max_concurrent=args.concurrency,
+                            new_tokens=args.new_tokens, model_server_url=paced.url,
+                            embedding={"device": "cpu", "runtime": "auto"})
     service = Server.service(config, service_port, work / "service.log", cpus={0} if args.pin else None)
     try:
         async with httpx.AsyncClient(timeout=httpx.Timeout(args.window_s + 60, connect=10),

@@ -65,13 +65,15 @@ def test_the_vllm_side_points_the_service_at_its_own_vllm_server(tmp_path: Path)
     assert flags["--model"] == str(tmp_path / "merged") and flags["--port"] == "8123"
     assert flags["--host"] == "127.0.0.1" and flags["--gpu-memory-utilization"] == "0.7"
     assert int(flags["--max-num-seqs"]) >= 32  # every concurrent request in one batch
-    remote = model_config(SIDES["project_vllm"], args, "http://127.0.0.1:8123")
+    remote = model_config(SIDES["project_vllm"], None, 32, 128, "http://127.0.0.1:8123")
     assert remote["backend"] == "openai" and remote["max_new_tokens"] == 128
     assert remote["openai"]["base_url"] == "http://127.0.0.1:8123/v1"
     assert remote["openai"]["model"] == flags["--served-model-name"]
     assert remote["openai"]["max_concurrent_requests"] == 32
-    local = model_config(SIDES["project"], args, None)
+    local = model_config(SIDES["project"], tmp_path, 32, 128, None)
     assert local["engine"]["kind"] == "continuous" and local["adapter_path"] == str(tmp_path / "adapter")
+    with pytest.raises(ValueError, match="needs the model's folder"):
+        model_config(SIDES["project"], None, 32, 128, None)
     # --vllm-weights int8 serves the int8 export of the same merged copy, named by its group size
     args.vllm_weights = "int8"
     assert vllm_command(args, 8123)[4] == str(tmp_path / "merged-int8-g64")
@@ -119,16 +121,15 @@ def test_token_counters_of_the_service_and_of_vllm() -> None:
 
 
 def test_replicas_get_requests_in_turn_and_stores_of_their_own(tmp_path: Path) -> None:
-    import argparse
 
     import yaml
 
     endpoint = Endpoint(("http://a", "http://b"), "aligned-rag", SERVICE_TOKENS)
     assert [endpoint.url(turn) for turn in range(3)] == ["http://a", "http://b", "http://a"]
-    args = argparse.Namespace(model_dir=tmp_path, concurrency=[8], new_tokens=16, service_embedding_device="cpu",
-                              service_encoder_runtime="torch")
-    configs = [yaml.safe_load(service_config(SIDES["project_vllm"], args, tmp_path, 8000 + replica,
-                                             "http://127.0.0.1:9", replica).read_text()) for replica in (0, 1)]
+    embedding = {"device": "cpu", "runtime": "torch"}
+    configs = [yaml.safe_load(service_config(SIDES["project_vllm"], tmp_path, 8000 + replica, max_concurrent=8,
+                                             new_tokens=16, embedding=embedding, model_server_url="http://127.0.0.1:9",
+                                             replica=replica).read_text()) for replica in (0, 1)]
     assert configs[0]["vector_store"]["persist_dir"] != configs[1]["vector_store"]["persist_dir"]
     assert configs[0]["embedding"] == {"device": "cpu", "runtime": "torch"} and configs[1]["api"]["port"] == 8001
 
