@@ -8,7 +8,7 @@ guard's public API one at a time (one thread), interleaved so all see the same m
 thresholds were calibrated on float32 scores: the report gives each variant's absolute score differences from
 torch float32 and the verdicts that flip at the shipped thresholds. It also splits one request verdict into
 tokenizing, the forward and the heads, and times the forward per text by length and batch size for torch and
-ONNX Runtime alone (the crossover behind retrieval.onnx_encoder.ONNX_MAX_BATCH_TOKENS).
+ONNX Runtime alone (the crossover behind retrieval.hidden_states.ONNX_MAX_BATCH_TOKENS).
 Measured for issue 20 (benchmarks/results/guard_runtime.json): int8 halves the forward but flips about 4% of
 the verdicts; ONNX Runtime halves it for short texts with the scores unchanged, so the CPU guard uses it.
 """
@@ -35,7 +35,7 @@ from lab.guard.cli import base_parser, run, settings_from
 from lab.guard.sources import MIX_FILE, load_mix
 from lab.guard.splits import request_validation_sets, response_validation_sets
 from lab.guard.training_data import Example, SafetyData, SplitSizes
-from retrieval.onnx_encoder import ONNX_MAX_BATCH_TOKENS, HiddenStates
+from retrieval.hidden_states import ONNX_MAX_BATCH_TOKENS, HiddenStates
 
 LENGTHS = (16, 32, 64, 128, 256)
 BATCHES = (1, 4, 32)

@@ -176,11 +176,15 @@ class ModelSettings(BaseModel):
     engine: EngineSettings = EngineSettings()
 
 
+# What runs the MiniLM encoders' forward (retrieval.hidden_states chooses for `auto`).
+EncoderRuntime = Literal["auto", "onnx", "torch", "cuda_graphs"]
+
+
 class EmbeddingSettings(BaseModel):
     name_or_path: str = EMBEDDED_EMBEDDER
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     batch_size: int = Field(32, gt=0)
-    runtime: Literal["auto", "onnx", "torch", "cuda_graphs"] = Field(
+    runtime: EncoderRuntime = Field(
         "auto",
         description="what runs the MiniLM encoders (retrieval and the guard): onnx, ONNX Runtime on the CPU (the "
         "same float32 results at about half the CPU; exported once, cached under ~/.cache/aligned-rag/onnx); "

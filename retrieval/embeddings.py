@@ -1,6 +1,6 @@
 """Sentence-transformers embeddings, the packaged MiniLM by default, as a LangChain `Embeddings`.
 
-On the CPU a mean-pooling model's transformer runs small batches (a query) in ONNX Runtime (retrieval.onnx_encoder;
+On the CPU a mean-pooling model's transformer runs small batches (a query) in ONNX Runtime (retrieval.hidden_states;
 `embedding.runtime`): the same vectors to float32 rounding, at about half the CPU for a query. On a CUDA GPU it is
 replayed from CUDA graphs (retrieval.cuda_graphs): one launch per forward.
 """
@@ -15,7 +15,8 @@ import numpy as np
 from langchain_core.embeddings import Embeddings
 
 from configs.settings import DEFAULT_CACHE_DIR, EMBEDDED_EMBEDDER, EmbeddingSettings
-from retrieval.onnx_encoder import INPUTS, HiddenStates
+from retrieval.hidden_states import HiddenStates
+from retrieval.onnx_encoder import INPUTS
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer

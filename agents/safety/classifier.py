@@ -22,8 +22,7 @@ from agents.safety.conversation import last_user_turn, request_views, word_windo
 from agents.safety.encoder import EMBEDDING_DTYPE, SentenceEncoder
 from agents.safety.heads import ClassifierFilesError, GuardHeads, StageHeads, load_heads
 from agents.safety.verdict import Judge, Verdict
-from configs.settings import AppSettings
-from retrieval.onnx_encoder import Runtime
+from configs.settings import AppSettings, EncoderRuntime
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +107,7 @@ class EmbeddingClassifierGuard:
         classifier_path: Path,
         *,
         device: str = "cpu",
-        runtime: Runtime = "auto",
+        runtime: EncoderRuntime = "auto",
         request_threshold: float | None = None,
         response_threshold: float | None = None,
         category_min_probability: float = 0.35,

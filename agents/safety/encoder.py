@@ -10,7 +10,7 @@ embeddings to cosine 0.94-0.99 and made each text's embedding depend on the othe
 The heads are trained on embeddings from this same encoder (`EMBEDDING_DTYPE` is in the manifest).
 Since issue 20 the encoder is MiniLM fine-tuned for the guard (lab.guard.tune_encoder): a LoRA adapter shipped
 beside the heads, merged into a private float32 copy at load, so a verdict costs what a plain MiniLM forward does.
-On the CPU that forward runs in ONNX Runtime (retrieval.onnx_encoder): the same float32 embeddings, so the same
+On the CPU that forward runs in ONNX Runtime (retrieval.hidden_states): the same float32 embeddings, so the same
 thresholds, at less than half the CPU; on a CUDA GPU it is replayed from CUDA graphs (retrieval.cuda_graphs).
 """
 
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from configs.settings import DEFAULT_CACHE_DIR
-from retrieval.onnx_encoder import HiddenStates, Runtime
+from configs.settings import DEFAULT_CACHE_DIR, EncoderRuntime
+from retrieval.hidden_states import HiddenStates
 
 EMBEDDING_DTYPE = "float32"
 MAX_TOKENS = 256  # all-MiniLM-L6-v2 was trained on at most 256 word pieces; answer windows stay below
@@ -43,7 +43,7 @@ class SentenceEncoder:
     @classmethod
     def load(
         cls, embedder: str, device: str = "cpu", cache_size: int = 256, adapter: Path | None = None,
-        runtime: Runtime = "auto",
+        runtime: EncoderRuntime = "auto",
     ) -> SentenceEncoder:
         """`embedder`'s transformer, with the PEFT `adapter` folder merged into it when one is given."""
         import torch

@@ -61,7 +61,7 @@ def test_replayed_graphs_give_what_the_eager_forward_gives_on_the_gpu(minilm) ->
     import threading
 
     from retrieval.cuda_graphs import GraphedEncoder
-    from retrieval.onnx_encoder import HiddenStates
+    from retrieval.hidden_states import HiddenStates
 
     model = minilm[0].auto_model.to("cuda").eval()
     eager, graphed = HiddenStates(model), GraphedEncoder(model)
