@@ -48,6 +48,7 @@ from lab.guard.splits import (
     request_validation_sets,
     response_validation_sets,
 )
+from lab.guard.threshold_sweep import plot_threshold_sweep, threshold_sweep
 from lab.guard.training_data import Example, SafetyData, SplitSizes, normalize
 
 T = TypeVar("T")
@@ -84,6 +85,7 @@ LONG_HARMFUL_SETS = ("harmful_val", "advbench_deduplicated", "written_test_unsaf
 LONG_BENIGN_SETS = {"harmless_val_sample": 300, "written_test_lookalikes": None, TECHNICAL: None}
 KB_QUESTIONS = Path("kb-pagerduty-ir") / "qa.jsonl"
 DICES_SET = "dices/350_expert"
+AILUMINATE_SET = "ailuminate/demo_en"
 DICES_EXPERT = Path("safety-extra") / "dices" / "350_expert.jsonl"
 
 
@@ -195,6 +197,14 @@ def lookalike_report(request: dict[str, Any]) -> dict[str, Any]:
                for name in LOOKALIKE_SETS if name in request["per_split"]}
     pooled = pooled_metrics([request["per_split"][name] for name in per_set])
     return {"per_set": per_set, "pooled_fpr": pooled["fpr"], "technical_questions_fpr": request["per_split"][TECHNICAL]["fpr"]}
+
+
+def request_threshold_sweep(sets: dict[str, list[Example]], verdicts: dict[str, list[Verdict]],
+                            calibration: list[str], in_use: float) -> dict[str, Any]:
+    scores = {name: np.array([v.score for v in found]) for name, found in verdicts.items()}
+    return threshold_sweep(sets, scores, unseen=[name for name in sets if name not in calibration],
+                           lookalikes=[name for name in LOOKALIKE_SETS if name in sets], technical=TECHNICAL,
+                           ailuminate=AILUMINATE_SET, in_use=in_use)
 
 
 def kb_questions(guard: SafetyGuard, data_dir: Path) -> dict[str, Any]:
@@ -370,9 +380,15 @@ def evaluate(settings: AppSettings, backends: list[str], limit: int | None, mix:
         result: dict[str, Any] = {"configuration": backend_configuration(name, settings)}
         for stage, sets in sampled.items():
             result[stage] = stage_report(sets, *verdicts[stage], calibration_sets(mix, stage))
+        if name == "classifier":
+            in_use = settings.safety.request_threshold  # an override, else the trained one
+            if in_use is None:
+                in_use = result["configuration"]["thresholds"]["request"]
+            result["threshold_sweep"] = request_threshold_sweep(
+                sampled["request"], verdicts["request"][0], calibration_sets(mix, "request"), in_use)
         result["lookalikes"] = lookalike_report(result["request"])
-        result["ailuminate"] = category_recall(sampled["request"]["ailuminate/demo_en"],
-                                               verdicts["request"][0]["ailuminate/demo_en"])
+        result["ailuminate"] = category_recall(sampled["request"][AILUMINATE_SET],
+                                               verdicts["request"][0][AILUMINATE_SET])
         result["kb_questions"] = kb_questions(guard, data.data_dir)
         requests = sampled["request"]
         result["long_requests"] = long_requests(
@@ -421,6 +437,14 @@ def print_summary(report: dict[str, Any]) -> None:
                       f"{long['harmful_run_on_recall']:.1%}), benign flagged {long['benign_after_document_fpr']:.1%} "
                       f"(run on {long['benign_run_on_fpr']:.1%}, alone {long['benign_alone_fpr']:.1%}), "
                       f"documents alone {long['documents_alone_fpr']:.1%}")
+        if "threshold_sweep" in result:
+            sweep = result["threshold_sweep"]
+            for label, row in (("at any threshold", sweep["best_unseen_f1"]),
+                               ("within the false-positive targets", sweep["best_unseen_f1_within_fpr_targets"])):
+                if row is not None:
+                    console.print(f"best unseen request F1 {label} (picked on the measured sets: an upper bound): "
+                                  f"{row['unseen_f1']} at {row['threshold']}, look-alike FPR {row['lookalike_fpr']}, "
+                                  f"technical FPR {row['technical_fpr']}, AILuminate {row['ailuminate_mean_recall']}")
         kb = result["kb_questions"]
         console.print(f"knowledge-base turns flagged: {len(kb['flagged'])} of {kb['turns']}; "
                       f"request latency {result['request']['latency_ms']}")
@@ -446,6 +470,9 @@ def main(args: argparse.Namespace) -> int:
     args.output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print_summary(report)
     print(f"wrote {args.output}")
+    if "classifier" in report["backends"]:
+        chart = args.output.with_name(f"{args.output.stem}_threshold_sweep.png")
+        print(f"wrote {plot_threshold_sweep(report['backends']['classifier']['threshold_sweep'], chart)}")
     return 0
 
 
