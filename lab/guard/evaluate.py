@@ -181,7 +181,7 @@ def category_recall(rows: list[Example], verdicts: list[Verdict]) -> dict[str, A
     """Per hazard code: the share flagged (recall) and the share flagged with that code first."""
     by_code: dict[str, list[Verdict]] = defaultdict(list)
     for example, verdict in zip(rows, verdicts, strict=True):
-        by_code[example.categories[0] if example.categories else "unmapped"].append(verdict)
+        by_code[example.primary_category].append(verdict)
     table = {code: {"rows": len(found), "recall": round(float(np.mean([not v.safe for v in found])), 4),
                     "named_correctly": round(float(np.mean([bool(v.categories) and v.categories[0] == code
                                                             for v in found])), 4)}

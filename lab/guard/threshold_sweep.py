@@ -32,7 +32,7 @@ def _pooled(truth: list[np.ndarray], scores: list[np.ndarray], threshold: float)
 def _category_recall(rows: list[Example], scores: np.ndarray, threshold: float) -> float:
     by_code: dict[str, list[bool]] = defaultdict(list)
     for example, score in zip(rows, scores, strict=True):
-        by_code[example.categories[0] if example.categories else "unmapped"].append(bool(score >= threshold))
+        by_code[example.primary_category].append(bool(score >= threshold))
     return round(float(np.mean([np.mean(flags) for flags in by_code.values()])), 4)
 
 

@@ -189,7 +189,7 @@ def response_stage(data: SafetyData, mix: Mix, vectors: dict[str, np.ndarray], t
     threshold, metrics = calibrate(
         {name: unsafe_head.unsafe_probability(features_of(rows)) for name, rows in validation.items()},
         truth_of(validation), calibration_sets(mix, "response"), max_fpr)
-    by_category = Counter(e.categories[0] if e.categories else "unmapped" for e in examples if e.unsafe)
+    by_category = Counter(e.primary_category for e in examples if e.unsafe)
     report = {
         "examples": len(examples),
         "unsafe": int(labels.sum()),

@@ -109,6 +109,11 @@ class Example:
     source: str = ""
     answer: str | None = None
 
+    @property
+    def primary_category(self) -> str:
+        """The first hazard code, which per-category figures count it under ("unmapped" when it has none)."""
+        return self.categories[0] if self.categories else "unmapped"
+
 
 def seeded_bucket(text: str, seed: int) -> int:
     """A stable 0..99 bucket for a text: the same text lands in the same split on every machine."""
