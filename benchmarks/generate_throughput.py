@@ -48,14 +48,14 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import httpx
 import yaml
 
 from benchmarks.servers import VLLM_MODEL_NAME, Server, env_pair, free_port, vllm_server_command
 from configs.cli import run_cli
-from configs.settings import PROJECT_ROOT
+from configs.settings import PROJECT_ROOT, EncoderRuntime
 
 logger = logging.getLogger("benchmarks.generate_throughput")
 
@@ -613,7 +613,7 @@ def main(argv: list[str] | None = None) -> int:
                              "server, the last reported as the project")
     parser.add_argument("--service-embedding-device", choices=["auto", "cpu", "cuda"], default="auto",
                         help="embedding.device of the service: where its guard and retriever encode")
-    parser.add_argument("--service-encoder-runtime", choices=["auto", "torch", "cuda_graphs"], default="auto",
+    parser.add_argument("--service-encoder-runtime", choices=get_args(EncoderRuntime), default="auto",
                         help="embedding.runtime of the service: what runs its encoders (auto: CUDA graphs on a GPU)")
     parser.add_argument("--prompt-tokens", type=int, default=256)
     parser.add_argument("--distinct-prompts", action="store_true",

@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from agents.safety.classifier import EmbeddingClassifierGuard
 from agents.safety.heads import MANIFEST_FILE
 from agents.safety.verdict import HAZARD_CATEGORIES, SafetyGuard, Verdict
 from configs.settings import PROJECT_ROOT, AppSettings
@@ -380,12 +381,9 @@ def evaluate(settings: AppSettings, backends: list[str], limit: int | None, mix:
         result: dict[str, Any] = {"configuration": backend_configuration(name, settings)}
         for stage, sets in sampled.items():
             result[stage] = stage_report(sets, *verdicts[stage], calibration_sets(mix, stage))
-        if name == "classifier":
-            in_use = settings.safety.request_threshold  # an override, else the trained one
-            if in_use is None:
-                in_use = result["configuration"]["thresholds"]["request"]
+        if isinstance(guard, EmbeddingClassifierGuard):  # the one backend with a request threshold to move
             result["threshold_sweep"] = request_threshold_sweep(
-                sampled["request"], verdicts["request"][0], calibration_sets(mix, "request"), in_use)
+                sampled["request"], verdicts["request"][0], calibration_sets(mix, "request"), guard.request_threshold)
         result["lookalikes"] = lookalike_report(result["request"])
         result["ailuminate"] = category_recall(sampled["request"][AILUMINATE_SET],
                                                verdicts["request"][0][AILUMINATE_SET])
